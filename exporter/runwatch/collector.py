@@ -1,0 +1,152 @@
+"""The Prometheus collector: metric families built from a snapshot per scrape.
+
+This is the exporter guidelines' way: nothing is stored in prometheus_client
+metric objects, so a run that is forgotten leaves no stale series, and two
+concurrent scrapes each see one consistent snapshot. The metric contract is in
+DESIGN.md and README.md.
+"""
+from __future__ import annotations
+
+import time
+
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily,
+                                    StateSetMetricFamily)
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .events import RUN_STATES, VM_POWER_STATES
+from .runs import Registry
+
+RID = ["run_id"]
+
+
+class RunwatchCollector(Collector):
+    def __init__(self, registry: Registry, *, wall_clock: bool = True, self_metrics: bool = True,
+                 extra=None):
+        """wall_clock=False leaves out metrics that depend on when they are read
+        (timestamps, ETA, cost): `runwatch scan` prints what a log contains."""
+        self.registry = registry
+        self.wall_clock = wall_clock
+        self.self_metrics = self_metrics
+        self.extra = extra or []        # more collect() callables (Loki shipper health, …)
+        self.last_duration = 0.0
+
+    def describe(self):
+        return []    # unchecked collector: families depend on the runs
+
+    def collect(self):
+        t0 = time.perf_counter()
+        now = time.time()
+        snaps = self.registry.snapshot(now)
+        yield from self._runs(snaps, now)
+        if self.self_metrics:
+            yield from self._self(snaps)
+        for extra in self.extra:
+            yield from extra()
+        self.last_duration = time.perf_counter() - t0
+
+    # ------------------------------------------------------------ per run
+
+    def _runs(self, snaps, now):
+        info = InfoMetricFamily("runwatch_run", "What a run is: kind, source, url and configured labels.")
+        state = StateSetMetricFamily("runwatch_run_state", "Run state (pending, running, succeeded, failed, canceled).", labels=RID)
+        phase = InfoMetricFamily("runwatch_run_phase", "The run's current phase.", labels=RID)
+        g = lambda name, doc, labels=RID: GaugeMetricFamily(name, doc, labels=labels)  # noqa: E731
+        c = lambda name, doc, labels=RID: CounterMetricFamily(name, doc, labels=labels)  # noqa: E731
+        progress = g("runwatch_run_progress_ratio", "Fraction of the run done, 0 to 1.")
+        planned = g("runwatch_tasks_planned", "Tasks the run will do (10 from 'Task 1/10').")
+        started = c("runwatch_tasks_started", "Tasks started.")
+        completed = c("runwatch_tasks_completed", "Tasks finished, whatever the result.")
+        failed = c("runwatch_tasks_failed", "Tasks that finished as failures.")
+        steps = c("runwatch_steps", "Agent steps by action.", RID + ["action"])
+        bstep = g("runwatch_docker_build_step", "Current docker build step (5 of 'Step 5/12'; BuildKit: distinct steps started).")
+        bsteps = g("runwatch_docker_build_steps", "Total docker build steps (12 of 'Step 5/12'; BuildKit: sum over stages).")
+        bdone = g("runwatch_docker_build_steps_done", "Docker build steps finished (BuildKit DONE or CACHED; classic: steps before the current one).")
+        score = g("runwatch_score", "Latest score by name.", RID + ["name"])
+        best = g("runwatch_best_score", "Best score so far by name.", RID + ["name"])
+        errors = c("runwatch_errors", "Error lines and error events.")
+        art = g("runwatch_artifact_available", "1 when the artifact is available, 0 while it is not.", RID + ["artifact"])
+        vm = StateSetMetricFamily("runwatch_vm_power_state", "Power state of a VM the run uses.", labels=RID + ["vm"])
+        lines = c("runwatch_lines", "Lines of output read for the run.")
+        cut = c("runwatch_lines_cut", "Lines longer than the limit, cut to it.")
+        bad = c("runwatch_line_decode_errors", "Invalid UTF-8 sequences replaced in the run's output.")
+        up = g("runwatch_source_up", "1 while the run's source answers, 0 while it fails.", RID + ["source"])
+        fams = [info, state, phase, progress, planned, started, completed, failed, steps, bstep, bsteps,
+                bdone, score, best, errors, art, vm, lines, cut, bad, up]
+        if self.wall_clock:
+            start = g("runwatch_run_start_timestamp_seconds", "When the run started.")
+            end = g("runwatch_run_end_timestamp_seconds", "When the run finished; absent while it runs.")
+            lastp = g("runwatch_run_last_progress_timestamp_seconds", "Last time the run's progress moved.")
+            lastl = g("runwatch_run_last_line_timestamp_seconds", "Last time any output arrived.")
+            eta = g("runwatch_run_eta_seconds", "Estimated time left; absent when unknown.")
+            cost = g("runwatch_cost_usd", "Money spent so far.")
+            rate = g("runwatch_cost_rate_usd_per_hour", "Current billing rate; 0 while not billed.")
+            proj = g("runwatch_cost_projected_usd", "Cost so far plus rate times ETA.")
+            budget = g("runwatch_cost_budget_usd", "The run's configured budget.")
+            fams += [start, end, lastp, lastl, eta, cost, rate, proj, budget]
+
+        for run, s in snaps:
+            rid = run.spec.id
+            r = [rid]
+            labels = {"run_id": rid, "kind": run.spec.kind, "source": run.spec.source, "url": run.spec.url}
+            for k, v in run.spec.labels.items():
+                labels.setdefault(k, str(v))
+            info.add_metric([], labels)
+            st = s["state"]
+            state.add_metric(r, {name: name == st for name in RUN_STATES})
+            if s["phase"]:
+                phase.add_metric(r, {"phase": s["phase"]})
+            if s["progress"] is not None:
+                progress.add_metric(r, s["progress"])
+            if s["tasks_planned"] is not None:
+                planned.add_metric(r, s["tasks_planned"])
+            started.add_metric(r, s["tasks_started"])
+            completed.add_metric(r, s["tasks_completed"])
+            failed.add_metric(r, s["tasks_failed"])
+            for action, n in s["steps"].items():
+                steps.add_metric([rid, action], n)
+            if s["build_step"] is not None:
+                bstep.add_metric(r, s["build_step"])
+            if s["build_steps"] is not None:
+                bsteps.add_metric(r, s["build_steps"])
+            if s["build_done"] is not None:
+                bdone.add_metric(r, s["build_done"])
+            for name, v in s["scores"].items():
+                score.add_metric([rid, name], v)
+            for name, v in s["best_scores"].items():
+                best.add_metric([rid, name], v)
+            errors.add_metric(r, s["errors"])
+            for name, (avail, _since) in s["artifacts"].items():
+                art.add_metric([rid, name], 1.0 if avail else 0.0)
+            for vm_name, pstate in s["vm_power"].items():
+                vm.add_metric([rid, vm_name], {n: n == pstate for n in VM_POWER_STATES})
+            lines.add_metric(r, s["lines"])
+            cut.add_metric(r, s["lines_cut"])
+            bad.add_metric(r, s["decode_errors"])
+            for source, ok in s["sources_up"].items():
+                up.add_metric([rid, source], 1.0 if ok else 0.0)
+            if self.wall_clock:
+                for fam, key in ((start, "start_ts"), (end, "end_ts"), (lastp, "last_progress_ts"),
+                                 (lastl, "last_line_ts"), (eta, "eta"), (cost, "cost"),
+                                 (rate, "cost_rate"), (proj, "cost_projected"), (budget, "budget")):
+                    v = s[key]
+                    if v is not None:
+                        fam.add_metric(r, v)
+        return fams
+
+    # ------------------------------------------------------------ itself
+
+    def _self(self, snaps):
+        reg = self.registry
+        b = InfoMetricFamily("runwatch_build", "runwatch version.")
+        b.add_metric([], {"version": __version__})
+        yield b
+        yield GaugeMetricFamily("runwatch_runs", "Runs runwatch currently exports.", value=len(snaps))
+        yield CounterMetricFamily("runwatch_read_lines", "Lines read from all sources.", value=reg.lines_total)
+        yield CounterMetricFamily("runwatch_read_lines_cut", "Lines cut to the length limit, all sources.",
+                                  value=reg.lines_cut_total)
+        yield CounterMetricFamily("runwatch_read_decode_errors", "Invalid UTF-8 sequences replaced, all sources.",
+                                  value=reg.decode_errors_total)
+        yield GaugeMetricFamily("runwatch_scrape_duration_seconds",
+                                "How long the previous collection of these metrics took.",
+                                value=self.last_duration)

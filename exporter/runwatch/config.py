@@ -1,0 +1,139 @@
+"""The `runwatch serve` config: which runs to follow, how to read them.
+
+Every problem is a ConfigError naming file:line and the reason; unknown keys
+name the nearest valid key. Packs are compiled here too, so `runwatch check`
+finds a broken regex before `serve` starts. The keys are documented in README.md.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from .cli import DEFAULT_LISTEN, DEFAULT_MAX_LINE
+from .packs import Pack, builtin_names, load_builtin, load_pack_file
+from .runs import RUN_ID_RE, RunSpec
+from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file
+
+TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "runs")
+RUN_KEYS = ("id", "file", "from", "packs", "rules", "kind", "url", "labels", "cost_per_hour", "budget_usd")
+LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RESERVED_LABELS = {"run_id", "kind", "source", "url", "job", "instance"}
+
+
+@dataclass
+class RunConfig:
+    spec: RunSpec
+    file: str                 # a path, or "-" for stdin
+    from_start: bool
+    packs: list[Pack]
+
+
+@dataclass
+class Config:
+    path: str
+    listen: tuple[str, int]
+    max_line_bytes: int = DEFAULT_MAX_LINE
+    grace_seconds: float = 300.0
+    poll_interval: float = 0.02
+    runs: list[RunConfig] = field(default_factory=list)
+
+
+def _listen(value, m: Map, key) -> tuple[str, int]:
+    from .cli import _listen as parse
+    try:
+        return parse(str(value))
+    except Exception as e:  # argparse.ArgumentTypeError
+        raise ConfigError(m.file, m.line_of(key), f"listen: {e}") from None
+
+
+def _number(m: Map, key: str, default, *, minimum: float = 0, integer: bool = False):
+    if key not in m:
+        return default
+    v = expect(m[key], int if integer else (int, float), m, key, key)
+    if v < minimum:
+        raise ConfigError(m.file, m.line_of(key), f"{key} must be at least {minimum}, got {v}")
+    return v
+
+
+def load_config(path: str) -> Config:
+    data = load_file(path)
+    if data is None:
+        raise ConfigError(path, 1, "the config is empty; it needs at least a 'runs:' list")
+    if not isinstance(data, Map):
+        raise ConfigError(path, getattr(data, "line", 1), "the config must be a mapping with a 'runs:' list")
+    check_keys(data, TOP_KEYS, "the config")
+    cfg = Config(path=path, listen=_listen(data.get("listen", DEFAULT_LISTEN), data, "listen"))
+    cfg.max_line_bytes = _number(data, "max_line_bytes", DEFAULT_MAX_LINE, minimum=1, integer=True)
+    cfg.grace_seconds = float(_number(data, "grace_seconds", 300.0))
+    cfg.poll_interval = float(_number(data, "poll_interval", 0.02, minimum=0.001))
+    runs = data.get("runs")
+    if not isinstance(runs, Seq) or not runs:
+        raise ConfigError(path, data.line_of("runs"), "'runs:' must be a non-empty list of runs")
+    base = os.path.dirname(os.path.abspath(path))
+    seen: dict[str, int | None] = {}
+    for i, r in enumerate(runs):
+        if not isinstance(r, Map):
+            raise ConfigError(path, runs.line_of(i), "each run is a mapping with at least 'id' and 'file'")
+        cfg.runs.append(_run(r, base, seen))
+    return cfg
+
+
+def _run(r: Map, base: str, seen: dict) -> RunConfig:
+    check_keys(r, RUN_KEYS, "a run")
+    f = r.file
+    if "id" not in r:
+        raise ConfigError(f, r.line, "a run needs an 'id' (its run_id label)")
+    rid = str(r["id"])
+    if not RUN_ID_RE.match(rid):
+        raise ConfigError(f, r.line_of("id"), f"id {rid!r}: use letters, digits and _ . : - (at most 128)")
+    if rid in seen:
+        raise ConfigError(f, r.line_of("id"), f"duplicate run id {rid!r} (first at line {seen[rid]})")
+    seen[rid] = r.line_of("id")
+    if "file" not in r:
+        raise ConfigError(f, r.line, f"run {rid!r} needs a source: 'file: PATH' (or 'file: -' for stdin)")
+    src = expect(r["file"], str, r, "file", f"run {rid!r}: file")
+    if src != "-":
+        src = os.path.join(base, os.path.expanduser(src))
+    start = r.get("from", "start")
+    if start not in ("start", "end"):
+        raise ConfigError(f, r.line_of("from"), f"run {rid!r}: 'from' is start or end, got {start!r}")
+
+    names = r.get("packs", ["python"])
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list):
+        raise ConfigError(f, r.line_of("packs"), f"run {rid!r}: packs must be a list of pack names")
+    packs = []
+    for j, n in enumerate(names):
+        line = names.line_of(j) if isinstance(names, Seq) else r.line_of("packs")
+        packs.append(load_builtin(str(n), f, line))
+    rules = r.get("rules", [])
+    if isinstance(rules, str):
+        rules = [rules]
+    for j, rf in enumerate(rules):
+        p = os.path.join(base, os.path.expanduser(str(rf)))
+        if not os.path.exists(p):
+            line = rules.line_of(j) if isinstance(rules, Seq) else r.line_of("rules")
+            raise ConfigError(f, line, f"run {rid!r}: rules file {rf!r} not found (looked at {p})")
+        packs.append(load_pack_file(p))
+    if not packs:
+        raise ConfigError(f, r.line, f"run {rid!r}: no packs; built-in packs: {', '.join(builtin_names())}")
+
+    labels = r.get("labels", {}) or {}
+    if not isinstance(labels, dict):
+        raise ConfigError(f, r.line_of("labels"), f"run {rid!r}: labels must be a mapping name: value")
+    for k, v in labels.items():
+        line = labels.line_of(k) if isinstance(labels, Map) else r.line_of("labels")
+        if not LABEL_RE.match(str(k)) or str(k).startswith("__"):
+            raise ConfigError(f, line, f"run {rid!r}: {k!r} is not a valid Prometheus label name")
+        if k in RESERVED_LABELS:
+            raise ConfigError(f, line, f"run {rid!r}: label {k!r} is set by runwatch; choose another name")
+        if isinstance(v, (dict, list)):
+            raise ConfigError(f, line, f"run {rid!r}: label {k!r} must have a plain value")
+    rate = _number(r, "cost_per_hour", None)
+    budget = _number(r, "budget_usd", None)
+    spec = RunSpec(id=rid, kind=str(r.get("kind", "job")), source="stdin" if src == "-" else "file",
+                   url=str(r.get("url", "")), labels={str(k): str(v) for k, v in labels.items()},
+                   cost_rate=rate, budget=budget)
+    return RunConfig(spec=spec, file=src, from_start=(start == "start"), packs=packs)

@@ -1,0 +1,107 @@
+"""Bytes in, complete bounded lines out.
+
+A source hands raw chunks of any size; `LineFramer.push` returns one *block*:
+bytes holding only complete lines, each ending in b"\\n". Lines end at "\\n",
+"\\r\\n" or a lone "\\r" (progress bars redraw with it; a lone "\\r" becomes
+"\\n" in the block). A line longer than `max_line` bytes is cut to that length
+and the rest of it up to its newline is discarded, so memory stays bounded even
+for a 50 MB line with no newline. A partial last line is held until its newline
+arrives or `flush` is called (end of file, rotation).
+
+Working on blocks instead of single lines is what keeps the hot path fast: the
+common case (ASCII, no "\\r", no overlong line) costs a few C-level scans per
+chunk and no per-line Python work at all.
+"""
+from __future__ import annotations
+
+DEFAULT_MAX_LINE = 64 * 1024
+
+
+def has_long_line(block: bytes, max_line: int) -> bool:
+    """True if some line in `block` (lines end in b"\\n") is longer than max_line bytes."""
+    n, pos = len(block), 0
+    while n - pos > max_line:
+        j = block.rfind(b"\n", pos, pos + max_line + 1)
+        if j < 0:
+            return True
+        pos = j + 1
+    return False
+
+
+def count_decode_errors(block: bytes) -> int:
+    """Invalid UTF-8 sequences in block (0 for the common all-ASCII block)."""
+    if block.isascii():
+        return 0
+    try:
+        block.decode("utf-8")
+        return 0
+    except UnicodeDecodeError:
+        replaced = block.decode("utf-8", "replace").count("\ufffd")
+        return replaced - block.count(b"\xef\xbf\xbd")
+
+
+class LineFramer:
+    __slots__ = ("max_line", "carry", "dropping", "lines_cut")
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE):
+        if max_line < 1:
+            raise ValueError("max_line must be at least 1 byte")
+        self.max_line = max_line
+        self.carry = b""        # partial last line, never longer than max_line (+1 for a held b"\r")
+        self.dropping = False   # inside the discarded tail of a cut line
+        self.lines_cut = 0
+
+    def push(self, chunk: bytes) -> bytes:
+        if self.dropping:
+            nl = _first_break(chunk)
+            if nl < 0:
+                return b""
+            chunk = chunk[nl + 1:] if chunk[nl:nl + 2] != b"\r\n" else chunk[nl + 2:]
+            self.dropping = False
+        data = self.carry + chunk if self.carry else chunk
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+            held_cr = data.endswith(b"\r")       # maybe the first half of "\r\n"
+            if held_cr:
+                data = data[:-1]
+            data = data.replace(b"\r", b"\n")
+        else:
+            held_cr = False
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            block, rest = b"", data
+        else:
+            block, rest = data[:cut + 1], data[cut + 1:]
+        if len(rest) > self.max_line:
+            block += rest[:self.max_line] + b"\n"
+            self.lines_cut += 1
+            rest, held_cr, self.dropping = b"", False, True
+        self.carry = rest + b"\r" if held_cr else rest
+        if block and len(block) > self.max_line and has_long_line(block, self.max_line):
+            block = self._cut_lines(block)
+        return block
+
+    def flush(self) -> bytes:
+        """End of stream: the held partial line becomes a line."""
+        rest = self.carry.rstrip(b"\r") if self.carry.endswith(b"\r") else self.carry
+        self.carry, self.dropping = b"", False
+        return rest + b"\n" if rest else b""
+
+    def _cut_lines(self, block: bytes) -> bytes:
+        out = []
+        m = self.max_line
+        for line in block[:-1].split(b"\n"):
+            if len(line) > m:
+                line = line[:m]
+                self.lines_cut += 1
+            out.append(line)
+        return b"\n".join(out) + b"\n"
+
+
+def _first_break(chunk: bytes) -> int:
+    nl, cr = chunk.find(b"\n"), chunk.find(b"\r")
+    if nl < 0:
+        return cr
+    if cr < 0:
+        return nl
+    return min(nl, cr)

@@ -1,0 +1,406 @@
+"""Pattern packs: named YAML rules that turn log lines into events.
+
+A pack is a YAML file (format: docs/packs.md). Built-in packs live in
+`runwatch/packs/*.yaml`, in exactly the format users write their own.
+
+Matching is built for throughput. For each rule, the literal text that every
+match must contain is derived from its regex (`Task ` in `Task (\\d+)/(\\d+)`);
+`Matcher.match_block` finds those literals in a whole block of lines with
+`bytes.find` (C speed) and runs regexes only on the few lines that contain one.
+A rule whose regex has no usable literal makes the matcher look at every line:
+correct, only slower.
+
+Within a pack the first matching rule wins; every pack sees every line.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Any
+
+from . import events as ev
+from .events import Event
+from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
+
+try:  # Python 3.11+
+    import re._constants as _c
+    import re._parser as _p
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_constants as _c  # type: ignore
+    import sre_parse as _p  # type: ignore
+
+BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "packs")
+PACK_KEYS = ("pack", "description", "rules")
+RULE_KEYS = ("name", "description", "match", "emit", "ignore_case", "prefilter")
+_REPEATS = tuple(getattr(_c, n) for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+                 if hasattr(_c, n))
+
+
+def builtin_names() -> list[str]:
+    return sorted(f[:-5] for f in os.listdir(BUILTIN_DIR) if f.endswith(".yaml"))
+
+
+# ---------------------------------------------------------------- literals
+
+def required_literals(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
+    """Strings of which every match contains at least one, or None if unknown.
+
+    >>> required_literals(r"Task (\\d+)/(\\d+):")
+    ('Task ',)
+    >>> required_literals(r"\\b(ERROR|CRITICAL)\\b")
+    ('CRITICAL', 'ERROR')
+    """
+    try:
+        parsed = _p.parse(pattern, flags)
+    except re.error:
+        return None
+    if (flags | parsed.state.flags) & re.IGNORECASE:
+        return None
+    found = _required(parsed.data)
+    return tuple(sorted(found)) if found else None
+
+
+def _required(items) -> set[str] | None:
+    options: list[set[str]] = []
+    run: list[str] = []
+
+    def close_run():
+        if run:
+            options.append({"".join(run)})
+            run.clear()
+
+    for op, av in items:
+        if op is _c.LITERAL:
+            run.append(chr(av))
+            continue
+        close_run()
+        if op is _c.SUBPATTERN:
+            _group, add_flags, _del, sub = av
+            if not add_flags & re.IGNORECASE:
+                found = _required(sub.data)
+                if found:
+                    options.append(found)
+        elif op is _c.BRANCH:
+            alts = [_required(b.data) for b in av[1]]
+            if alts and all(alts):
+                options.append(set().union(*alts))
+        elif op in _REPEATS:
+            lo, _hi, sub = av
+            if lo >= 1:
+                found = _required(sub.data)
+                if found:
+                    options.append(found)
+    close_run()
+    if not options:
+        return None
+    # Each literal costs one pass over the block: prefer long literals, then few of them.
+    return max(options, key=lambda s: (min(map(len, s)) >= 3, min(map(len, s)), -len(s)))
+
+
+def minimal_keywords(literals: set[str]) -> list[bytes]:
+    """Drop literals that contain another one: finding the shorter finds both."""
+    keep = [w for w in literals if not any(o != w and o in w for o in literals)]
+    return sorted(w.encode("utf-8") for w in keep)
+
+
+# ---------------------------------------------------------------- keyword search
+
+# How common a byte is in log text, lower = rarer. Lower-case letters, digits,
+# spaces and everyday punctuation are everywhere; upper-case letters follow
+# English letter frequency; symbols like '#', '|', '%' are rare.
+_UPPER_BY_FREQUENCY = b"ETAOINSHRDLCUMWFGYPBVKJXQZ"
+_COMMON = set(b"abcdefghijklmnopqrstuvwxyz0123456789 .,:;-_/=\t'\"()[]")
+
+
+def _rarity(byte: int) -> int:
+    if byte in _COMMON or byte >= 0x80:
+        return 100
+    i = _UPPER_BY_FREQUENCY.find(bytes([byte]))
+    return 10 + i if i < 0 else 40 - i
+
+
+class KeywordFinder:
+    """Finds the lines of a block that contain one keyword, fast.
+
+    CPython's bytes.find is memchr for a one-byte needle (~10x faster than
+    for a longer one), so the finder hunts the keyword's rarest byte and
+    checks the keyword around each hit. If that byte turns out to be common
+    in this log (more than one false hit per ~2 KiB), it falls back to a plain
+    bytes.find of the whole keyword, and retries the byte hunt now and then.
+    """
+
+    __slots__ = ("kw", "byte", "offset", "mode_find", "retry_in")
+
+    def __init__(self, kw: bytes):
+        self.kw = kw
+        self.offset = min(range(len(kw)), key=lambda i: (_rarity(kw[i]), -i))
+        self.byte = kw[self.offset:self.offset + 1]
+        self.mode_find = len(kw) == 1       # a one-byte keyword: plain find is memchr already
+        self.retry_in = 0
+
+    def find_lines(self, block: bytes, starts: list) -> None:
+        find, rfind, kw = block.find, block.rfind, self.kw
+        if self.mode_find:
+            i = find(kw)
+            while i >= 0:
+                starts.append(rfind(b"\n", 0, i) + 1)
+                i = find(kw, find(b"\n", i))      # at most one hit per line
+            if len(kw) > 1:
+                self.retry_in -= 1
+                if self.retry_in <= 0:
+                    self.mode_find = False
+            return
+        byte, off, startswith = self.byte, self.offset, block.startswith
+        budget = (len(block) >> 11) + 64         # false hits allowed in this block
+        i = find(byte, off)
+        while i >= 0:
+            if startswith(kw, i - off):
+                starts.append(rfind(b"\n", 0, i) + 1)
+                i = find(byte, find(b"\n", i) + off)
+            else:
+                budget -= 1
+                if budget < 0:                   # common byte here: finish with find
+                    self.mode_find, self.retry_in = True, 64
+                    j = find(kw, i - off + 1)
+                    while j >= 0:
+                        starts.append(rfind(b"\n", 0, j) + 1)
+                        j = find(kw, find(b"\n", j))
+                    return
+                i = find(byte, i + 1)
+
+
+# ---------------------------------------------------------------- rules
+
+class Emit:
+    """How one event is built from a match: fields from groups, constants, templates."""
+
+    __slots__ = ("etype", "from_groups", "consts", "templates", "required")
+
+    def __init__(self, etype, from_groups, consts, templates, required):
+        self.etype, self.from_groups, self.consts = etype, from_groups, consts
+        self.templates, self.required = templates, required
+
+    def build(self, m: re.Match, ts: float) -> Event | None:
+        fields = dict(self.consts) if self.consts else {}
+        for field, group, conv in self.from_groups:
+            v = m.group(group)
+            if v is not None:
+                try:
+                    fields[field] = conv(v)
+                except (TypeError, ValueError):
+                    pass
+        for field, template, conv in self.templates:
+            try:
+                fields[field] = conv(template.format_map(_Groups(m)))
+            except (TypeError, ValueError, KeyError, IndexError):
+                pass
+        for field in self.required:
+            if field not in fields:
+                return None
+        return Event(self.etype, fields, ts)
+
+
+class _Groups(dict):
+    def __init__(self, m: re.Match):
+        super().__init__((k, v if v is not None else "") for k, v in m.groupdict().items())
+
+
+class Rule:
+    __slots__ = ("name", "pack", "rx", "search", "literals", "lit1", "emits", "file", "line")
+
+    def __init__(self, name, pack, rx, literals, emits, file, line):
+        self.name, self.pack, self.rx, self.emits = name, pack, rx, emits
+        self.search = rx.search
+        self.literals = literals
+        self.lit1 = literals[0] if literals and len(literals) == 1 else None
+        self.file, self.line = file, line
+
+
+class Pack:
+    def __init__(self, name: str, description: str, rules: list[Rule], file: str):
+        self.name, self.description, self.rules, self.file = name, description, rules, file
+
+    def __repr__(self) -> str:
+        return f"Pack({self.name!r}, {len(self.rules)} rules)"
+
+
+def _compile_emit(item: Any, parent, key, rx: re.Pattern, where: str) -> list[Emit]:
+    file = getattr(parent, "file", "<string>")
+    line = parent.line_of(key) if hasattr(parent, "line_of") else None
+    if isinstance(item, list):
+        out = []
+        for i, sub in enumerate(item):
+            out.extend(_compile_emit(sub, item, i, rx, where))
+        return out
+    if isinstance(item, str):
+        etype, given = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        etype, given = next(iter(item.items()))
+        given = given or {}
+        if not isinstance(given, dict):
+            raise ConfigError(file, line, f"{where}: fields of {etype!r} must be a mapping, got {given!r}")
+        if isinstance(item, Map):
+            line = item.line_of(etype)
+    else:
+        raise ConfigError(file, line, f"{where}: emit must be an event type, "
+                                      f"a mapping {{type: {{field: value}}}}, or a list of them")
+    if etype not in ev.SCHEMA:
+        raise ConfigError(file, line, f"{where}: unknown event type {etype!r}"
+                                      f"{suggest(etype, ev.SCHEMA)}; known: {', '.join(ev.SCHEMA)}")
+    spec = ev.SCHEMA[etype]
+    groups = set(rx.groupindex)
+    consts, templates, from_groups = {}, [], []
+    for field, value in given.items():
+        if field not in spec:
+            raise ConfigError(file, line, f"{where}: {field!r} is not a field of {etype!r}"
+                                          f"{suggest(field, spec)}; fields: {', '.join(spec)}")
+        conv = spec[field][0]
+        if isinstance(value, str) and "{" in value:
+            names = set(re.findall(r"{(\w+)}", value))
+            missing = names - groups
+            if missing:
+                raise ConfigError(file, line, f"{where}: template {value!r} names group(s) "
+                                              f"{', '.join(sorted(missing))} the regex does not have")
+            templates.append((field, value, conv))
+        else:
+            try:
+                consts[field] = conv(value)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(file, line, f"{where}: {etype}.{field}: {e}") from None
+    for field in spec:
+        if field in groups and field not in consts and not any(t[0] == field for t in templates):
+            from_groups.append((field, field, spec[field][0]))
+    provided = set(consts) | {t[0] for t in templates} | {g[0] for g in from_groups}
+    required = tuple(f for f, (_, req) in spec.items() if req)
+    for field in required:
+        if field not in provided:
+            raise ConfigError(file, line, f"{where}: event {etype!r} needs field {field!r}: "
+                                          f"add a named group (?P<{field}>…) or set it in the emit")
+    return [Emit(etype, tuple(from_groups), consts, tuple(templates), required)]
+
+
+def parse_pack(data: Any, file: str, default_name: str) -> Pack:
+    if not isinstance(data, Map):
+        raise ConfigError(file, getattr(data, "line", None) or 1,
+                          "a pack is a mapping with keys pack, description, rules")
+    check_keys(data, PACK_KEYS, "a pack")
+    name = str(data.get("pack", default_name))
+    rules_in = data.get("rules")
+    if not isinstance(rules_in, Seq) or not rules_in:
+        raise ConfigError(file, data.line_of("rules"), "a pack needs a non-empty list under 'rules'")
+    rules, seen = [], set()
+    for i, r in enumerate(rules_in):
+        if not isinstance(r, Map):
+            raise ConfigError(file, rules_in.line_of(i), "each rule is a mapping with name, match, emit")
+        check_keys(r, RULE_KEYS, "a rule")
+        rname = r.get("name") or f"rule{i + 1}"
+        where = f"pack {name!r}, rule {rname!r}"
+        if rname in seen:
+            raise ConfigError(file, r.line_of("name"), f"{where}: duplicate rule name")
+        seen.add(rname)
+        for k in ("match", "emit"):
+            if k not in r:
+                raise ConfigError(file, r.line, f"{where}: missing {k!r}")
+        pattern = expect(r["match"], str, r, "match", f"{where}: match")
+        flags = re.IGNORECASE if r.get("ignore_case") else 0
+        try:
+            rx = re.compile(pattern, flags)
+        except re.error as e:
+            raise ConfigError(file, r.line_of("match"),
+                              f"{where}: regex does not compile: {e.msg} at position {e.pos}") from None
+        emits = _compile_emit(r["emit"], r, "emit", rx, where)
+        if "prefilter" in r:
+            pre = r["prefilter"]
+            pre = [pre] if isinstance(pre, str) else pre
+            if not isinstance(pre, list) or not all(isinstance(p, str) and p for p in pre):
+                raise ConfigError(file, r.line_of("prefilter"),
+                                  f"{where}: prefilter is a string or a list of non-empty strings")
+            literals = tuple(pre) if not flags else None
+        else:
+            literals = required_literals(pattern, flags)
+        rules.append(Rule(rname, name, rx, literals, emits, file, r.line))
+    return Pack(name, str(data.get("description", "")), rules, file)
+
+
+@functools.lru_cache(maxsize=None)
+def load_pack_file(path: str) -> Pack:
+    default = os.path.splitext(os.path.basename(path))[0]
+    return parse_pack(load_file(path), path, default)
+
+
+def load_builtin(name: str, file: str = "<command line>", line: int | None = None) -> Pack:
+    path = os.path.join(BUILTIN_DIR, f"{name}.yaml")
+    if not name or os.sep in name or not os.path.exists(path):
+        names = builtin_names()
+        raise ConfigError(file, line, f"no built-in pack {name!r}{suggest(name, names)}; "
+                                      f"built-in packs: {', '.join(names)}")
+    return load_pack_file(path)
+
+
+def load_packs(names: list[str], rule_files: list[str]) -> list[Pack]:
+    packs = [load_builtin(n) for n in names]
+    packs += [load_pack_file(os.path.abspath(f)) for f in rule_files]
+    return packs
+
+
+# ---------------------------------------------------------------- matching
+
+class Matcher:
+    """Runs packs over blocks of lines (see framing.py) and collects events."""
+
+    def __init__(self, packs: list[Pack]):
+        self.packs = packs
+        self.rule_lists = [tuple(p.rules) for p in packs if p.rules]
+        literals: set[str] = set()
+        self.scan_all = False
+        for p in packs:
+            for r in p.rules:
+                if r.literals is None:
+                    self.scan_all = True
+                else:
+                    literals.update(r.literals)
+        self.keywords = minimal_keywords(literals)
+        self.finders = [KeywordFinder(k) for k in self.keywords]
+
+    def match_block(self, block: bytes, ts: float, out: list) -> None:
+        """Append the events of every line in `block` (complete lines, b"\\n"-terminated)."""
+        if not self.rule_lists:
+            return
+        match_line = self.match_line
+        if self.scan_all:
+            for raw in block.split(b"\n")[:-1]:
+                match_line(raw.decode("utf-8", "replace"), ts, out)
+            return
+        find = block.find
+        starts: list[int] = []
+        for finder in self.finders:
+            finder.find_lines(block, starts)
+        if not starts:
+            return
+        if len(self.keywords) > 1:
+            starts = sorted(set(starts))
+        for s in starts:
+            match_line(block[s:find(b"\n", s)].decode("utf-8", "replace"), ts, out)
+
+    def match_line(self, line: str, ts: float, out: list) -> None:
+        had_error = False    # one line is at most one error, however many packs know it
+        for rules in self.rule_lists:
+            for rule in rules:
+                lit = rule.lit1
+                if lit is not None:
+                    if lit not in line:
+                        continue
+                elif rule.literals is not None and not any(x in line for x in rule.literals):
+                    continue
+                m = rule.search(line)
+                if m is not None:
+                    for emit in rule.emits:
+                        e = emit.build(m, ts)
+                        if e is not None:
+                            if e.type == "error":
+                                if had_error:
+                                    continue
+                                had_error = True
+                            out.append(e)
+                    break

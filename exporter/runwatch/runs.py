@@ -1,0 +1,198 @@
+"""The runs runwatch follows, and the glue that feeds a source's bytes into one.
+
+`Registry` holds every run behind one lock: sources apply events under it, a
+scrape copies a snapshot under it and renders outside it. `Ingest` is one
+run's line path: raw chunks -> LineFramer -> Matcher -> events -> Registry.
+"""
+from __future__ import annotations
+
+import collections
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .events import Event
+from .framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
+from .packs import Matcher
+from .state import TERMINAL, RunState
+
+RECENT_LINES = 50
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+@dataclass
+class RunSpec:
+    """What a run is; fixed for its lifetime. Goes into runwatch_run_info."""
+
+    id: str
+    kind: str = "job"
+    source: str = "command"
+    url: str = ""
+    labels: dict = field(default_factory=dict)
+    cost_rate: float | None = None   # USD per hour while running
+    budget: float | None = None      # USD
+
+
+class Run:
+    __slots__ = ("spec", "state", "lines_cut", "decode_errors", "sources_up", "recent", "finished_at")
+
+    def __init__(self, spec: RunSpec):
+        self.spec = spec
+        self.state = RunState()
+        self.lines_cut = 0
+        self.decode_errors = 0
+        self.sources_up: dict[str, bool] = {}
+        self.recent: collections.deque = collections.deque(maxlen=RECENT_LINES)
+        self.finished_at: float | None = None
+
+
+class Registry:
+    def __init__(self, grace_seconds: float = 0.0):
+        self.lock = threading.Lock()
+        self.runs: dict[str, Run] = {}
+        self.grace_seconds = grace_seconds   # finished runs stay exported this long
+        self.lines_total = 0
+        self.lines_cut_total = 0
+        self.decode_errors_total = 0
+        self.changed = threading.Condition(self.lock)   # notified on every update (status page, waits)
+        self.version = 0
+
+    def add(self, spec: RunSpec, now: float | None = None) -> Run:
+        now = time.time() if now is None else now
+        with self.lock:
+            run = self.runs.get(spec.id)
+            if run is None:
+                run = self.runs[spec.id] = Run(spec)
+                if spec.cost_rate is not None or spec.budget is not None:
+                    fields = {}
+                    if spec.cost_rate is not None:
+                        fields["rate_usd_per_hour"] = spec.cost_rate
+                    if spec.budget is not None:
+                        fields["budget_usd"] = spec.budget
+                    run.state.apply(Event("cost", fields, now))
+                self._bump()
+            return run
+
+    def get(self, run_id: str) -> Run | None:
+        with self.lock:
+            return self.runs.get(run_id)
+
+    def apply(self, run: Run, events: list, now: float | None = None) -> None:
+        """Apply events that did not come from lines (status, cost, VM power …)."""
+        with self.lock:
+            st = run.state
+            for e in events:
+                st.apply(e)
+            self._after(run, now if now is not None else time.time())
+
+    def ingest(self, run: Run, block: bytes, events: list, cut: int, now: float) -> None:
+        """Account one block of lines and apply the events parsed from it."""
+        n = block.count(b"\n")
+        bad = count_decode_errors(block)
+        tail = _last_lines(block, RECENT_LINES)
+        with self.lock:
+            st = run.state
+            st.lines_seen(n, now)
+            for e in events:
+                st.apply(e)
+            run.lines_cut += cut
+            run.decode_errors += bad
+            run.recent.extend(tail)
+            self.lines_total += n
+            self.lines_cut_total += cut
+            self.decode_errors_total += bad
+            self._after(run, now)
+
+    def set_source_up(self, run: Run, source: str, up: bool) -> None:
+        with self.lock:
+            if run.sources_up.get(source) != up:
+                run.sources_up[source] = up
+                self._bump()
+
+    def _after(self, run: Run, now: float) -> None:
+        if run.state.state in TERMINAL:
+            if run.finished_at is None:
+                run.finished_at = now
+        else:
+            run.finished_at = None
+        self._bump()
+
+    def _bump(self) -> None:
+        self.version += 1
+        self.changed.notify_all()
+
+    def expire(self, now: float) -> list[str]:
+        """Forget finished runs whose grace period is over; their series end."""
+        with self.lock:
+            gone = [rid for rid, r in self.runs.items()
+                    if r.finished_at is not None and now - r.finished_at >= self.grace_seconds]
+            for rid in gone:
+                del self.runs[rid]
+            if gone:
+                self._bump()
+            return gone
+
+    def snapshot(self, now: float | None = None) -> list[tuple[Run, dict]]:
+        now = time.time() if now is None else now
+        with self.lock:
+            out = []
+            for run in self.runs.values():
+                snap = run.state.snapshot(now)
+                snap["lines_cut"] = run.lines_cut
+                snap["decode_errors"] = run.decode_errors
+                snap["sources_up"] = dict(run.sources_up)
+                out.append((run, snap))
+            return out
+
+    def recent_lines(self, run: Run) -> list[str]:
+        with self.lock:
+            return list(run.recent)
+
+
+def _last_lines(block: bytes, n: int) -> list[str]:
+    """The last n lines of a block, decoded; only the tail of the block is split."""
+    return [b.decode("utf-8", "replace") for b in block.rsplit(b"\n", n + 1)[-(n + 1):-1]]
+
+
+class Ingest:
+    """One run's line path; implements the sink protocol of the sources.
+
+    `data(stream, chunk)` and `end(stream)`: each stream (a file incarnation, a
+    command's output) has its own framer, so a partial line of a rotated file
+    is never glued to the first line of the new one.
+    """
+
+    def __init__(self, registry: Registry, run: Run, matcher: Matcher, max_line: int = DEFAULT_MAX_LINE,
+                 on_block=None):
+        self.registry, self.run, self.matcher, self.max_line = registry, run, matcher, max_line
+        self.framers: dict[int, LineFramer] = {}
+        self.on_block = on_block     # e.g. the Loki shipper: called with (run, block, ts)
+
+    def data(self, stream: int, chunk: bytes) -> None:
+        framer = self.framers.get(stream)
+        if framer is None:
+            framer = self.framers[stream] = LineFramer(self.max_line)
+        cut0 = framer.lines_cut
+        block = framer.push(chunk)
+        if block:
+            self._block(block, framer.lines_cut - cut0)
+
+    def end(self, stream: int) -> None:
+        framer = self.framers.pop(stream, None)
+        if framer is not None:
+            block = framer.flush()
+            if block:
+                self._block(block, 0)
+
+    def end_all(self) -> None:
+        for stream in list(self.framers):
+            self.end(stream)
+
+    def _block(self, block: bytes, cut: int) -> None:
+        now = time.time()
+        events: list = []
+        self.matcher.match_block(block, now, events)
+        self.registry.ingest(self.run, block, events, cut, now)
+        if self.on_block is not None:
+            self.on_block(self.run, block, now)

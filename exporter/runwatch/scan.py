@@ -1,0 +1,168 @@
+"""`runwatch scan`: read logs once, print the metrics they yield, exit.
+
+Like `mtail --one_shot`: the way users test their packs, and the way the
+benchmark runs. Each file is one run (run_id = file name unless --run-id).
+
+A large file is split at line boundaries into one byte range per CPU; forked
+workers frame and match their range and send back the events, and the parent
+applies them in file order. The reducer only sees events in order, so the
+result is exactly that of a single pass.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+
+from .events import Event
+from .framing import LineFramer, count_decode_errors
+from .packs import Matcher
+from .runs import Registry, RunSpec
+
+CHUNK = 1 << 20
+PARALLEL_MIN_BYTES = 16 << 20      # below this, forking costs more than it saves
+
+
+class RangeResult:
+    __slots__ = ("events", "lines", "cut", "bad")
+
+    def __init__(self):
+        self.events, self.lines, self.cut, self.bad = [], 0, 0, 0
+
+
+def scan_range(fd: int, start: int, end: int | None, matcher: Matcher, max_line: int,
+               last: bool) -> RangeResult:
+    """Frame and match bytes [start, end) of fd (end None: to EOF)."""
+    res = RangeResult()
+    framer = LineFramer(max_line)
+    events = res.events
+    ts = time.time()
+    pos = start
+    while end is None or pos < end:
+        n = CHUNK if end is None else min(CHUNK, end - pos)
+        chunk = os.pread(fd, n, pos)
+        if not chunk:
+            break
+        pos += len(chunk)
+        _account(framer.push(chunk), matcher, ts, events, res)
+    if last:
+        _account(framer.flush(), matcher, ts, events, res)
+    res.cut = framer.lines_cut
+    return res
+
+
+def _account(block: bytes, matcher: Matcher, ts: float, events: list, res: RangeResult) -> None:
+    if block:
+        res.lines += block.count(b"\n")
+        res.bad += count_decode_errors(block)
+        matcher.match_block(block, ts, events)
+
+
+def _split_points(fd: int, size: int, parts: int) -> list[int]:
+    """Offsets just after a newline, so no line straddles two ranges."""
+    points = [0]
+    for k in range(1, parts):
+        target = max(size * k // parts, points[-1])
+        pos = target
+        while pos < size:
+            buf = os.pread(fd, 65536, pos)
+            if not buf:
+                break
+            i = buf.find(b"\n")
+            if i >= 0:
+                pos += i + 1
+                break
+            pos += len(buf)
+        if pos >= size:
+            break
+        points.append(pos)
+    return points
+
+
+def _run_parallel(fd: int, size: int, matcher: Matcher, max_line: int, jobs: int) -> list[RangeResult]:
+    points = _split_points(fd, size, jobs)
+    bounds = [(points[i], points[i + 1] if i + 1 < len(points) else None) for i in range(len(points))]
+    children = []
+    for i, (a, b) in enumerate(bounds[1:], start=1):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                   # worker
+            try:
+                os.close(r)
+                res = scan_range(fd, a, b, matcher, max_line, last=(b is None))
+                payload = pickle.dumps(([(e.type, e.fields, e.ts) for e in res.events],
+                                        res.lines, res.cut, res.bad), protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(w, "wb") as out:
+                    out.write(payload)
+                os._exit(0)
+            except BaseException:                       # noqa: BLE001 - report and leave
+                import traceback
+                traceback.print_exc()
+                os._exit(70)
+        os.close(w)
+        children.append((pid, r))
+    first = scan_range(fd, bounds[0][0], bounds[0][1], matcher, max_line, last=(bounds[0][1] is None))
+    results = [first]
+    for pid, r in children:
+        with os.fdopen(r, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not data:
+            raise RuntimeError(f"scan worker {pid} failed (status {status})")
+        evs, lines, cut, bad = pickle.loads(data)
+        res = RangeResult()
+        res.events = [Event(t, f, ts) for t, f, ts in evs]
+        res.lines, res.cut, res.bad = lines, cut, bad
+        results.append(res)
+    return results
+
+
+def scan_file(path: str, matcher: Matcher, max_line: int, jobs: int) -> list[RangeResult]:
+    if path == "-":
+        return [scan_range_stream(sys.stdin.buffer, matcher, max_line)]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if jobs > 1 and size >= PARALLEL_MIN_BYTES and hasattr(os, "fork"):
+            return _run_parallel(fd, size, matcher, max_line, jobs)
+        return [scan_range(fd, 0, None, matcher, max_line, last=True)]
+    finally:
+        os.close(fd)
+
+
+def scan_range_stream(stream, matcher: Matcher, max_line: int) -> RangeResult:
+    res = RangeResult()
+    framer = LineFramer(max_line)
+    ts = time.time()
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        _account(framer.push(chunk), matcher, ts, res.events, res)
+    _account(framer.flush(), matcher, ts, res.events, res)
+    res.cut = framer.lines_cut
+    return res
+
+
+def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind: str = "log",
+         max_line: int, jobs: int | None = None) -> Registry:
+    """Scan files into a fresh Registry (one run per file, or one run if run_id)."""
+    jobs = jobs or os.cpu_count() or 1
+    registry = Registry()
+    for path in paths:
+        rid = run_id or ("stdin" if path == "-" else os.path.basename(path))
+        run = registry.add(RunSpec(id=rid, kind=kind, source="file" if path != "-" else "stdin"))
+        for res in scan_file(path, matcher, max_line, jobs):
+            with registry.lock:
+                st = run.state
+                if res.lines:
+                    st.lines_seen(res.lines, time.time())
+                for e in res.events:
+                    st.apply(e)
+                run.lines_cut += res.cut
+                run.decode_errors += res.bad
+                registry.lines_total += res.lines
+                registry.lines_cut_total += res.cut
+                registry.decode_errors_total += res.bad
+    return registry

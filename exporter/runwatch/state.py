@@ -1,0 +1,357 @@
+"""Run state: a pure reducer from events to what a run is doing.
+
+`RunState.apply(event)` is the whole logic of runwatch: counts, current phase,
+progress, timestamps, ETA, cost. No I/O, no clock (times come from the events
+and from the `now` a caller passes), so it is the easiest place to test.
+
+Progress is taken from the coarsest level that has one, in this order:
+an explicit outer level (`Position 3/6`, or a job's own `progress` event with
+level outer) refined by the inner level; tasks (completed / planned); docker
+build steps (done / total); a progress bar (tqdm or a job's progress event).
+"""
+from __future__ import annotations
+
+from .events import FAILED_RESULTS, RUN_STATES, Event
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+class RunState:
+    __slots__ = (
+        "state", "phase", "status_reason", "start_ts", "end_ts", "last_progress_ts", "last_line_ts",
+        "lines", "tasks_planned", "tasks_started", "tasks_completed", "tasks_failed",
+        "task_index", "task_total", "current_task", "current_task_steps", "current_task_started_ts",
+        "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
+        "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
+        "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
+        "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
+        "_p_first", "_p_last",
+    )
+
+    def __init__(self) -> None:
+        self.state = "pending"
+        self.phase: str | None = None
+        self.status_reason: str | None = None
+        self.start_ts = self.end_ts = self.last_progress_ts = self.last_line_ts = None
+        self.lines = 0
+        self.tasks_planned: int | None = None
+        self.tasks_started = self.tasks_completed = self.tasks_failed = 0
+        self.task_index = self.task_total = None
+        self.current_task: str | None = None
+        self.current_task_steps = 0
+        self.current_task_started_ts = None
+        self.steps: dict[str, int] = {}
+        self.build_step = self.build_steps = self.build_done = None
+        self._bk_started: set = set()
+        self._bk_vertex: dict = {}
+        self._bk_totals: dict = {}
+        self._bk_done: set = set()
+        self.scores: dict[str, float] = {}
+        self.best_scores: dict[str, float] = {}
+        self.score_direction: dict[str, str] = {}
+        self.errors = 0
+        self.last_error: str | None = None
+        self.bar_ratio = self.bar_eta = self.bar_eta_ts = None
+        self.outer_ratio = self.outer_total = None
+        self.artifacts: dict[str, tuple[bool, float | None]] = {}
+        self.cost_rate: float | None = None     # USD per hour while billed
+        self.cost_base = 0.0                    # cost accrued up to cost_base_ts
+        self.cost_base_ts: float | None = None  # None: not accruing
+        self.budget: float | None = None
+        self.vm_power: dict[str, str] = {}
+        self._p_first = self._p_last = None     # (ts, ratio) of first and last progress seen
+
+    # ------------------------------------------------------------ input
+
+    def lines_seen(self, n: int, ts: float) -> None:
+        """n lines of output arrived at ts: the run is alive."""
+        self.lines += n
+        self.last_line_ts = ts
+        if self.state == "pending":
+            self._set_state("running", ts)
+
+    def apply(self, e: Event) -> None:
+        handler = _HANDLERS.get(e.type)
+        if handler is not None:
+            handler(self, e.fields, e.ts)
+            if self.state == "pending" and e.type not in ("status", "cost", "vm_power", "artifact"):
+                self._set_state("running", e.ts)
+
+    # ------------------------------------------------------------ handlers
+
+    def _phase(self, f, ts):
+        self.phase = f["phase"]
+
+    def _status(self, f, ts):
+        self._set_state(f["state"], ts)
+        self.status_reason = f.get("reason")
+
+    def _set_state(self, state: str, ts: float) -> None:
+        if state not in RUN_STATES or state == self.state:
+            return
+        if state == "running":
+            if self.start_ts is None:
+                self.start_ts = ts
+            self.end_ts = None
+        if state in TERMINAL:
+            if self.start_ts is None:
+                self.start_ts = ts
+            self.end_ts = ts
+        self._accrue(ts)
+        self.state = state
+        self._accrue(ts)
+
+    def _progress(self, f, ts):
+        ratio = f.get("ratio")
+        if ratio is None and "percent" in f:
+            ratio = f["percent"] / 100.0
+        total = f.get("total")
+        if ratio is None and total:
+            if "done" in f:
+                ratio = f["done"] / total
+            elif "current" in f:
+                ratio = (f["current"] - 1) / total
+        if f.get("level") == "outer":
+            if ratio is not None:
+                if ratio != self.outer_ratio:
+                    self.last_progress_ts = ts
+                self.outer_ratio, self.outer_total = _clamp(ratio), total
+            return
+        if ratio is not None:
+            ratio = _clamp(ratio)
+            if self.bar_ratio is None or ratio != self.bar_ratio:
+                self.last_progress_ts = ts
+            self.bar_ratio = ratio
+        if "eta_seconds" in f:
+            self.bar_eta, self.bar_eta_ts = f["eta_seconds"], ts
+        self._p_update(ts)
+
+    def _task_planned(self, f, ts):
+        self.tasks_planned = f["total"]
+
+    def _task_started(self, f, ts):
+        self.tasks_started += 1
+        if "total" in f:
+            self.tasks_planned = self.task_total = f["total"]
+        if "index" in f:
+            self.task_index = f["index"] - 1
+        self.current_task = f.get("task") or (str(f["index"]) if "index" in f else None)
+        self.current_task_steps = 0
+        self.current_task_started_ts = ts
+        self.last_progress_ts = ts
+
+    def _task_finished(self, f, ts):
+        self.tasks_completed += 1
+        failed = f.get("failed")
+        if failed is None:
+            failed = str(f.get("result", "")).lower() in FAILED_RESULTS
+        if failed:
+            self.tasks_failed += 1
+        if "total" in f:
+            self.tasks_planned = self.task_total = f["total"]
+        if "index" in f:
+            self.task_index = f["index"]
+        self.last_progress_ts = ts
+        self._p_update(ts)
+
+    def _step(self, f, ts):
+        action = f.get("action") or "step"
+        self.steps[action] = self.steps.get(action, 0) + 1
+        self.current_task_steps += 1
+        self.last_progress_ts = ts
+
+    def _build_step(self, f, ts):
+        step, steps = f["step"], f.get("steps")
+        if "vertex" in f:                         # BuildKit: count each (stage, step) once
+            key = (f.get("stage") or "", step)
+            self._bk_vertex[f["vertex"]] = key
+            if steps is not None:
+                self._bk_totals[key[0]] = steps
+            if key not in self._bk_started:
+                self._bk_started.add(key)
+                self.last_progress_ts = ts
+            self.build_step = len(self._bk_started)
+            self.build_steps = sum(self._bk_totals.values()) or None
+            self.build_done = len(self._bk_done)
+        else:                                     # classic: Step 5/12 is the 5th of 12, 4 done
+            if step != self.build_step:
+                self.last_progress_ts = ts
+            self.build_step, self.build_done = step, step - 1
+            if steps is not None:
+                self.build_steps = steps
+        self._p_update(ts)
+
+    def _build_step_done(self, f, ts):
+        key = self._bk_vertex.get(f["vertex"])
+        if key is not None and key not in self._bk_done:
+            self._bk_done.add(key)
+            self.build_done = len(self._bk_done)
+            self.last_progress_ts = ts
+            self._p_update(ts)
+
+    def _build_complete(self, f, ts):
+        if self.build_steps:
+            self.build_step = self.build_done = self.build_steps
+            self.last_progress_ts = ts
+            self._p_update(ts)
+
+    def _score(self, f, ts):
+        name = f.get("name") or "score"
+        if "direction" in f:
+            self.score_direction[name] = f["direction"]
+        if "value" in f:
+            v = f["value"]
+            self.scores[name] = v
+            direction = self.score_direction.get(name)
+            best = self.best_scores.get(name)
+            if f.get("best") or (direction and (best is None or
+                                                (v > best if direction == "max" else v < best))):
+                self.best_scores[name] = v
+        if "best_value" in f:
+            self.best_scores[name] = f["best_value"]
+
+    def _error(self, f, ts):
+        self.errors += 1
+        self.last_error = f.get("message")
+
+    def _artifact(self, f, ts):
+        name, available = f["artifact"], f.get("available", True)
+        prev = self.artifacts.get(name)
+        if available:
+            since = prev[1] if prev and prev[0] else ts
+        else:
+            since = None
+        self.artifacts[name] = (available, since)
+
+    def _cost(self, f, ts):
+        if "cost_usd" in f:
+            self.cost_base, self.cost_base_ts = f["cost_usd"], (ts if self._billed() else None)
+        if "rate_usd_per_hour" in f:
+            self._accrue(ts)
+            self.cost_rate = f["rate_usd_per_hour"]
+            self._accrue(ts)
+        if "budget_usd" in f:
+            self.budget = f["budget_usd"]
+
+    def _vm_power(self, f, ts):
+        self._accrue(ts)
+        self.vm_power[f["vm"]] = f["state"]
+        self._accrue(ts)
+
+    # ------------------------------------------------------------ cost
+
+    def _billed(self) -> bool:
+        if self.vm_power:    # a run on a VM is billed while Azure bills the VM
+            return any(s in ("starting", "running", "stopping", "stopped") for s in self.vm_power.values())
+        return self.state == "running"
+
+    def _accrue(self, ts: float) -> None:
+        """Close the current billing interval at ts and open the next one if billed."""
+        if self.cost_base_ts is not None and self.cost_rate:
+            self.cost_base += self.cost_rate * max(0.0, ts - self.cost_base_ts) / 3600.0
+        self.cost_base_ts = ts if (self._billed() and self.cost_rate) else None
+
+    def cost(self, now: float) -> float | None:
+        if self.cost_rate is None and not self.cost_base:
+            return None
+        c = self.cost_base
+        if self.cost_base_ts is not None and self.cost_rate:
+            c += self.cost_rate * max(0.0, now - self.cost_base_ts) / 3600.0
+        return c
+
+    def current_rate(self) -> float | None:
+        if self.cost_rate is None:
+            return None
+        return self.cost_rate if self._billed() else 0.0
+
+    # ------------------------------------------------------------ derived
+
+    def _p_update(self, ts: float) -> None:
+        r = self.progress_ratio()
+        if r is None:
+            return
+        if self._p_first is None:
+            self._p_first = (ts, r)
+        if self._p_last is None or r != self._p_last[1]:
+            self._p_last = (ts, r)
+
+    def progress_ratio(self) -> float | None:
+        inner = self._inner_ratio()
+        if self.outer_ratio is not None:
+            if self.outer_total and inner is not None:
+                return _clamp(self.outer_ratio + inner / self.outer_total)
+            return self.outer_ratio
+        return inner
+
+    def _inner_ratio(self) -> float | None:
+        if self.tasks_planned:
+            if self.outer_ratio is not None and self.task_index is not None and self.task_total:
+                return _clamp(self.task_index / self.task_total)
+            return _clamp(self.tasks_completed / self.tasks_planned)
+        if self.build_steps:
+            return _clamp((self.build_done or 0) / self.build_steps)
+        return self.bar_ratio
+
+    def eta_seconds(self, now: float) -> float | None:
+        """Time left, or None when nothing honest can be said."""
+        if self.state != "running":
+            return None
+        r = self.progress_ratio()
+        if r is None:
+            return None
+        if r >= 1.0:
+            return 0.0
+        if (self.bar_eta is not None and self.bar_ratio is not None and self.outer_ratio is None
+                and not self.tasks_planned and not self.build_steps):
+            return max(0.0, self.bar_eta - (now - self.bar_eta_ts))
+        last, first = self._p_last, self._p_first
+        if last is None or r <= 0:
+            return None
+        if first is not None and last[0] > first[0] and last[1] > first[1]:
+            rate = (last[1] - first[1]) / (last[0] - first[0])
+        elif self.start_ts is not None and last[0] > self.start_ts:
+            rate = last[1] / (last[0] - self.start_ts)
+        else:
+            return None
+        return max(0.0, (1.0 - r) / rate - (now - last[0]))
+
+    def snapshot(self, now: float) -> dict:
+        """Plain values for the collector, read under the registry lock."""
+        eta = self.eta_seconds(now)
+        cost = self.cost(now)
+        rate = self.current_rate()
+        if cost is None:
+            projected = None
+        elif not rate:
+            projected = cost                     # not billed now: nothing more accrues
+        elif eta is not None:
+            projected = cost + rate * eta / 3600.0
+        else:
+            projected = None                     # billed, but no honest time left
+        return {
+            "state": self.state, "phase": self.phase, "start_ts": self.start_ts, "end_ts": self.end_ts,
+            "last_progress_ts": self.last_progress_ts, "last_line_ts": self.last_line_ts,
+            "progress": self.progress_ratio(), "eta": eta, "lines": self.lines,
+            "tasks_planned": self.tasks_planned, "tasks_started": self.tasks_started,
+            "tasks_completed": self.tasks_completed, "tasks_failed": self.tasks_failed,
+            "current_task": self.current_task, "current_task_steps": self.current_task_steps,
+            "steps": dict(self.steps), "build_step": self.build_step, "build_steps": self.build_steps,
+            "build_done": self.build_done, "scores": dict(self.scores),
+            "best_scores": dict(self.best_scores), "errors": self.errors, "last_error": self.last_error,
+            "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
+            "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power),
+        }
+
+
+def _clamp(x: float) -> float:
+    return 0.0 if x < 0 else 1.0 if x > 1 else x
+
+
+_HANDLERS = {
+    "phase": RunState._phase, "status": RunState._status, "progress": RunState._progress,
+    "task_planned": RunState._task_planned, "task_started": RunState._task_started,
+    "task_finished": RunState._task_finished, "step": RunState._step,
+    "build_step": RunState._build_step, "build_step_done": RunState._build_step_done,
+    "build_complete": RunState._build_complete, "score": RunState._score, "error": RunState._error,
+    "artifact": RunState._artifact, "cost": RunState._cost, "vm_power": RunState._vm_power,
+}
