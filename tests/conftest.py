@@ -25,7 +25,7 @@ def runwatch_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "runwatch", *args]
 
 
-def sample(text: str, name: str, **labels: str):
+def sample(text: str, name: str, /, **labels: str):
     """Value of the first sample `name{labels…}` in Prometheus text, or None."""
     for line in text.splitlines():
         if line.startswith("#"):

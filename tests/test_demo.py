@@ -1,0 +1,23 @@
+"""`runwatch demo`: live metrics from the bundled samples within seconds."""
+from conftest import sample, wait_for
+
+RUNS = ("demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train")
+
+
+def test_demo_runs_move_and_one_fails(runwatch_proc):
+    rw = runwatch_proc("demo", "--speed", "20").wait_up()
+    first = wait_for(lambda: (t := rw.metrics()) and all(
+        sample(t, "runwatch_run_info", run_id=r) == 1 for r in RUNS) and t, what="all demo runs")
+    assert sample(first, "runwatch_run_state", run_id="demo-docker-build", runwatch_run_state="running") == 1
+
+    def moved():
+        t = rw.metrics()
+        return (sample(t, "runwatch_docker_build_step", run_id="demo-docker-build") or 0) >= 3 and \
+            (sample(t, "runwatch_tasks_completed_total", run_id="demo-hparam-search") or 0) >= 1 and t
+    t = wait_for(moved, timeout=30, what="demo progress")
+    assert sample(t, "runwatch_best_score", run_id="demo-hparam-search", name="score") is not None
+    assert sample(t, "runwatch_cost_usd", run_id="demo-failing-train") > 0
+    t = wait_for(lambda: (t := rw.metrics()) and sample(
+        t, "runwatch_run_state", run_id="demo-failing-train", runwatch_run_state="failed") == 1 and t,
+        timeout=40, what="the failing sample fails")
+    assert sample(t, "runwatch_errors_total", run_id="demo-failing-train") == 2   # ERROR line + one traceback

@@ -1,0 +1,83 @@
+"""LineFramer: line ends, bounded lines, partial lines, bad bytes."""
+import random
+
+from runwatch.framing import LineFramer, count_decode_errors, has_long_line
+
+
+def frame(chunks, max_line=64 * 1024, flush=True):
+    f = LineFramer(max_line)
+    out = b"".join(f.push(c) for c in chunks)
+    if flush:
+        out += f.flush()
+    return out.split(b"\n")[:-1], f
+
+
+def test_newline_crlf_and_lone_cr_end_lines():
+    lines, _ = frame([b"a\nb\r\nc\rd\n"])
+    assert lines == [b"a", b"b", b"c", b"d"]
+
+
+def test_crlf_split_across_chunks_is_one_line_end():
+    lines, _ = frame([b"a\r", b"\nb\n"])
+    assert lines == [b"a", b"b"]
+
+
+def test_cr_at_end_of_stream_ends_the_line():
+    lines, _ = frame([b"45%|####\r"])
+    assert lines == [b"45%|####"]
+
+
+def test_partial_line_is_held_until_newline():
+    f = LineFramer()
+    assert f.push(b"Task 1/") == b""
+    assert f.push(b"3: x") == b""
+    assert f.push(b"\nnext") == b"Task 1/3: x\n"
+    assert f.flush() == b"next\n"
+    assert f.flush() == b""
+
+
+def test_any_chunking_gives_the_same_lines():
+    data = b"".join(random.Random(3).choice([b"x" * n + end for n in (0, 1, 7, 100)
+                                             for end in (b"\n", b"\r\n", b"\r")]) for _ in range(500))
+    whole, _ = frame([data])
+    rng = random.Random(5)
+    for _ in range(50):
+        cuts = sorted(rng.sample(range(1, len(data)), 20))
+        parts = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        assert frame(parts)[0] == whole
+
+
+def test_long_line_is_cut_and_counted_and_the_rest_dropped():
+    lines, f = frame([b"short\n" + b"y" * 100 + b"\nafter\n"], max_line=10)
+    assert lines == [b"short", b"y" * 10, b"after"]
+    assert f.lines_cut == 1
+
+
+def test_fifty_megabyte_line_without_newline_stays_bounded():
+    f = LineFramer(64 * 1024)
+    chunk = b"z" * (1 << 20)
+    emitted = []
+    for _ in range(50):
+        emitted.append(f.push(chunk))
+        assert len(f.carry) <= 64 * 1024 + 1      # never buffers more than one line
+    emitted.append(f.push(b"tail\nnext line\n"))
+    lines = b"".join(emitted).split(b"\n")[:-1]
+    assert lines == [b"z" * (64 * 1024), b"next line"]
+    assert f.lines_cut == 1
+
+
+def test_nul_bytes_pass_through():
+    lines, _ = frame([b"a\x00b\n"])
+    assert lines == [b"a\x00b"]
+
+
+def test_decode_errors_are_counted_not_fatal():
+    assert count_decode_errors(b"plain ascii\n") == 0
+    assert count_decode_errors("ünïcode ████\n".encode()) == 0
+    assert count_decode_errors(b"bad \xff\xfe bytes \xc3\n") == 3
+    assert count_decode_errors("ok \ufffd already\n".encode()) == 0   # a real U+FFFD is not an error
+
+
+def test_has_long_line():
+    assert not has_long_line(b"a" * 10 + b"\n" + b"b" * 10 + b"\n", 10)
+    assert has_long_line(b"a" * 10 + b"\n" + b"b" * 11 + b"\n", 10)

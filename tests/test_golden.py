@@ -1,0 +1,68 @@
+"""Golden tests: every built-in pack, a sample log, the exact metrics it yields."""
+import glob
+import os
+import subprocess
+
+import pytest
+
+from conftest import TESTS, runwatch_cmd, sample
+
+GOLDEN = os.path.join(TESTS, "golden")
+LOGS = sorted(glob.glob(os.path.join(GOLDEN, "*.log")))
+
+
+def scan(pack: str, path: str) -> str:
+    p = subprocess.run(runwatch_cmd("scan", "--pack", pack, path), capture_output=True, text=True,
+                       cwd=GOLDEN, check=True)
+    return p.stdout
+
+
+@pytest.mark.parametrize("log", LOGS, ids=[os.path.basename(p) for p in LOGS])
+def test_golden(log):
+    pack = os.path.basename(log).split(".")[0].split("_")[0]
+    got = scan(pack, os.path.basename(log))
+    want_path = log[:-4] + ".prom"
+    if os.environ.get("RUNWATCH_UPDATE_GOLDEN"):
+        with open(want_path, "w") as f:
+            f.write(got)
+    with open(want_path) as f:
+        assert got == f.read()
+
+
+def test_every_builtin_pack_has_a_golden_file():
+    from runwatch.packs import builtin_names
+    covered = {os.path.basename(p).split(".")[0].split("_")[0] for p in LOGS}
+    assert set(builtin_names()) <= covered
+
+
+# The figures that matter, counted by hand from the logs, so a regenerated
+# golden file cannot silently bless a wrong count.
+HAND_COUNTED = {
+    "waa.log": {("runwatch_tasks_planned",): 3, ("runwatch_tasks_started_total",): 3,
+                ("runwatch_tasks_completed_total",): 3, ("runwatch_tasks_failed_total",): 2,
+                ("runwatch_steps_total", "CLICK"): 3, ("runwatch_steps_total", "SCROLL"): 1,
+                ("runwatch_errors_total",): 1, ("runwatch_lines_total",): 14},
+    "docker_classic.log": {("runwatch_docker_build_step",): 5, ("runwatch_docker_build_steps",): 5,
+                           ("runwatch_docker_build_steps_done",): 5, ("runwatch_run_progress_ratio",): 1.0},
+    # builder 1-4 and stage-1 1 started (#6 reappears: once), 4+3 steps, #3 #4 cached + #5 #6 done
+    "docker_buildkit.log": {("runwatch_docker_build_step",): 5, ("runwatch_docker_build_steps",): 7,
+                            ("runwatch_docker_build_steps_done",): 4, ("runwatch_errors_total",): 2},
+    # optuna: 3 finished + 1 pruned + 1 failed (its "failed with value None." not again) + 3 Trial N/3
+    "trials.log": {("runwatch_tasks_completed_total",): 8, ("runwatch_tasks_failed_total",): 1,
+                   ("runwatch_best_score", "value"): 0.12, ("runwatch_score", "value"): 0.3,
+                   ("runwatch_best_score", "score"): 0.1934, ("runwatch_run_progress_ratio",): 0.5},
+    "tqdm.log": {("runwatch_run_progress_ratio",): 0.73, ("runwatch_lines_total",): 4},
+    # ERROR line, one traceback (its frames and exception line not again), CRITICAL; not ERRORS_TOTAL
+    "python.log": {("runwatch_errors_total",): 3},
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND_COUNTED))
+def test_hand_counted_figures(name):
+    pack = name.split(".")[0].split("_")[0]
+    text = scan(pack, name)
+    for key, want in HAND_COUNTED[name].items():
+        labels = {}
+        if len(key) > 1:
+            labels["name" if "score" in key[0] else "action"] = key[1]
+        assert sample(text, key[0], **labels) == pytest.approx(want), (name, key)

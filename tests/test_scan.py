@@ -1,0 +1,68 @@
+"""`runwatch scan`: one-shot output, and the forked parallel path equals one pass."""
+import random
+import subprocess
+
+import pytest
+
+from conftest import runwatch_cmd, sample
+
+
+def make_log(path, lines: int, seed: int = 1):
+    """A mixed log with known counts; long enough to take the parallel path."""
+    rng = random.Random(seed)
+    truth = {"started": 0, "done": 0, "failed": 0, "errors": 0, "click": 0}
+    with open(path, "w") as f:
+        for i in range(lines):
+            r = rng.random()
+            if r < 0.01:
+                truth["started"] += 1
+                f.write(f"2026-11-24 10:00:00,000 INFO runner: Task {truth['started']}/999: t{i}\n")
+            elif r < 0.02:
+                ok = rng.random() < 0.5
+                truth["done"] += 1
+                truth["failed"] += not ok
+                f.write(f"Task t{i}: {'SUCCESS' if ok else 'FAIL'}\n")
+            elif r < 0.05:
+                truth["click"] += 1
+                f.write("Step 3: CLICK\n")
+            elif r < 0.051:
+                truth["errors"] += 1
+                f.write("ERROR: boom\r\n")
+            else:
+                f.write(f"INFO trainer: epoch {i} loss={rng.random():.5f} lr=3e-4 throughput=812.5 samples/s\n")
+    return truth
+
+
+def test_parallel_scan_equals_a_single_pass(tmp_path):
+    log = tmp_path / "big.log"
+    truth = make_log(log, 260_000)          # ~22 MB: above the 16 MB parallel threshold
+    outs = {}
+    for jobs in ("1", "2", "3"):
+        p = subprocess.run(runwatch_cmd("scan", "--jobs", jobs, "--pack", "waa", "--pack", "python", str(log)),
+                           capture_output=True, text=True, check=True)
+        outs[jobs] = p.stdout
+    assert outs["1"] == outs["2"] == outs["3"]
+    t = outs["2"]
+    assert sample(t, "runwatch_tasks_started_total") == truth["started"]
+    assert sample(t, "runwatch_tasks_completed_total") == truth["done"]
+    assert sample(t, "runwatch_tasks_failed_total") == truth["failed"]
+    assert sample(t, "runwatch_steps_total", action="CLICK") == truth["click"]
+    assert sample(t, "runwatch_errors_total") == truth["errors"]
+    assert sample(t, "runwatch_lines_total") == 260_000
+
+
+def test_scan_stdin_and_run_id(tmp_path):
+    p = subprocess.run(runwatch_cmd("scan", "--pack", "docker", "--run-id", "build-7", "-"),
+                       input="Step 2/4 : RUN x\n", capture_output=True, text=True, check=True)
+    assert sample(p.stdout, "runwatch_docker_build_step", run_id="build-7") == 2
+    assert "timestamp_seconds" not in p.stdout          # wall-clock metrics are left out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["scan", "x.log"], "no packs given"),
+    (["scan", "--pack", "waa", "/no/such.log"], "no such file"),
+    (["scan", "--pack", "wa", "/dev/null"], 'no built-in pack \'wa\' (did you mean "waa"?)'),
+])
+def test_scan_errors(args, msg):
+    p = subprocess.run(runwatch_cmd(*args), capture_output=True, text=True)
+    assert p.returncode != 0 and msg in p.stderr

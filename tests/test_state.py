@@ -1,0 +1,91 @@
+"""The reducer: events in, run state out. Pure: times come from the events."""
+import pytest
+
+from runwatch.events import Event, make
+from runwatch.state import RunState
+
+
+def run(*evs):
+    st = RunState()
+    for e in evs:
+        st.apply(e)
+    return st
+
+
+def E(t, ts=0.0, **f):
+    return Event(t, f, ts)
+
+
+def test_first_activity_makes_a_pending_run_running():
+    st = RunState()
+    assert st.state == "pending"
+    st.lines_seen(3, 10.0)
+    assert (st.state, st.start_ts, st.lines, st.last_line_ts) == ("running", 10.0, 3, 10.0)
+
+
+def test_status_end_sets_end_timestamp():
+    st = run(E("status", 5.0, state="running"), E("status", 9.0, state="failed", reason="exit code 2"))
+    assert (st.state, st.start_ts, st.end_ts, st.status_reason) == ("failed", 5.0, 9.0, "exit code 2")
+
+
+def test_tasks_and_progress():
+    st = run(E("task_started", 1, task="a", index=1, total=4), E("task_finished", 2, task="a", result="SUCCESS"),
+             E("task_started", 3, task="b", index=2, total=4), E("task_finished", 4, task="b", result="FAIL"))
+    assert (st.tasks_planned, st.tasks_started, st.tasks_completed, st.tasks_failed) == (4, 2, 2, 1)
+    assert st.progress_ratio() == 0.5
+    assert st.last_progress_ts == 4
+
+
+def test_outer_level_refines_with_inner_trials():
+    st = run(E("progress", 1, current=2, total=4, level="outer"), E("task_finished", 2, index=1, total=2))
+    assert st.progress_ratio() == pytest.approx(0.25 + 0.5 / 4)
+
+
+def test_classic_build_progress_counts_steps_before_the_current_one():
+    st = run(E("build_step", 1, step=3, steps=4))
+    assert st.progress_ratio() == 0.5
+    st.apply(E("build_complete", 2))
+    assert (st.build_step, st.build_done, st.progress_ratio()) == (4, 4, 1.0)
+
+
+def test_tqdm_eta_counts_down_from_the_tools_estimate():
+    st = run(E("status", 0, state="running"), E("progress", 100.0, percent=45, eta_seconds=15))
+    assert st.eta_seconds(100.0) == 15
+    assert st.eta_seconds(110.0) == 5
+    assert st.eta_seconds(200.0) == 0
+
+
+def test_rate_eta_from_progress_and_absent_without_progress():
+    st = run(E("status", 0, state="running"))
+    assert st.eta_seconds(10) is None
+    st.apply(E("task_started", 0, index=1, total=10))
+    st.apply(E("task_finished", 10))
+    st.apply(E("task_finished", 20))            # 0.1/10 s -> 80 s left at t=20
+    assert st.eta_seconds(20) == pytest.approx(80)
+    st.apply(E("status", 30, state="succeeded"))
+    assert st.eta_seconds(30) is None          # not running: nothing to estimate
+
+
+def test_scores_best_by_marker_by_value_and_by_direction():
+    st = run(E("score", value=0.3), E("score", value=0.2, best=True), E("score", name="loss", direction="min"),
+             E("score", name="loss", value=2.0), E("score", name="loss", value=1.0), E("score", name="loss", value=1.5))
+    assert st.scores == {"score": 0.2, "loss": 1.5}
+    assert st.best_scores == {"score": 0.2, "loss": 1.0}
+
+
+def test_cost_accrues_while_running_and_projects_with_eta():
+    st = run(E("cost", 0, rate_usd_per_hour=3.6, budget_usd=1.0), E("status", 0, state="running"))
+    assert st.cost(100) == pytest.approx(0.1)
+    st.apply(E("progress", 100, percent=50, eta_seconds=100))
+    snap = st.snapshot(100)
+    assert snap["cost_projected"] == pytest.approx(0.2)
+    st.apply(E("status", 200, state="succeeded"))
+    assert st.cost(1000) == pytest.approx(0.2)        # stops when the run ends
+    assert st.snapshot(1000)["cost_rate"] == 0.0
+
+
+def test_unknown_event_types_are_refused_by_make():
+    with pytest.raises(ValueError, match="unknown event type"):
+        make("explode", {}, 0)
+    with pytest.raises(ValueError, match="state: must be one of"):
+        make("status", {"state": "exploded"}, 0)
