@@ -107,7 +107,7 @@ def test_landing_page_and_404(tmp_path, serve):
     log.write_text("")
     rw = serve(f"runs:\n  - {{id: only-run, file: {log}, packs: [waa]}}\n")
     page = requests.get(rw.url + "/", timeout=2)
-    assert page.ok and "only-run" in page.text
+    assert page.ok and page.headers["Content-Type"].startswith("text/html") and "runwatch" in page.text
     assert requests.get(rw.url + "/nope", timeout=2).status_code == 404
 
 
