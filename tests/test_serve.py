@@ -167,3 +167,16 @@ def test_help_teaches_by_example():
         p = subprocess.run(runwatch_cmd(sub, "--help"), capture_output=True, text=True)
         assert p.returncode == 0 and "example" in p.stdout and "runwatch " + sub in p.stdout, sub
     assert subprocess.run(runwatch_cmd("--version"), capture_output=True, text=True).stdout.startswith("runwatch ")
+
+
+def test_serve_reads_stdin_as_a_run(tmp_path, runwatch_proc):
+    cfg = write_config(tmp_path, "runs:\n  - {id: piped, file: '-', packs: [tqdm]}\n")
+    rw = runwatch_proc("serve", "-c", cfg, stdin=subprocess.PIPE).wait_up()
+    rw.p.stdin.write(b"train:  30%|###       | 30/100 [00:03<00:07, 10.0it/s]\r")
+    rw.p.stdin.flush()
+    wait_for(lambda: sample(rw.metrics(), "runwatch_run_progress_ratio", run_id="piped") == 0.3, what="stdin line")
+    t = rw.metrics()
+    assert sample(t, "runwatch_source_up", run_id="piped", source="stdin") == 1
+    assert 0 < sample(t, "runwatch_run_eta_seconds", run_id="piped") <= 7
+    rw.p.stdin.close()
+    wait_for(lambda: sample(rw.metrics(), "runwatch_source_up", run_id="piped", source="stdin") == 0, what="EOF")

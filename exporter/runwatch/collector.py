@@ -132,7 +132,7 @@ class RunwatchCollector(Collector):
                     v = s[key]
                     if v is not None:
                         fam.add_metric(r, v)
-        return fams
+        return [f for f in fams if f.samples]     # no HELP/TYPE noise for what no run has
 
     # ------------------------------------------------------------ itself
 

@@ -41,17 +41,22 @@ def count_decode_errors(block: bytes) -> int:
 
 
 class LineFramer:
-    __slots__ = ("max_line", "carry", "dropping", "lines_cut")
+    __slots__ = ("max_line", "carry", "dropping", "lines_cut", "skip_lf")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE):
         if max_line < 1:
             raise ValueError("max_line must be at least 1 byte")
         self.max_line = max_line
-        self.carry = b""        # partial last line, never longer than max_line (+1 for a held b"\r")
+        self.carry = b""        # partial last line, never longer than max_line
         self.dropping = False   # inside the discarded tail of a cut line
         self.lines_cut = 0
+        self.skip_lf = False    # the last chunk ended in "\r": a "\n" next is its other half
 
     def push(self, chunk: bytes) -> bytes:
+        if self.skip_lf and chunk:
+            self.skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         if self.dropping:
             nl = _first_break(chunk)
             if nl < 0:
@@ -60,13 +65,10 @@ class LineFramer:
             self.dropping = False
         data = self.carry + chunk if self.carry else chunk
         if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
-            held_cr = data.endswith(b"\r")       # maybe the first half of "\r\n"
-            if held_cr:
-                data = data[:-1]
-            data = data.replace(b"\r", b"\n")
-        else:
-            held_cr = False
+            # "\r\n" and a lone "\r" both end a line; a "\r" at the very end ends it now
+            # (a progress bar must not wait for the next redraw) and a "\n" after it is skipped.
+            self.skip_lf = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         cut = data.rfind(b"\n")
         if cut < 0:
             block, rest = b"", data
@@ -75,16 +77,16 @@ class LineFramer:
         if len(rest) > self.max_line:
             block += rest[:self.max_line] + b"\n"
             self.lines_cut += 1
-            rest, held_cr, self.dropping = b"", False, True
-        self.carry = rest + b"\r" if held_cr else rest
+            rest, self.dropping = b"", True
+        self.carry = rest
         if block and len(block) > self.max_line and has_long_line(block, self.max_line):
             block = self._cut_lines(block)
         return block
 
     def flush(self) -> bytes:
         """End of stream: the held partial line becomes a line."""
-        rest = self.carry.rstrip(b"\r") if self.carry.endswith(b"\r") else self.carry
-        self.carry, self.dropping = b"", False
+        rest = self.carry
+        self.carry, self.dropping, self.skip_lf = b"", False, False
         return rest + b"\n" if rest else b""
 
     def _cut_lines(self, block: bytes) -> bytes:
