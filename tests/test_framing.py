@@ -81,3 +81,10 @@ def test_decode_errors_are_counted_not_fatal():
 def test_has_long_line():
     assert not has_long_line(b"a" * 10 + b"\n" + b"b" * 10 + b"\n", 10)
     assert has_long_line(b"a" * 10 + b"\n" + b"b" * 11 + b"\n", 10)
+
+
+def test_a_bar_ending_in_cr_is_emitted_at_once_and_a_late_lf_is_not_a_line():
+    f = LineFramer()
+    assert f.push(b" 30%|###   | 30/100\r") == b" 30%|###   | 30/100\n"
+    assert f.push(b"\nnext\n") == b"next\n"          # the \n completing \r\n is not an empty line
+    assert f.push(b"a\r") == b"a\n" and f.push(b"b\n") == b"b\n"
