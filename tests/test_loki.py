@@ -1,0 +1,281 @@
+"""The Loki shipper against a local double of Loki's push API: every line
+arrives exactly once and in order through 429s, 5xx, hangs, resets, outages
+and restarts; what is dropped is counted."""
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from runwatch.loki import LokiConfig, Shipper, level_of, parse_auth, parse_size, read_segment
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import free_port, runwatch_cmd, sample, wait_for  # noqa: E402
+from loki_server import LokiServer  # noqa: E402
+
+SKEY = ("eval", "command")
+
+
+@pytest.fixture
+def srv():
+    s = LokiServer()
+    yield s
+    s.stop()
+
+
+def shipper(srv, tmp_path, **kw) -> Shipper:
+    opts = dict(url=srv.url, spool_dir=str(tmp_path / "spool"), batch_wait=0.05, min_backoff=0.02,
+                max_backoff=0.2, timeout=0.5, flush_timeout=1.0)
+    opts.update(kw)
+    return Shipper(LokiConfig(**opts)).start()
+
+
+def feed(sh, start, count, per_block=100, run_id="r1", ts=None, step=0.0):
+    for i in range(start, start + count, per_block):
+        k = min(per_block, start + count - i)
+        block = "".join(f"line {j}\n" for j in range(i, i + k)).encode()
+        sh.ship_block(SKEY, run_id, "bench", block, k, ts if ts is not None else time.time())
+        if ts is not None:
+            ts += step
+        if step == 0 and ts is None and i % 2000 == 0:
+            time.sleep(0.001)
+
+
+def expect_all(srv, n, timeout=20.0):
+    wait_for(lambda: len(srv.entries) >= n, timeout, what=f"{n} entries (have {len(srv.entries)})")
+    time.sleep(0.1)
+    got = srv.lines()
+    assert len(got) == n, f"{len(got)} entries, expected {n} (duplicates?)"
+    assert got == [f"line {i}" for i in range(n)]
+    assert srv.out_of_order == 0
+    stamps = [e[1] for e in srv.entries]
+    assert all(a < b for a, b in zip(stamps, stamps[1:])), "timestamps must increase within the stream"
+
+
+def metrics(sh) -> str:
+    reg = CollectorRegistry(auto_describe=False)
+
+    class C:
+        def collect(self):
+            return sh.collect()
+    reg.register(C())
+    return generate_latest(reg).decode()
+
+
+def test_push_format_labels_metadata_auth_tenant(srv, tmp_path):
+    srv.require_headers = {"Authorization": "Basic " + base64.b64encode(b"bob:s3cret").decode(),
+                           "X-Scope-OrgID": "team-a"}
+    sh = shipper(srv, tmp_path, auth="bob:s3cret", tenant="team-a", host="box1")
+    sh.ship_block(SKEY, "eval-7", "benchmark", b"2024 INFO start\nTraceback (most recent call last):\nplain\n",
+                  3, time.time())
+    sh.ship_block(SKEY, "eval-7", "benchmark", b"same ts\n", 1, 1.0)     # an earlier clock: clamped
+    sh.close()
+    assert len(srv.entries) == 4
+    labels = dict(srv.entries[0][0])
+    assert labels == {"service_name": "runwatch", "kind": "eval", "source": "command", "host": "box1"}
+    metas = [e[3] for e in srv.entries]
+    assert [m["level"] for m in metas] == ["info", "error", "unknown", "unknown"]
+    assert all(m["run_id"] == "eval-7" and m["phase"] == "benchmark" for m in metas)
+    h = srv.headers_seen[0]
+    assert h["Content-Encoding"] == "gzip" and h["Content-Type"] == "application/json"
+    text = metrics(sh)
+    assert sample(text, "runwatch_loki_entries_sent_total") == 4
+    assert sample(text, "runwatch_loki_entries_dropped_total", reason="bad_request") == 0
+    assert sample(text, "runwatch_loki_queue_entries") == 0
+    assert sample(text, "runwatch_loki_push_duration_seconds_count") >= 1
+    assert "s3cret" not in text and "bob" not in text
+
+
+def test_wrong_credentials_drop_and_count(srv, tmp_path):
+    srv.require_headers = {"Authorization": "Bearer right"}
+    sh = shipper(srv, tmp_path, auth="Bearer wrong")
+    feed(sh, 0, 10)
+    sh.close()
+    assert sh.dropped["unauthorized"] == 10 and not srv.entries
+
+
+def test_429_storm_every_line_once_in_order(srv, tmp_path):
+    srv.respond(429, count=25, retry_after="0.02")
+    sh = shipper(srv, tmp_path)
+    feed(sh, 0, 20000)
+    expect_all(srv, 20000)
+    sh.close()
+    assert srv.statuses.count(429) == 25
+    assert sh.requests["429"] == 25 and sum(sh.dropped.values()) == 0
+
+
+def test_5xx_hang_and_resets(srv, tmp_path):
+    sh = shipper(srv, tmp_path)
+    srv.respond(500)
+    feed(sh, 0, 3000)
+    time.sleep(0.4)
+    srv.respond("hang", count=1)                 # the client times out (0.5 s) and retries
+    feed(sh, 3000, 3000)
+    time.sleep(0.7)
+    srv.respond("reset", count=3)
+    feed(sh, 6000, 3000)
+    expect_all(srv, 9000)
+    sh.close()
+    assert sh.requests.get("500", 0) >= 1 and sh.requests.get("error", 0) >= 2
+    assert sum(sh.dropped.values()) == 0
+
+
+def test_outage_with_restart_in_the_middle(srv, tmp_path):
+    srv.go_away()
+    sh1 = shipper(srv, tmp_path, queue_max_bytes=64 << 10, flush_timeout=0.3)
+    feed(sh1, 0, 20000)
+    assert metrics(sh1).count("runwatch_loki_spool_bytes") and sh1.spool.bytes > 0
+    sh1.close()                                   # pending lines go to the front of the spool
+    sh1.release()
+    spooled = sum(r[5] for f in sorted(os.listdir(tmp_path / "spool" / "0")) if f.endswith(".seg")
+                  for r in read_segment(str(tmp_path / "spool" / "0" / f))[0])
+    assert spooled == 20000
+    sh2 = shipper(srv, tmp_path, queue_max_bytes=64 << 10)       # "restart": same data dir
+    feed(sh2, 20000, 20000)
+    time.sleep(0.2)
+    srv.come_back()
+    expect_all(srv, 40000)
+    sh2.close()
+    assert sh2.spool.bytes == 0 and sum(sh2.dropped.values()) == 0
+
+
+def test_ten_minute_outage_at_1000_lines_per_second_loses_nothing(srv, tmp_path):
+    srv.go_away()
+    sh = shipper(srv, tmp_path, max_backoff=0.3, queue_max_bytes=4 << 20)
+    start = time.time() - 600
+    feed(sh, 0, 600_000, per_block=1000, ts=start, step=1.0)      # 1,000 lines/s for 10 minutes
+    assert sh.spool.bytes > 0
+    srv.come_back()
+    expect_all(srv, 600_000, timeout=40)
+    sh.close()
+    assert sum(sh.dropped.values()) == 0
+    assert srv.entries[0][1] // 10**9 == int(start)               # lines keep their own time
+
+
+def test_bad_request_drops_the_batch_and_counts(srv, tmp_path):
+    sh = shipper(srv, tmp_path)
+    srv.respond(400, count=1, body="error parsing labels\n")
+    feed(sh, 0, 100)
+    wait_for(lambda: sh.dropped["bad_request"] == 100, 5, what="drop counted")
+    srv.respond(400, count=1, body="entry for stream '{x=\"y\"}' has timestamp too old: 2020-01-01\n")
+    feed(sh, 100, 50)
+    wait_for(lambda: sh.dropped["too_old"] == 50, 5, what="too_old counted")
+    feed(sh, 150, 50)
+    sh.close()
+    assert srv.lines() == [f"line {i}" for i in range(150, 200)]
+    text = metrics(sh)
+    assert sample(text, "runwatch_loki_entries_dropped_total", reason="bad_request") == 100
+    assert sample(text, "runwatch_loki_entries_dropped_total", reason="too_old") == 50
+
+
+def test_spool_bound_respected_and_overflow_counted(srv, tmp_path):
+    srv.go_away()
+    bound = 100 << 10
+    sh = shipper(srv, tmp_path, queue_max_bytes=16 << 10, spool_max_bytes=bound)
+    feed(sh, 0, 50000, per_block=50)
+    assert sh.spool.bytes <= bound
+    on_disk = sum(os.path.getsize(tmp_path / "spool" / "0" / f)
+                  for f in os.listdir(tmp_path / "spool" / "0") if f.endswith(".seg"))
+    assert on_disk <= bound
+    full = sh.dropped["spool_full"]
+    assert full > 0
+    srv.come_back()
+    wait_for(lambda: len(srv.entries) + full >= 50000, 20, what="the rest")
+    sh.close()
+    got = srv.lines()
+    assert len(got) + sh.dropped["spool_full"] == 50000
+    idx = [int(x.split()[1]) for x in got]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)
+    assert sample(metrics(sh), "runwatch_loki_entries_dropped_total", reason="spool_full") == full
+
+
+def test_big_blocks_split_into_batches_of_at_most_the_limit(srv, tmp_path):
+    sh = shipper(srv, tmp_path, batch_max_bytes=64 << 10)
+    feed(sh, 0, 30000, per_block=30000)            # one ~300 KB block
+    expect_all(srv, 30000)
+    sh.close()
+    assert srv.requests >= 5
+
+
+def test_helpers():
+    assert parse_size("1GiB") == 1 << 30 and parse_size("500M") == 500 << 20 and parse_size("4096") == 4096
+    assert parse_auth("Bearer abc") == {"Authorization": "Bearer abc"}
+    assert parse_auth("u:p")["Authorization"].startswith("Basic ")
+    with pytest.raises(ValueError) as e:
+        parse_auth("justsecret")
+    assert "justsecret" not in str(e.value)
+    assert level_of("2024 WARNING disk") == "warn" and level_of("CRITICAL x") == "critical"
+    assert level_of("errors: 0") == "unknown"
+
+
+def test_runwatch_run_ships_and_a_restart_resends_the_spool(srv, tmp_path):
+    """Real processes: Loki is down, runwatch is stopped with SIGTERM, lines are
+    spooled; the next `runwatch run` on the same data dir sends them first."""
+    port = srv.port
+    srv.go_away()
+    data = str(tmp_path / "data")
+    script = ("import sys, time\n"
+              "a, b = int(sys.argv[1]), int(sys.argv[2])\n"
+              "for i in range(a, b): print(f'line {i}')\n"
+              "print('token=SUPERSECRET123 done', flush=True)\n"
+              "time.sleep(float(sys.argv[3]))\n")
+    common = ["run", "--listen", f"127.0.0.1:{free_port()}", "--grace", "0", "--loki-url", f"http://127.0.0.1:{port}",
+              "--data-dir", data, "--loki-flush-timeout", "0.5", "--kind", "eval", "--run-id", "e2e"]
+    p = subprocess.Popen(runwatch_cmd(*common, "--", sys.executable, "-c", script, "0", "3000", "30"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for raw in p.stdout:
+            if raw.startswith(b"token="):
+                break
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        p.wait(15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = p.stderr.read().decode()
+    assert "SUPERSECRET123" not in err
+    assert any(f.endswith(".seg") for f in os.listdir(os.path.join(data, "loki-spool", "0"))), err
+    srv.come_back()
+    assert srv.port == port
+    p2 = subprocess.run(runwatch_cmd(*common, "--", sys.executable, "-c", script, "3000", "4000", "0"),
+                        capture_output=True, timeout=30)
+    assert p2.returncode == 0, p2.stderr.decode()
+    got = srv.lines("e2e")
+    want = [f"line {i}" for i in range(3000)] + ["token=<redacted> done"] + \
+           [f"line {i}" for i in range(3000, 4000)] + ["token=<redacted> done"]
+    assert got == want
+    assert dict(srv.entries[0][0]) == {"service_name": "runwatch", "kind": "eval", "source": "command",
+                                       "host": dict(srv.entries[0][0])["host"]}
+    assert not [f for f in os.listdir(os.path.join(data, "loki-spool", "0")) if f.endswith(".seg")
+                and os.path.getsize(os.path.join(data, "loki-spool", "0", f))]
+
+
+def test_config_loki_and_redact_keys(tmp_path):
+    from runwatch.config import load_config
+    from runwatch.yamlfile import ConfigError
+
+    log = tmp_path / "a.log"
+    log.write_text("x\n")
+    good = tmp_path / "ok.yaml"
+    good.write_text(f"loki:\n  url: http://loki:3100\n  tenant: t\n  spool_max_bytes: 200MiB\n"
+                    f"  batch_wait_seconds: 0.5\nredact:\n  - 'internal-[0-9a-f]{{8}}'\n"
+                    f"runs:\n  - id: a\n    file: {log}\n")
+    cfg = load_config(str(good))
+    assert cfg.loki.url == "http://loki:3100" and cfg.loki.spool_max_bytes == 200 << 20
+    assert cfg.loki.batch_wait == 0.5 and cfg.redact == ["internal-[0-9a-f]{8}"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"loki:\n  url: http://loki:3100\n  tennant: t\nruns:\n  - id: a\n    file: {log}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(bad))
+    assert e.value.line == 3 and "tenant" in str(e.value)
+    bad.write_text(f"redact:\n  - ok\n  - '(unclosed'\nruns:\n  - id: a\n    file: {log}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(bad))
+    assert e.value.line == 3
