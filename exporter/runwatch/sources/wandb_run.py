@@ -1,0 +1,306 @@
+"""A Weights & Biases run: its state, chosen summary metrics, page URL and artifacts.
+
+A state source for `pollers.Poller`, through the real `wandb.Api`
+(`overrides={"base_url": …}` for W&B Server or a test server). Each poll:
+
+- reloads the run (`Run.load(force=True)`: `Api.run` caches the run object,
+  so without a forced load the state would never change);
+- maps its state onto the run state and its summary metrics onto
+  `score` events (only the names the config lists);
+- checks each artifact not yet available: by default the run's history
+  artifact `run-<id>-history:latest`, plus the configured ones.
+
+A failing API must never read as "artifact missing": `Api.artifact_exists`
+answers False on some transport and parse errors, so it is not used. An
+artifact is missing only when the server answered that it does not exist;
+anything else (timeouts, 5xx, 429, a malformed answer) fails the poll, so
+`runwatch_source_up{source="wandb"}` goes to 0 and the artifact keeps the value
+it had. The API key comes from the environment (`WANDB_API_KEY` or the
+variable the config names) and is never logged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from ..events import Event, make
+from ..pollers import SourceError
+
+log = logging.getLogger("runwatch")
+
+INSTALL_HINT = "the W&B source needs the wandb SDK: pip install 'runwatch[wandb]'"
+
+#: W&B run states -> (runwatch state, reason)
+STATES = {
+    "pending": ("pending", None),
+    "running": ("running", None),
+    "preempting": ("running", "preempting"),
+    "finished": ("succeeded", None),
+    "crashed": ("failed", "crashed"),
+    "failed": ("failed", "failed"),
+    "killed": ("canceled", "killed"),
+    "preempted": ("failed", "preempted"),
+}
+
+
+@dataclass
+class WandbConfig:
+    entity: str
+    project: str
+    run_id: str
+    summary: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
+    history_artifact: bool = True
+    artifact_deadline_minutes: float | None = None
+    poll_seconds: float = 60.0
+    base_url: str | None = None
+    api_key_env: str = "WANDB_API_KEY"
+    timeout: float = 20.0
+
+    @property
+    def path(self) -> str:
+        return f"{self.entity}/{self.project}/{self.run_id}"
+
+    def artifact_names(self) -> list[str]:
+        """Artifact names as the runwatch_artifact_available{artifact} label shows them."""
+        names = [f"run-{self.run_id}-history"] if self.history_artifact else []
+        for a in self.artifacts:
+            a = a.split("/")[-1]
+            if a.endswith(":latest"):
+                a = a[: -len(":latest")]
+            if a not in names:
+                names.append(a)
+        return names
+
+    def artifact_path(self, name: str) -> str:
+        full = name if ":" in name else f"{name}:latest"
+        for a in self.artifacts:
+            if a.count("/") == 2 and a.split("/")[-1].split(":")[0] == name.split(":")[0]:
+                return a if ":" in a else f"{a}:latest"
+        return f"{self.entity}/{self.project}/{full}"
+
+
+def require_sdk() -> None:
+    try:
+        import wandb  # noqa: F401
+    except ImportError as e:
+        raise SourceError(f"{INSTALL_HINT} ({e})") from None
+
+
+def _parse_time(s) -> float | None:
+    if not s:
+        return None
+    try:
+        dt = datetime.fromisoformat(str(s).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)   # W&B times are UTC
+    return dt.timestamp()
+
+
+def _http_status(e: BaseException) -> int | None:
+    for err in (e, getattr(e, "exc", None)):
+        resp = getattr(err, "response", None)
+        status = getattr(resp, "http_status", None)
+        if status:
+            return int(status)
+    return None
+
+
+def _not_found(e: BaseException) -> bool:
+    """True only for the server's own 'does not exist' answers."""
+    inner = getattr(e, "exc", None)
+    if inner is not None and type(inner).__name__ == "ValidationError":   # pydantic: a malformed answer
+        return False
+    if _http_status(e) not in (None, 404):
+        return False
+    msg = str(e)
+    if "Failed to execute API request" in msg or "did not respond" in msg:
+        return False
+    return ("Could not find run" in msg or " not found in " in msg or " not found under entity " in msg)
+
+
+def _uncommitted(e: BaseException) -> bool:
+    """The server answered with the artifact, but it is still PENDING (uploading):
+    wandb 0.31 cannot build an Artifact for it (`assert artifact.id is not None`
+    in Artifact._from_attrs, as `id` is None for a draft)."""
+    return type(getattr(e, "exc", None)).__name__ == "AssertionError" and _http_status(e) is None
+
+
+def wandb_error(e: BaseException, what: str) -> SourceError:
+    name = type(e).__name__
+    status = _http_status(e)
+    msg = str(e).splitlines()[0] if str(e) else name
+    if name in ("AuthenticationError", "AuthorizationError") or status in (401, 403):
+        return SourceError(f"{what}: W&B refused the API key ({msg}); set WANDB_API_KEY "
+                           f"(or the variable named by api_key_env)", auth=True)
+    if status == 429:
+        return SourceError(f"{what}: rate limited by W&B (HTTP 429)", throttled=True)
+    if "did not respond in time" in msg:
+        return SourceError(f"{what}: W&B did not answer in time (server errors, rate limiting or "
+                           f"no connection): {msg}")
+    return SourceError(f"{what}: {name}: {msg}")
+
+
+class WandbSource:
+    source = "wandb"
+
+    def __init__(self, cfg: WandbConfig, *, api=None, clock=time.time):
+        self.cfg = cfg
+        self.interval = cfg.poll_seconds
+        self._api = api
+        self._run = None
+        self.clock = clock
+        self.url: str | None = None
+        self.state: str | None = None
+        self.available: dict[str, float | None] = {}     # artifact -> available since (None: missing)
+        self.end_ts: float | None = None
+        self._deadline_logged: set[str] = set()
+        self._run_missing_logged = False
+
+    @property
+    def what(self) -> str:
+        return f"wandb run {self.cfg.path}"
+
+    @property
+    def api(self):
+        if self._api is None:
+            try:
+                import wandb
+            except ImportError as e:
+                raise SourceError(f"{INSTALL_HINT} ({e})") from None
+            key = os.environ.get(self.cfg.api_key_env)
+            if not key:
+                raise SourceError(f"{self.what}: no API key: set {self.cfg.api_key_env}", auth=True)
+            overrides = {"base_url": self.cfg.base_url} if self.cfg.base_url else {}
+            try:
+                self._api = wandb.Api(api_key=key, overrides=overrides, timeout=int(self.cfg.timeout))
+            except Exception as e:  # noqa: BLE001 - classified below
+                raise wandb_error(e, self.what) from None
+        return self._api
+
+    def poll(self) -> list[Event]:
+        api = self.api
+        now = self.clock()
+        events: list[Event] = []
+        try:
+            if self._run is None:
+                self._run = api.run(self.cfg.path)
+            else:
+                self._run.load(force=True)        # Api.run caches: force a fresh answer
+        except Exception as e:  # noqa: BLE001
+            if _not_found(e):
+                if not self._run_missing_logged:
+                    log.info("%s: not found (yet); waiting for it", self.what)
+                    self._run_missing_logged = True
+                return events
+            raise wandb_error(e, self.what) from None
+        run = self._run
+        self.url = getattr(run, "url", None) or self.url
+        wstate = str(getattr(run, "state", "") or "").lower()
+        mapped = STATES.get(wstate)
+        if mapped is not None:
+            state, reason = mapped
+            if wstate != self.state:
+                log.info("%s: %s", self.what, wstate)
+                fields = {"state": state}
+                if reason:
+                    fields["reason"] = reason
+                events.append(make("status", fields, now))
+                if state in ("succeeded", "failed", "canceled") and self.end_ts is None:
+                    self.end_ts = now
+            self.state = wstate
+        summary = getattr(run, "summary_metrics", None) or {}
+        for name in self.cfg.summary:
+            v = summary.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                events.append(make("score", {"name": name, "value": v}, now))
+        events.extend(self._artifacts(api, now))
+        return events
+
+    def _artifacts(self, api, now: float) -> list[Event]:
+        out = []
+        for name in self.cfg.artifact_names():
+            if self.available.get(name) is not None:
+                continue                          # available stays available: stop asking
+            path = self.cfg.artifact_path(name)
+            try:
+                art = api.artifact(path)
+                state = str(getattr(art, "state", "COMMITTED") or "COMMITTED").upper()
+                since = _parse_time(getattr(art, "created_at", None)) or now
+                ok = state == "COMMITTED"
+            except Exception as e:  # noqa: BLE001
+                if not (_not_found(e) or _uncommitted(e)):
+                    raise wandb_error(e, f"{self.what}: artifact {name}") from None
+                ok, since = False, None
+            if ok:
+                log.info("%s: artifact %s available", self.what, name)
+                self.available[name] = since
+                out.append(make("artifact", {"artifact": name, "available": True}, since))
+            else:
+                if name not in self.available:
+                    out.append(make("artifact", {"artifact": name, "available": False}, now))
+                self.available[name] = None
+                self._check_deadline(name, now)
+        return out
+
+    def _check_deadline(self, name: str, now: float) -> None:
+        dl = self.cfg.artifact_deadline_minutes
+        if dl is None or self.end_ts is None or name in self._deadline_logged:
+            return
+        if now - self.end_ts > dl * 60:
+            log.warning("%s: artifact %s still missing %.0f min after the run ended (deadline %g min)",
+                        self.what, name, (now - self.end_ts) / 60, dl)
+            self._deadline_logged.add(name)
+
+
+# ---------------------------------------------------------------- config (no SDK, no network)
+
+WANDB_KEYS = ("entity", "project", "run_id", "summary", "artifacts", "history_artifact",
+              "artifact_deadline_minutes", "poll_seconds", "base_url", "api_key_env")
+
+
+def parse_config(m, rid: str) -> WandbConfig:
+    """`wandb:` of a run in runwatch.yaml. The API key is never in the file: it is
+    read from WANDB_API_KEY (or the variable `api_key_env` names) when serving."""
+    from ..yamlfile import ConfigError, Map, Seq, check_keys, expect
+    from .azure_vm import _num
+    if not isinstance(m, Map):
+        raise ConfigError(getattr(m, "file", "<config>"), getattr(m, "line", None),
+                          f"run {rid!r}: wandb is a mapping with entity, project, run_id")
+    if "api_key" in m:
+        raise ConfigError(m.file, m.line_of("api_key"), f"run {rid!r}: do not put the W&B API key in the config; "
+                          f"set WANDB_API_KEY (or name another variable with api_key_env)")
+    check_keys(m, WANDB_KEYS, f"wandb of run {rid!r}")
+    vals = {}
+    for k in ("entity", "project", "run_id"):
+        if k not in m:
+            raise ConfigError(m.file, m.line, f"run {rid!r}: wandb needs {k!r}")
+        vals[k] = str(expect(m[k], (str, int), m, k, f"run {rid!r}: wandb.{k}"))
+    lists = {}
+    for k in ("summary", "artifacts"):
+        v = m.get(k, [])
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ConfigError(m.file, m.line_of(k), f"run {rid!r}: wandb.{k} must be a list of names")
+        lists[k] = list(v)
+    for j, a in enumerate(lists["artifacts"]):
+        if a.count("/") not in (0, 2):
+            line = m["artifacts"].line_of(j) if isinstance(m.get("artifacts"), Seq) else m.line_of("artifacts")
+            raise ConfigError(m.file, line, f"run {rid!r}: artifact {a!r}: use NAME[:ALIAS] or "
+                              f"ENTITY/PROJECT/NAME[:ALIAS]")
+    hist = expect(m.get("history_artifact", True), bool, m, "history_artifact", f"run {rid!r}: history_artifact")
+    base = m.get("base_url")
+    if base is not None:
+        base = str(expect(base, str, m, "base_url", f"run {rid!r}: wandb.base_url"))
+        if not base.startswith(("http://", "https://")):
+            raise ConfigError(m.file, m.line_of("base_url"), f"run {rid!r}: base_url must be an http(s) URL")
+    env = str(expect(m.get("api_key_env", "WANDB_API_KEY"), str, m, "api_key_env", f"run {rid!r}: api_key_env"))
+    return WandbConfig(vals["entity"], vals["project"], vals["run_id"], lists["summary"], lists["artifacts"],
+                       hist, _num(m, "artifact_deadline_minutes", None, rid, 0),
+                       float(_num(m, "poll_seconds", 60.0, rid, 5)), base, env)
