@@ -26,7 +26,7 @@ from stack_helpers import (Prom, binary, datasource_uid, demo_available, iter_ta
 pytestmark = pytest.mark.skipif(binary("prometheus") is None,
                                 reason="prometheus not installed (apt-get install prometheus)")
 
-DEMO_RUNS = {"demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train"}
+DEMO_RUNS = {"demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train", "demo-workflow"}
 # demo-agent-eval goes ~31 demo-seconds without progress (VM provision and
 # Windows boot) every loop: at 5x that is ~6 s, so with a 2 s stall threshold
 # RunwatchRunStalled fires for ~4 s per loop (~25 s).
@@ -48,9 +48,6 @@ NO_DATA_YET = {
     ("runwatch-exporter", "Loki spool size", "A"): "issue 4: Logs to Loki (shipper metrics)",
     ("runwatch-exporter", "Loki push latency", "A"): "issue 4: Logs to Loki (shipper metrics)",
     ("runwatch-exporter", "Loki push latency", "B"): "issue 4: Logs to Loki (shipper metrics)",
-    ("runwatch-run", "Agent state", "A"): "issue 7: multi-agent workflow events",
-    ("runwatch-run", "Agent duration", "A"): "issue 7: multi-agent workflow events",
-    ("runwatch-run", "Data flow between agents", "A"): "issue 7: multi-agent workflow events",
 }
 
 

@@ -5,10 +5,11 @@ helpers every panel goes through (so every panel gets a title, description,
 unit and a datasource by uid).
 """
 
-from . import exporter, overview, run_detail
+from . import exporter, overview, run_detail, workflow
 
 DASHBOARDS = {
     "runwatch-overview.json": overview.build,
     "runwatch-run.json": run_detail.build,
     "runwatch-exporter.json": exporter.build,
+    "runwatch-workflow.json": workflow.build,
 }

@@ -1,0 +1,358 @@
+"""The JSON side of the HTTP endpoint: the events API and the read-only run views.
+
+Everything here is plain functions over a `Registry`; `web.py` does the HTTP.
+
+Events API (see docs/events.md): a body is one JSON event, a JSON array of
+events, or NDJSON (one event per line). An event is a flat object:
+
+    {"type": "agent_started", "agent_id": "planner", "run_id": "wf-1", "ts": 1732440000.5}
+
+`type` and the event's own fields (events.SCHEMA) are required as the schema
+says; `run_id` comes from the body or the URL path; `ts` (seconds since the
+epoch) defaults to the time it arrived; `kind` only matters for the event that
+creates a run. Besides the state vocabulary there is one more type, `log`
+({"line": "...", "level": "INFO"}): a line of the job's output, which counts
+as output (runwatch_lines_total, last-output age, the status page's recent
+lines); a `log` at level ERROR or above also counts an error.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import re
+import threading
+import time
+
+from .events import Event, EventError, make
+from .runs import RUN_ID_RE, Registry, Run, RunSpec
+
+RESERVED = ("type", "run_id", "ts", "kind")
+LOG_TYPE = "log"
+ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL", "EXCEPTION"})
+DEFAULT_KIND = "workflow"
+MAX_API_RUNS = 1000          # runs the events API may create: a bound on memory and label cardinality
+MAX_LOG_LINE = 16 * 1024     # characters of one log line kept
+MAX_EVENTS_PER_BODY = 10000
+
+# ---------------------------------------------------------------- auth
+
+
+def token_ok(header: str | None, token: str | None) -> bool:
+    """`Authorization: Bearer TOKEN`, compared in constant time."""
+    if not token or not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8"))
+
+
+class RateLimit:
+    """A token bucket: `rate` requests per second on average, bursts of `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None):
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(1.0, rate * 2))
+        self.tokens = self.burst
+        self.t = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> float:
+        """0 when the request may go ahead, else the seconds to wait (Retry-After)."""
+        if self.rate <= 0:
+            return 0.0
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+            self.t = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate
+
+
+# ---------------------------------------------------------------- redaction
+
+_REDACT_RULES = [
+    # Azure SAS signature and any sig/signature query parameter
+    (re.compile(r"(?i)([?&](?:sig|signature|x-amz-signature|x-goog-signature)=)[^&\s\"'<>]+"), r"\1<redacted>"),
+    # Authorization headers and bearer tokens
+    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1<redacted>"),
+    (re.compile(r"(?i)(\bauthorization\s*[:=]\s*)(?!bearer)\S+"), r"\1<redacted>"),
+    # Azure storage account keys and connection strings
+    (re.compile(r"(?i)((?:AccountKey|SharedAccessKey|SharedAccessSignature)\s*=\s*)[^;\s\"']+"), r"\1<redacted>"),
+    # key=value style API keys, passwords, secrets, tokens
+    (re.compile(r"(?i)\b((?:[a-z0-9_-]*(?:api[_-]?key|secret|password|passwd|token|access[_-]?key))"
+                r"\s*[:=]\s*[\"']?)[^\s\"'&,;]{4,}"), r"\1<redacted>"),
+    # well-known key shapes
+    (re.compile(r"\b(sk-[A-Za-z0-9_-]{6})[A-Za-z0-9_-]{10,}"), r"\1<redacted>"),
+    (re.compile(r"\b(gh[pousr]_)[A-Za-z0-9]{20,}"), r"\1<redacted>"),
+    (re.compile(r"\b(AKIA)[A-Z0-9]{16}\b"), r"\1<redacted>"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "<redacted>"),
+]
+
+
+def _load_project_redact():
+    """runwatch.redact (the line path's and Loki shipper's redaction) when it is there."""
+    try:
+        from . import redact as mod   # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    factory = getattr(mod, "default_redactor", None)
+    if callable(factory):
+        try:
+            return factory().text
+        except Exception:
+            pass
+    for name in ("redact", "redact_line", "redact_text"):
+        fn = getattr(mod, name, None)
+        if callable(fn):
+            return fn
+    return None
+
+
+_project_redact = _load_project_redact()
+
+
+def redact(line: str) -> str:
+    """A line as the status page and JSON API may show it: no secrets.
+
+    The project's own redaction (runwatch/redact.py, shared with the Loki
+    shipper) runs first when present; these rules run after it in any case, so
+    a line leaves through HTTP redacted even if that module is missing or
+    misses a case."""
+    if _project_redact is not None:
+        try:
+            out = _project_redact(line)
+            if isinstance(out, bytes):
+                out = out.decode("utf-8", "replace")
+            if isinstance(out, str):
+                line = out
+        except Exception:   # a bug there must not leak the line unredacted: fall through
+            pass
+    for rx, repl in _REDACT_RULES:
+        line = rx.sub(repl, line)
+    return line
+
+
+# ---------------------------------------------------------------- events in
+
+
+class BodyError(ValueError):
+    pass
+
+
+def parse_body(body: bytes) -> list:
+    """One JSON value, a JSON array, or NDJSON -> list of items.
+
+    An item that is not valid JSON (NDJSON only) is kept as a BodyError so it
+    is reported with its index while the others are applied."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BodyError(f"body is not UTF-8: {e.reason} at byte {e.start}") from None
+    if not text.strip():
+        raise BodyError("empty body; send a JSON event, a JSON array of events, or NDJSON")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        if len(lines) < 2:
+            raise BodyError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        items: list = []
+        for n, ln in enumerate(lines, 1):
+            try:
+                items.append(json.loads(ln))
+            except json.JSONDecodeError as le:
+                items.append(BodyError(f"NDJSON line {n} is not JSON: {le.msg} at column {le.colno}"))
+        return items
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+class Rejected(Exception):
+    def __init__(self, field: str, reason: str):
+        self.field, self.reason = field, reason
+        super().__init__(f"{field}: {reason}")
+
+
+def _ts(v, now: float) -> float:
+    if v is None:
+        return now
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise Rejected("ts", "must be seconds since the epoch (a number)")
+    try:
+        f = float(v)
+    except ValueError:
+        raise Rejected("ts", f"must be seconds since the epoch (a number); got {v!r}") from None
+    if not math.isfinite(f) or f <= 0:
+        raise Rejected("ts", f"must be a positive finite number; got {v!r}")
+    return f
+
+
+def _check(item, path_run_id: str | None, now: float):
+    """One item -> (run_id, kind, Event | ('log', line, level))."""
+    if isinstance(item, BodyError):
+        raise Rejected("body", str(item))
+    if not isinstance(item, dict):
+        raise Rejected("event", f"must be a JSON object; got {type(item).__name__}")
+    etype = item.get("type")
+    if not isinstance(etype, str) or not etype:
+        raise Rejected("type", "required (a string such as agent_started, progress_update, step)")
+    rid = item.get("run_id")
+    if rid is not None and not isinstance(rid, str):
+        raise Rejected("run_id", "must be a string")
+    if path_run_id is not None:
+        if rid is not None and rid != path_run_id:
+            raise Rejected("run_id", f"{rid!r} does not match the run in the URL ({path_run_id!r})")
+        rid = path_run_id
+    if not rid:
+        raise Rejected("run_id", "required: in the event or in the URL (/api/runs/{run_id}/events)")
+    if not RUN_ID_RE.match(rid):
+        raise Rejected("run_id", "use letters, digits and _ . : - (at most 128, starting with a letter or digit)")
+    kind = item.get("kind")
+    if kind is not None and (not isinstance(kind, str) or not kind or len(kind) > 64):
+        raise Rejected("kind", "must be a non-empty string of at most 64 characters")
+    ts = _ts(item.get("ts"), now)
+    fields = {k: v for k, v in item.items() if k not in RESERVED}
+    if etype == LOG_TYPE:
+        line = fields.pop("line", None)
+        if line is None:
+            line = fields.pop("message", None)
+        level = fields.pop("level", None)
+        fields.pop("logger", None)
+        if fields:
+            raise Rejected(next(iter(fields)), "not a field of 'log' (fields: line, level, logger)")
+        if not isinstance(line, str):
+            raise Rejected("line", "required for 'log' (a string)")
+        if level is not None and not isinstance(level, str):
+            raise Rejected("level", "must be a string such as INFO or ERROR")
+        return rid, kind, (LOG_TYPE, line[:MAX_LOG_LINE], (level or "").upper(), ts)
+    try:
+        ev = make(etype, fields, ts)
+    except EventError as e:
+        raise Rejected(e.field, e.reason) from None
+    return rid, kind, ev
+
+
+def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
+               now: float | None = None) -> dict:
+    """Validate every item, apply the valid ones in order, report both.
+
+    Returns {"applied": n, "rejected": m, "errors": [{"index", "field", "reason"}],
+    "runs_created": [...]}."""
+    now = time.time() if now is None else now
+    errors: list[dict] = []
+    applied = 0
+    created: list[str] = []
+    if len(items) > MAX_EVENTS_PER_BODY:
+        return {"applied": 0, "rejected": len(items), "runs_created": [],
+                "errors": [{"index": None, "field": "body",
+                            "reason": f"{len(items)} events in one body; at most {MAX_EVENTS_PER_BODY}"}]}
+    pending_run: Run | None = None
+    pending: list[Event] = []
+
+    def flush():
+        nonlocal pending
+        if pending_run is not None and pending:
+            registry.apply(pending_run, pending, now)
+        pending = []
+
+    for i, item in enumerate(items):
+        try:
+            rid, kind, ev = _check(item, path_run_id, now)
+            run = registry.get(rid)
+            if run is None:
+                with registry.lock:
+                    n_api = sum(1 for r in registry.runs.values() if r.spec.source == "api")
+                if n_api >= MAX_API_RUNS:
+                    raise Rejected("run_id", f"unknown run and already {MAX_API_RUNS} runs created through the API")
+                run = registry.add(RunSpec(id=rid, kind=kind or DEFAULT_KIND, source="api"), now)
+                created.append(rid)
+        except Rejected as e:
+            errors.append({"index": i, "field": e.field, "reason": e.reason})
+            continue
+        if run is not pending_run:
+            flush()
+            pending_run = run
+        if isinstance(ev, Event):
+            pending.append(ev)
+        else:
+            flush()
+            _, line, level, ts = ev
+            lines = [ln.rstrip("\r") for ln in line.split("\n")] or [""]
+            block = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+            errs = [Event("error", {"message": lines[0]}, ts)] if level in ERROR_LEVELS else []
+            registry.ingest(run, block, errs, 0, ts)
+        applied += 1
+    flush()
+    return {"applied": applied, "rejected": len(errors), "errors": errors, "runs_created": created}
+
+
+# ---------------------------------------------------------------- views out
+
+
+def run_view(run: Run, snap: dict, now: float, *, lines: list[str] | None = None,
+             cancellable: dict | None = None) -> dict:
+    """A run as JSON: everything the snapshot has, plus the seeds'
+    benchmark_live.json keys (status, total_tasks, tasks_completed, current_task)."""
+    s = snap
+    spec = run.spec
+    current = None
+    if s.get("current_task") is not None or s.get("task_steps"):
+        current = {"task_id": s.get("current_task"), "steps": s.get("task_steps", []),
+                   "step_count": s.get("current_task_steps", 0)}
+    age = now - s["last_line_ts"] if s.get("last_line_ts") else None
+    agents = [{"agent_id": k, **v} for k, v in sorted(s.get("agents", {}).items())]
+    flows = [{"from_agent": a, "to_agent": b, "bytes": n} for (a, b), n in sorted(s.get("data_flow", {}).items())]
+    out = {
+        "run_id": spec.id, "kind": spec.kind, "source": spec.source, "url": spec.url,
+        "labels": dict(spec.labels),
+        # benchmark_live.json compatible
+        "status": s["state"], "total_tasks": s.get("tasks_planned"), "tasks_completed": s.get("tasks_completed"),
+        "current_task": current,
+        # runwatch
+        "state": s["state"], "phase": s.get("phase"), "progress": s.get("progress"), "eta_seconds": s.get("eta"),
+        "start_ts": s.get("start_ts"), "end_ts": s.get("end_ts"), "last_progress_ts": s.get("last_progress_ts"),
+        "last_line_ts": s.get("last_line_ts"), "last_output_age_seconds": age, "lines": s.get("lines"),
+        "tasks_planned": s.get("tasks_planned"), "tasks_started": s.get("tasks_started"),
+        "tasks_failed": s.get("tasks_failed"), "steps": s.get("steps"), "build_step": s.get("build_step"),
+        "build_steps": s.get("build_steps"), "build_done": s.get("build_done"), "scores": s.get("scores"),
+        "best_scores": s.get("best_scores"), "errors": s.get("errors"),
+        "last_error": redact(s["last_error"]) if s.get("last_error") else None,
+        "cost_usd": s.get("cost"), "cost_rate_usd_per_hour": s.get("cost_rate"),
+        "cost_projected_usd": s.get("cost_projected"), "budget_usd": s.get("budget"),
+        "artifacts": {k: {"available": a, "since": since} for k, (a, since) in (s.get("artifacts") or {}).items()},
+        "vm_power": s.get("vm_power"), "sources_up": s.get("sources_up"),
+        "agents": agents, "data_flow": flows,
+        "cancellable": bool(cancellable), "process": cancellable or None,
+    }
+    if lines is not None:
+        out["recent_lines"] = [redact(ln) for ln in lines]
+    return _json_safe(out)
+
+
+def _json_safe(v):
+    """NaN/inf have no JSON spelling: send null."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def runs_view(registry: Registry, *, with_lines: bool = False, cancellable=None, only: str | None = None) -> list:
+    now = time.time()
+    cancellable = cancellable or {}
+    out = []
+    for run, snap in registry.snapshot(now):
+        if only is not None and run.spec.id != only:
+            continue
+        lines = registry.recent_lines(run) if with_lines else None
+        out.append(run_view(run, snap, now, lines=lines, cancellable=cancellable.get(run.spec.id)))
+    out.sort(key=lambda r: r["run_id"])
+    return out

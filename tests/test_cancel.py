@@ -1,0 +1,111 @@
+"""Stopping a run: `runwatch run -- sleep 600` canceled through the API ends
+as canceled with its child gone; without the token nothing happens; runs that
+runwatch did not launch answer 409."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import requests
+
+from conftest import ROOT, runwatch_cmd, wait_for
+from runwatch.runs import Registry, RunSpec
+from runwatch.web import Server
+
+TOKEN = "cancel-token"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # a zombie is gone for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def env(**kw):
+    e = dict(os.environ, RUNWATCH_TOKEN=TOKEN, **kw)
+    e["PYTHONPATH"] = os.path.join(ROOT, "exporter") + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def test_cancel_sleep_through_api_and_cli(runwatch_proc):
+    rw = runwatch_proc("run", "--run-id", "c1", "--grace", "3", "--kill-after", "5", "--", "sleep", "600",
+                       env=env()).wait_up()
+    run = wait_for(lambda: requests.get(rw.url + "/api/runs/c1", timeout=2).json(), what="run c1")
+    assert run["state"] == "running" and run["cancellable"]
+    pid = run["process"]["pid"]
+    assert alive(pid)
+
+    # no token, wrong token: refused, child untouched
+    r = requests.post(rw.url + "/api/runs/c1/cancel", timeout=5)
+    assert r.status_code == 401
+    r = requests.post(rw.url + "/api/runs/c1/cancel", headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert r.status_code == 401
+    time.sleep(0.2)
+    assert alive(pid)
+    assert requests.get(rw.url + "/api/runs/c1", timeout=2).json()["state"] == "running"
+
+    # the cancel command (token from RUNWATCH_TOKEN)
+    t0 = time.monotonic()
+    out = subprocess.run(runwatch_cmd("cancel", "c1", "--url", rw.url), env=env(), capture_output=True,
+                         text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert "SIGTERM" in out.stdout
+    wait_for(lambda: requests.get(rw.url + "/api/runs/c1", timeout=2).json()["state"] == "canceled",
+             timeout=5, what="state canceled")
+    assert not alive(pid)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 4, "sleep dies on SIGTERM: no need to wait for the SIGKILL"
+    j = requests.get(rw.url + "/api/runs/c1", timeout=2).json()
+    assert "canceled" in requests.get(rw.url + "/metrics", timeout=2).text
+    assert j["end_ts"] is not None
+    # canceling again: the run has ended
+    r = requests.post(rw.url + "/api/runs/c1/cancel", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert r.status_code == 409 and "already ended" in r.json()["error"]
+    assert rw.p.wait(10) == 143           # SIGTERM: 128 + 15
+    assert b"canceled" in rw.p.stderr.read()
+
+
+def test_cancel_escalates_to_sigkill(runwatch_proc):
+    prog = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+    rw = runwatch_proc("run", "--run-id", "stubborn", "--grace", "0", "--kill-after", "1", "--",
+                       sys.executable, "-c", prog, env=env()).wait_up()
+    run = wait_for(lambda: (lambda j: j if j["lines"] else None)(
+        requests.get(rw.url + "/api/runs/stubborn", timeout=2).json()), what="child ready")
+    pid = run["process"]["pid"]
+    r = requests.post(rw.url + "/api/runs/stubborn/cancel", headers={"Authorization": f"Bearer {TOKEN}"},
+                      timeout=5)
+    assert r.status_code == 202 and r.json()["kill_after_seconds"] == 1
+    time.sleep(0.5)
+    assert alive(pid)                     # ignores SIGTERM ...
+    assert rw.p.wait(10) == 137           # ... so SIGKILL after 1 s: 128 + 9
+    assert not alive(pid)
+
+
+def test_runs_not_launched_here_answer_409():
+    reg = Registry()
+    reg.add(RunSpec(id="tailed", source="file"))
+    srv = Server(reg, ("127.0.0.1", 0), token=TOKEN).start()
+    try:
+        base = f"http://{srv.address}"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = requests.post(base + "/api/runs/tailed/cancel", headers=auth, timeout=5)
+        assert r.status_code == 409 and "did not launch it" in r.json()["error"]
+        assert requests.post(base + "/api/runs/nope/cancel", headers=auth, timeout=5).status_code == 404
+        assert requests.post(base + "/api/runs/tailed/cancel", timeout=5).status_code == 401
+    finally:
+        srv.stop()
+    # no token configured at all: writes are refused outright
+    srv = Server(reg, ("127.0.0.1", 0)).start()
+    try:
+        r = requests.post(f"http://{srv.address}/api/runs/tailed/cancel", timeout=5)
+        assert r.status_code == 403
+    finally:
+        srv.stop()
