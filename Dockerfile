@@ -6,13 +6,15 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    RUNWATCH_DATA_DIR=/var/lib/runwatch
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin runwatch \
+    && install -d -o 10001 -g 10001 /var/lib/runwatch /home/runwatch \
     && rm -rf /src
 
 WORKDIR /home/runwatch

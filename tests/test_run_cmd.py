@@ -131,3 +131,31 @@ def test_usage_errors():
     assert p.returncode == 2 and "no command" in p.stderr
     p = subprocess.run(runwatch_cmd("run", "--listen", "nonsense", "--", "true"), capture_output=True, text=True)
     assert p.returncode == 2 and "expected HOST:PORT" in p.stderr
+
+
+def test_a_second_run_of_a_kind_has_an_eta_before_its_first_progress_line(tmp_path):
+    """`runwatch run` keeps a history in --data-dir: run 2 is estimated from run 1."""
+    first = textwrap.dedent("""
+        import time
+        for i in range(1, 5):
+            print(f"Task {i}/4: t{i}", flush=True); time.sleep(0.3)
+            print(f"Task t{i}: SUCCESS", flush=True)
+    """)
+    common = ["--data-dir", str(tmp_path / "data"), "--kind", "nightly-eval", "--pack", "waa", "--grace", "0"]
+    p = subprocess.run(runwatch_cmd("run", "--listen", f"127.0.0.1:{free_port()}", *common, "--",
+                                    sys.executable, "-c", first), capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    gate = tmp_path / "gate"
+    second = f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)\n"
+    port = free_port()
+    p = subprocess.Popen(runwatch_cmd("run", "--listen", f"127.0.0.1:{port}", "--run-id", "second", *common, "--",
+                                      sys.executable, "-c", second), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        text = wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text,
+                        what="second run serving")
+        assert sample(text, "runwatch_run_progress_ratio", run_id="second") is None    # no progress line yet
+        eta = sample(text, "runwatch_run_eta_seconds", run_id="second")
+        assert eta is not None and 0 < eta < 10, text
+    finally:
+        gate.touch()
+        p.wait(20)

@@ -76,6 +76,27 @@ def _seconds(value: str) -> float:
     return x
 
 
+def default_data_dir() -> str:
+    """$XDG_STATE_HOME/runwatch, else ~/.local/state/runwatch."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "runwatch")
+
+
+def data_dir(value: str | None = None) -> str:
+    """The data directory (state, history, caches, spools): the given value, else
+    RUNWATCH_DATA_DIR, else default_data_dir(). Shared by every module that keeps files."""
+    return os.path.expanduser(value or os.environ.get("RUNWATCH_DATA_DIR") or default_data_dir())
+
+
+def data_dir_option(p) -> None:
+    """--data-dir DIR with its RUNWATCH_DATA_DIR twin (None when neither is given).
+    Idempotent: several features (state, Loki spool) may ask for it on one parser."""
+    if "--data-dir" in p._option_string_actions:
+        return
+    _opt(p, "--data-dir", default=None, metavar="DIR",
+         help=f"where runwatch keeps state and history between runs (default: {default_data_dir()})")
+
+
 def _common_lines(p):
     _opt(p, "--max-line-bytes", type=_positive_int, default=DEFAULT_MAX_LINE, metavar="N",
          help="cut longer lines to N bytes (counted in runwatch_lines_cut_total)")
@@ -91,6 +112,42 @@ def _common_packs(p, default=None):
          help="built-in pack to apply; repeat for several (waa, docker, trials, tqdm, python)")
     _opt(p, "--rules", action="append", default=None, metavar="FILE",
          help="your own pack file (YAML, see docs/packs.md); repeatable")
+
+
+def _size(value: str) -> int:
+    from .loki import parse_size
+    try:
+        return parse_size(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _common_loki(p, redact: bool = True):
+    """Shipping lines to Loki (docs/loki.md) and redaction of secrets."""
+    _opt(p, "--loki-url", default=None, metavar="URL",
+         help="push every line to this Loki (e.g. http://loki:3100); secrets are redacted first")
+    _opt(p, "--loki-tenant", default=None, metavar="ID", help="X-Scope-OrgID tenant header for Loki")
+    _opt(p, "--loki-auth", default=None, metavar="AUTH",
+         help="Loki credentials: USER:PASSWORD (basic), 'Bearer TOKEN', or @FILE holding one of those "
+              "(prefer @FILE or the env twin: a flag shows in ps)")
+    _opt(p, "--loki-spool-max-bytes", type=_size, default=None, metavar="SIZE",
+         help="bound of the disk spool used while Loki is slow or down (default 1GiB)")
+    _opt(p, "--loki-flush-timeout", type=_seconds, default=None, metavar="SECONDS",
+         help="at exit, push pending lines for at most this long, then spool the rest (default 5)")
+    if redact:
+        _opt(p, "--redact", action="append", default=None, metavar="REGEX",
+             help="extra pattern to redact from lines (group 1 only, if it has one); repeatable")
+    data_dir_option(p)
+
+
+def _common_api(p, open_flag: bool = True):
+    _opt(p, "--events", action="store_true", default=False,
+         help="accept events over HTTP: POST /api/events (docs/events.md); needs the API token")
+    _opt(p, "--token", default=None, metavar="TOKEN",
+         help="bearer token for writes (events, cancel); generated and printed at start when needed "
+              "and not given (prefer the env twin: a flag shows in ps)")
+    if open_flag:
+        _opt(p, "--open", action="store_true", default=False, help="open the status page in your browser")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +176,10 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     _opt(p, "--stdin", action="store_true", default=False, help="read the output from stdin instead of a command")
     _opt(p, "--cost-per-hour", type=float, default=None, metavar="USD", help="billing rate while the run runs")
     _opt(p, "--budget", type=float, default=None, metavar="USD", help="the run's budget (runwatch_cost_budget_usd)")
+    _opt(p, "--kill-after", type=_seconds, default=10.0, metavar="SECONDS",
+         help="when the run is canceled (runwatch cancel): SIGKILL this long after SIGTERM")
+    _common_api(p)
+    _common_loki(p)
     _common_lines(p)
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
@@ -136,11 +197,15 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
                    help="the config file [env RUNWATCH_CONFIG]")
     p.add_argument("--listen", type=_listen, default=None, metavar="HOST:PORT",
                    help=f"overrides the config's listen (default {DEFAULT_LISTEN}) [env RUNWATCH_LISTEN]")
+    data_dir_option(p)
+    _common_api(p, open_flag=False)
+    _common_loki(p, redact=False)
 
     p = sub.add_parser("scan", formatter_class=_Formatter, help="print the metrics a log yields, then exit",
                        description="Read log files once and print the metrics they yield in the Prometheus "
                                    "text format (like mtail --one_shot). Time-dependent metrics (timestamps, "
-                                   "ETA, cost) are left out: they would only say when the scan ran.",
+                                   "ETA, cost) are left out: they would only say when the scan ran. With --timestamps, "
+                                   "every sample gets the time of its log line instead (backfill).",
                        epilog="""examples:
   runwatch scan --pack docker build.log
   runwatch scan --rules mypack.yaml --pack python train.log
@@ -149,6 +214,13 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     _opt(p, "--run-id", metavar="ID", default=None, help="one run for all files (default: one per file, named after it)")
     _opt(p, "--jobs", type=_positive_int, default=None, metavar="N",
          help="worker processes for large files (default: one per CPU)")
+    _opt(p, "--timestamps", action="store_true", default=False,
+         help="backfill: take each sample's time from the log line's own timestamp and write OpenMetrics "
+              "with timestamps for `promtool tsdb create-blocks-from openmetrics` (docs/time-and-money.md)")
+    _opt(p, "--sample-every", type=_seconds, default=15.0, metavar="SECONDS",
+         help="with --timestamps: one sample per series every SECONDS of log time, like a scrape interval")
+    _opt(p, "--output", default=None, metavar="FILE",
+         help="with --timestamps: write to FILE instead of stdout")
     _common_lines(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="log files; - is stdin")
 
@@ -162,6 +234,21 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     _common_listen(p)
     _opt(p, "--speed", type=float, default=1.0, metavar="X", help="replay speed factor")
     _opt(p, "--once", action="store_true", default=False, help="play each sample once instead of looping")
+    _common_api(p)
+    _common_loki(p, redact=False)
+
+    p = sub.add_parser("cancel", formatter_class=_Formatter, help="stop a run that `runwatch run` launched",
+                       description="Ask a runwatch to cancel a run it launched with `runwatch run`: SIGTERM "
+                                   "to the command, SIGKILL after --kill-after seconds; the run ends as "
+                                   "canceled. Runs runwatch did not launch cannot be stopped (409).",
+                       epilog="""examples:
+  RUNWATCH_TOKEN=... runwatch run --run-id eval-7 -- python run_eval.py
+  RUNWATCH_TOKEN=... runwatch cancel eval-7
+  runwatch cancel eval-7 --url http://127.0.0.1:9897 --token TOKEN""")
+    p.add_argument("run_id", metavar="RUN_ID", help="the run to stop")
+    _opt(p, "--url", default="http://127.0.0.1:9897", metavar="URL", help="the runwatch that launched the run")
+    _opt(p, "--token", default=None, metavar="TOKEN", help="the API token that runwatch printed at start")
+    _opt(p, "--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="HTTP timeout")
 
     p = sub.add_parser("check", formatter_class=_Formatter, help="validate a config or pack files",
                        description="Validate a config and compile its packs; exit 1 with file:line: reason "
@@ -196,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import cmd_demo
             return cmd_demo(args)
+        if args.command == "cancel":
+            return cmd_cancel(args)
     except ConfigError as e:
         print(f"runwatch: {e}", file=sys.stderr)
         return 1
@@ -220,12 +309,45 @@ def cmd_scan(args) -> int:
         if f != "-" and not os.path.isfile(f):
             print(f"runwatch scan: {f}: no such file", file=sys.stderr)
             return 2
+    if getattr(args, "timestamps", False):
+        from .backfill import cmd_backfill
+        return cmd_backfill(args, packs, Matcher(packs))
     registry = scan(args.files, Matcher(packs), run_id=args.run_id, max_line=args.max_line_bytes,
                     jobs=args.jobs)
     reg = CollectorRegistry(auto_describe=False)
     reg.register(RunwatchCollector(registry, wall_clock=False, self_metrics=False))
     sys.stdout.buffer.write(generate_latest(reg))
     return 0
+
+
+def cmd_cancel(args) -> int:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if not args.token:
+        print("runwatch cancel: no token; give --token or set RUNWATCH_TOKEN (runwatch printed it at start)",
+              file=sys.stderr)
+        return 2
+    url = args.url.rstrip("/") + "/api/runs/" + urllib.parse.quote(args.run_id, safe="") + "/cancel"
+    req = urllib.request.Request(url, data=b"", method="POST",
+                                 headers={"Authorization": f"Bearer {args.token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+            body = json.loads(resp.read() or b"{}")
+            print(f"runwatch cancel: {args.run_id}: {body.get('message', 'canceling')}")
+            return 0
+    except urllib.error.HTTPError as e:
+        try:
+            reason = json.loads(e.read()).get("error") or e.reason
+        except ValueError:
+            reason = e.reason
+        print(f"runwatch cancel: {args.run_id}: HTTP {e.code}: {reason}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as e:
+        print(f"runwatch cancel: cannot reach runwatch at {args.url}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        return 1
 
 
 def cmd_check(args) -> int:

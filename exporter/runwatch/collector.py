@@ -14,7 +14,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Info
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .events import RUN_STATES, VM_POWER_STATES
+from .events import AGENT_STATES, RUN_STATES, VM_POWER_STATES
 from .runs import Registry
 
 RID = ["run_id"]
@@ -71,8 +71,14 @@ class RunwatchCollector(Collector):
         cut = c("runwatch_lines_cut", "Lines longer than the limit, cut to it.")
         bad = c("runwatch_line_decode_errors", "Invalid UTF-8 sequences replaced in the run's output.")
         up = g("runwatch_source_up", "1 while the run's source answers, 0 while it fails.", RID + ["source"])
+        agent = StateSetMetricFamily("runwatch_agent_state", "State of a workflow agent (pending, running, completed, failed).",
+                                     labels=RID + ["agent"])
+        agent_dur = g("runwatch_agent_duration_seconds", "How long a workflow agent ran (reported or measured).",
+                      RID + ["agent"])
+        flow = c("runwatch_data_flow_bytes", "Bytes passed from one workflow agent to another.",
+                 RID + ["from_agent", "to_agent"])
         fams = [info, state, phase, progress, planned, started, completed, failed, steps, bstep, bsteps,
-                bdone, score, best, errors, art, vm, lines, cut, bad, up]
+                bdone, score, best, errors, art, vm, lines, cut, bad, up, agent, agent_dur, flow]
         if self.wall_clock:
             start = g("runwatch_run_start_timestamp_seconds", "When the run started.")
             end = g("runwatch_run_end_timestamp_seconds", "When the run finished; absent while it runs.")
@@ -83,7 +89,9 @@ class RunwatchCollector(Collector):
             rate = g("runwatch_cost_rate_usd_per_hour", "Current billing rate; 0 while not billed.")
             proj = g("runwatch_cost_projected_usd", "Cost so far plus rate times ETA.")
             budget = g("runwatch_cost_budget_usd", "The run's configured budget.")
-            fams += [start, end, lastp, lastl, eta, cost, rate, proj, budget]
+            art_ts = g("runwatch_artifact_available_timestamp_seconds",
+                       "When the artifact became available; absent while it is not.", RID + ["artifact"])
+            fams += [start, end, lastp, lastl, eta, cost, rate, proj, budget, art_ts]
 
         for run, s in snaps:
             rid = run.spec.id
@@ -116,8 +124,10 @@ class RunwatchCollector(Collector):
             for name, v in s["best_scores"].items():
                 best.add_metric([rid, name], v)
             errors.add_metric(r, s["errors"])
-            for name, (avail, _since) in s["artifacts"].items():
+            for name, (avail, since) in s["artifacts"].items():
                 art.add_metric([rid, name], 1.0 if avail else 0.0)
+                if self.wall_clock and avail and since is not None:
+                    art_ts.add_metric([rid, name], since)
             for vm_name, pstate in s["vm_power"].items():
                 vm.add_metric([rid, vm_name], {n: n == pstate for n in VM_POWER_STATES})
             lines.add_metric(r, s["lines"])
@@ -125,6 +135,12 @@ class RunwatchCollector(Collector):
             bad.add_metric(r, s["decode_errors"])
             for source, ok in s["sources_up"].items():
                 up.add_metric([rid, source], 1.0 if ok else 0.0)
+            for name, a in s.get("agents", {}).items():
+                agent.add_metric([rid, name], {n: n == a["state"] for n in AGENT_STATES})
+                if a["duration"] is not None:
+                    agent_dur.add_metric([rid, name], a["duration"])
+            for (src, dst), n in s.get("data_flow", {}).items():
+                flow.add_metric([rid, src, dst], n)
             if self.wall_clock:
                 for fam, key in ((start, "start_ts"), (end, "end_ts"), (lastp, "last_progress_ts"),
                                  (lastl, "last_line_ts"), (eta, "eta"), (cost, "cost"),

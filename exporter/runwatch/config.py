@@ -15,8 +15,11 @@ from .packs import Pack, builtin_names, load_builtin, load_pack_file
 from .runs import RUN_ID_RE, RunSpec
 from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file
 
-TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "runs")
-RUN_KEYS = ("id", "file", "from", "packs", "rules", "kind", "url", "labels", "cost_per_hour", "budget_usd")
+TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "data_dir", "checkpoint_seconds", "loki",
+            "redact", "runs")
+RUN_KEYS = ("id", "file", "from", "packs", "rules", "kind", "url", "labels", "cost_per_hour", "budget_usd",
+            "azureml_job", "azure_vm", "wandb")
+CLOUD_KEYS = ("azureml_job", "azure_vm", "wandb")   # state sources (docs/cloud.md); parsed without their SDKs
 LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"run_id", "kind", "source", "url", "job", "instance"}
 
@@ -24,9 +27,10 @@ RESERVED_LABELS = {"run_id", "kind", "source", "url", "job", "instance"}
 @dataclass
 class RunConfig:
     spec: RunSpec
-    file: str                 # a path, or "-" for stdin
+    file: str | None          # a path, or "-" for stdin; None when the run has only cloud sources
     from_start: bool
     packs: list[Pack]
+    cloud: dict = field(default_factory=dict)   # azureml_job / azure_vm / wandb -> its config object
 
 
 @dataclass
@@ -36,7 +40,11 @@ class Config:
     max_line_bytes: int = DEFAULT_MAX_LINE
     grace_seconds: float = 300.0
     poll_interval: float = 0.02
+    data_dir: str | None = None          # state and history; None: --data-dir / RUNWATCH_DATA_DIR / default
+    checkpoint_seconds: float = 5.0      # how often followed files' positions and run states are saved
     runs: list[RunConfig] = field(default_factory=list)
+    loki: object = None                  # loki.LokiConfig from the `loki:` mapping (docs/loki.md)
+    redact: list[str] = field(default_factory=list)   # extra redaction regexes
 
 
 def _listen(value, m: Map, key) -> tuple[str, int]:
@@ -67,6 +75,16 @@ def load_config(path: str) -> Config:
     cfg.max_line_bytes = _number(data, "max_line_bytes", DEFAULT_MAX_LINE, minimum=1, integer=True)
     cfg.grace_seconds = float(_number(data, "grace_seconds", 300.0))
     cfg.poll_interval = float(_number(data, "poll_interval", 0.02, minimum=0.001))
+    cfg.checkpoint_seconds = float(_number(data, "checkpoint_seconds", 5.0, minimum=0.05))
+    if "data_dir" in data:
+        d = expect(data["data_dir"], str, data, "data_dir", "data_dir")
+        cfg.data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(d))
+    if "loki" in data:
+        from .loki import config_from_mapping
+        cfg.loki = config_from_mapping(data["loki"], os.path.dirname(os.path.abspath(path)))
+    if "redact" in data:
+        from .loki import redact_from_config
+        cfg.redact = redact_from_config(data["redact"], data)
     runs = data.get("runs")
     if not isinstance(runs, Seq) or not runs:
         raise ConfigError(path, data.line_of("runs"), "'runs:' must be a non-empty list of runs")
@@ -90,16 +108,18 @@ def _run(r: Map, base: str, seen: dict) -> RunConfig:
     if rid in seen:
         raise ConfigError(f, r.line_of("id"), f"duplicate run id {rid!r} (first at line {seen[rid]})")
     seen[rid] = r.line_of("id")
-    if "file" not in r:
-        raise ConfigError(f, r.line, f"run {rid!r} needs a source: 'file: PATH' (or 'file: -' for stdin)")
-    src = expect(r["file"], str, r, "file", f"run {rid!r}: file")
-    if src != "-":
+    cloud = _cloud(r, rid)
+    if "file" not in r and not cloud:
+        raise ConfigError(f, r.line, f"run {rid!r} needs a source: 'file: PATH' (or 'file: -' for stdin), "
+                                     f"or one of {', '.join(CLOUD_KEYS)}")
+    src = expect(r["file"], str, r, "file", f"run {rid!r}: file") if "file" in r else None
+    if src is not None and src != "-":
         src = os.path.join(base, os.path.expanduser(src))
     start = r.get("from", "start")
     if start not in ("start", "end"):
         raise ConfigError(f, r.line_of("from"), f"run {rid!r}: 'from' is start or end, got {start!r}")
 
-    names = r.get("packs", ["python"])
+    names = r.get("packs", ["waa"] if "azureml_job" in cloud else ["python"])
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, list):
@@ -133,7 +153,16 @@ def _run(r: Map, base: str, seen: dict) -> RunConfig:
             raise ConfigError(f, line, f"run {rid!r}: label {k!r} must have a plain value")
     rate = _number(r, "cost_per_hour", None)
     budget = _number(r, "budget_usd", None)
-    spec = RunSpec(id=rid, kind=str(r.get("kind", "job")), source="stdin" if src == "-" else "file",
+    source = "stdin" if src == "-" else "file" if src else next(iter(cloud))
+    spec = RunSpec(id=rid, kind=str(r.get("kind", "job")), source=source,
                    url=str(r.get("url", "")), labels={str(k): str(v) for k, v in labels.items()},
                    cost_rate=rate, budget=budget)
-    return RunConfig(spec=spec, file=src, from_start=(start == "start"), packs=packs)
+    return RunConfig(spec=spec, file=src, from_start=(start == "start"), packs=packs, cloud=cloud)
+
+
+def _cloud(r: Map, rid: str) -> dict:
+    """The run's cloud state sources, validated offline (the SDKs are not imported)."""
+    from .sources import azure_vm, azureml, wandb_run
+    parsers = {"azureml_job": azureml.parse_config, "azure_vm": azure_vm.parse_config,
+               "wandb": wandb_run.parse_config}
+    return {k: parsers[k](r[k], rid) for k in CLOUD_KEYS if k in r}

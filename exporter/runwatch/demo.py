@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 
 from .events import Event, make
 from .packs import Matcher, load_builtin
 from .runs import Ingest, Registry, RunSpec
-from .web import Server
+from .web import Server, api_token, open_page
 from .yamlfile import ConfigError, load_file
 
 DEMO_DIR = os.path.join(os.path.dirname(__file__), "demo")
@@ -56,8 +57,10 @@ def load_samples() -> list[Sample]:
 class Player:
     """Plays one sample into a registry; speed > 1 plays faster."""
 
-    def __init__(self, sample: Sample, registry: Registry, speed: float, stop: threading.Event):
+    def __init__(self, sample: Sample, registry: Registry, speed: float, stop: threading.Event,
+                 on_block=None):
         self.sample, self.registry, self.speed, self.stop = sample, registry, speed, stop
+        self.on_block = on_block        # the Loki shipper, with --loki-url
 
     def sleep(self, seconds: float) -> bool:
         return not self.stop.wait(seconds / self.speed)
@@ -67,7 +70,7 @@ class Player:
         with reg.lock:
             reg.runs.pop(s.spec.id, None)          # a fresh run each time round
         run = reg.add(s.spec)
-        ingest = Ingest(reg, run, Matcher(s.packs))
+        ingest = Ingest(reg, run, Matcher(s.packs), on_block=self.on_block)
         reg.set_source_up(run, "demo", True)
         for step in s.script:
             if "lines" in step:
@@ -124,10 +127,26 @@ def cmd_demo(args) -> int:
         print("runwatch demo: --speed must be positive", file=sys.stderr)
         return 2
     samples = load_samples()
-    registry = Registry()
-    server = Server(registry, args.listen).start()
+    from .history import History
+    scratch = tempfile.TemporaryDirectory(prefix="runwatch-demo-")
+    history = History.in_dir(scratch.name)   # the demo's own: a second loop shows history-based ETAs
+    registry = Registry(history=history)
+    say = lambda msg: print(f"runwatch demo: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    events = getattr(args, "events", False)
+    token = api_token(getattr(args, "token", None), needed=events, say=say)
+    from . import loki
+    try:
+        shipper = loki.from_args(args)      # None without --loki-url
+    except ValueError as e:
+        print(f"runwatch demo: {e}", file=sys.stderr)
+        return 2
+    server = Server(registry, args.listen, events=events, token=token,
+                    extra_collect=[shipper.collect] if shipper else None).start()
+    if shipper:
+        say(f"shipping lines to Loki at {shipper.url_for_humans}")
     stop = threading.Event()
-    players = [threading.Thread(target=Player(s, registry, args.speed, stop).loop, args=(args.once,),
+    ship = shipper.ship if shipper else None
+    players = [threading.Thread(target=Player(s, registry, args.speed, stop, ship).loop, args=(args.once,),
                                 name=f"demo-{s.spec.id}", daemon=True) for s in samples]
     for t in players:
         t.start()
@@ -135,10 +154,16 @@ def cmd_demo(args) -> int:
           f"({', '.join(s.spec.id for s in samples)}) {'once' if args.once else 'looping'} "
           f"at {args.speed:g}x\n  status page: http://{server.address}/\n"
           f"  metrics:     http://{server.address}/metrics\nCtrl-C to stop.", file=sys.stderr, flush=True)
+    if getattr(args, "open", False):
+        open_page(server.url, say)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, f: stop.set())
     while not stop.wait(0.5):
         if args.once and not any(t.is_alive() for t in players):
             break
+    if shipper:
+        shipper.close()
     server.stop()
+    history.close()
+    scratch.cleanup()
     return 0

@@ -64,6 +64,30 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return conv
 
 
+def _name(v: Any) -> str:
+    """An agent name: non-empty, one line, at most 128 characters (it becomes a label value)."""
+    s = _str(v).strip()
+    if not s:
+        raise ValueError("must not be empty")
+    if len(s) > 128 or "\n" in s:
+        raise ValueError("at most 128 characters on one line")
+    return s
+
+
+def _nonneg(v: Any) -> float:
+    f = _float(v)
+    if f < 0:
+        raise ValueError(f"must not be negative; got {v!r}")
+    return f
+
+
+def _percent(v: Any) -> float:
+    f = _float(v)
+    if not 0 <= f <= 100:
+        raise ValueError(f"must be between 0 and 100; got {v!r}")
+    return f
+
+
 def _duration(v: Any) -> float:
     """Seconds from a number or from tqdm/clock style 'MM:SS' / 'H:MM:SS'."""
     if isinstance(v, str) and ":" in v:
@@ -97,7 +121,17 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "cost": {"rate_usd_per_hour": (_float, False), "cost_usd": (_float, False),
              "budget_usd": (_float, False)},
     "vm_power": {"vm": (_str, True), "state": (_choice(*VM_POWER_STATES), True)},
+    # multi-agent workflows (posted by a workflow engine through the events API)
+    "agent_started": {"agent_id": (_name, True)},
+    "agent_completed": {"agent_id": (_name, True), "duration": (_nonneg, False),
+                        "output_size": (_nonneg, False)},
+    "agent_failed": {"agent_id": (_name, True), "error": (_str, False)},
+    "data_flow": {"from_agent": (_name, True), "to_agent": (_name, True), "data_size": (_nonneg, True)},
+    # progress in percent, as workflow engines report it; the same as progress{percent, message}
+    "progress_update": {"progress": (_percent, True), "message": (_str, False)},
 }
+
+AGENT_STATES = ("pending", "running", "completed", "failed")
 
 #: task results that count as failures (case-insensitive)
 FAILED_RESULTS = frozenset({"fail", "failed", "failure", "error", "errored", "crashed", "false"})

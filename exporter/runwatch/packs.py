@@ -21,6 +21,7 @@ from typing import Any
 
 from . import events as ev
 from .events import Event
+from .textsearch import KeywordFinder
 from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
 
 try:  # Python 3.11+
@@ -31,7 +32,7 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse as _p  # type: ignore
 
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "packs")
-PACK_KEYS = ("pack", "description", "rules")
+PACK_KEYS = ("pack", "description", "rules", "timestamp")
 RULE_KEYS = ("name", "description", "match", "emit", "ignore_case", "prefilter")
 _REPEATS = tuple(getattr(_c, n) for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
                  if hasattr(_c, n))
@@ -104,72 +105,6 @@ def minimal_keywords(literals: set[str]) -> list[bytes]:
     return sorted(w.encode("utf-8") for w in keep)
 
 
-# ---------------------------------------------------------------- keyword search
-
-# How common a byte is in log text, lower = rarer. Lower-case letters, digits,
-# spaces and everyday punctuation are everywhere; upper-case letters follow
-# English letter frequency; symbols like '#', '|', '%' are rare.
-_UPPER_BY_FREQUENCY = b"ETAOINSHRDLCUMWFGYPBVKJXQZ"
-_COMMON = set(b"abcdefghijklmnopqrstuvwxyz0123456789 .,:;-_/=\t'\"()[]")
-
-
-def _rarity(byte: int) -> int:
-    if byte in _COMMON or byte >= 0x80:
-        return 100
-    i = _UPPER_BY_FREQUENCY.find(bytes([byte]))
-    return 10 + i if i < 0 else 40 - i
-
-
-class KeywordFinder:
-    """Finds the lines of a block that contain one keyword, fast.
-
-    CPython's bytes.find is memchr for a one-byte needle (~10x faster than
-    for a longer one), so the finder hunts the keyword's rarest byte and
-    checks the keyword around each hit. If that byte turns out to be common
-    in this log (more than one false hit per ~2 KiB), it falls back to a plain
-    bytes.find of the whole keyword, and retries the byte hunt now and then.
-    """
-
-    __slots__ = ("kw", "byte", "offset", "mode_find", "retry_in")
-
-    def __init__(self, kw: bytes):
-        self.kw = kw
-        self.offset = min(range(len(kw)), key=lambda i: (_rarity(kw[i]), -i))
-        self.byte = kw[self.offset:self.offset + 1]
-        self.mode_find = len(kw) == 1       # a one-byte keyword: plain find is memchr already
-        self.retry_in = 0
-
-    def find_lines(self, block: bytes, starts: list) -> None:
-        find, rfind, kw = block.find, block.rfind, self.kw
-        if self.mode_find:
-            i = find(kw)
-            while i >= 0:
-                starts.append(rfind(b"\n", 0, i) + 1)
-                i = find(kw, find(b"\n", i))      # at most one hit per line
-            if len(kw) > 1:
-                self.retry_in -= 1
-                if self.retry_in <= 0:
-                    self.mode_find = False
-            return
-        byte, off, startswith = self.byte, self.offset, block.startswith
-        budget = (len(block) >> 11) + 64         # false hits allowed in this block
-        i = find(byte, off)
-        while i >= 0:
-            if startswith(kw, i - off):
-                starts.append(rfind(b"\n", 0, i) + 1)
-                i = find(byte, find(b"\n", i) + off)
-            else:
-                budget -= 1
-                if budget < 0:                   # common byte here: finish with find
-                    self.mode_find, self.retry_in = True, 64
-                    j = find(kw, i - off + 1)
-                    while j >= 0:
-                        starts.append(rfind(b"\n", 0, j) + 1)
-                        j = find(kw, find(b"\n", j))
-                    return
-                i = find(byte, i + 1)
-
-
 # ---------------------------------------------------------------- rules
 
 class Emit:
@@ -218,8 +153,9 @@ class Rule:
 
 
 class Pack:
-    def __init__(self, name: str, description: str, rules: list[Rule], file: str):
+    def __init__(self, name: str, description: str, rules: list[Rule], file: str, timestamp=None):
         self.name, self.description, self.rules, self.file = name, description, rules, file
+        self.timestamp = timestamp      # backfill.TimestampFormat or None: where lines keep their time
 
     def __repr__(self) -> str:
         return f"Pack({self.name!r}, {len(self.rules)} rules)"
@@ -320,7 +256,11 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
         else:
             literals = required_literals(pattern, flags)
         rules.append(Rule(rname, name, rx, literals, emits, file, r.line))
-    return Pack(name, str(data.get("description", "")), rules, file)
+    timestamp = None
+    if "timestamp" in data:     # optional: how `runwatch scan --timestamps` reads this log's times
+        from .backfill import parse_timestamp_key
+        timestamp = parse_timestamp_key(data["timestamp"], data, file, name)
+    return Pack(name, str(data.get("description", "")), rules, file, timestamp)
 
 
 @functools.lru_cache(maxsize=None)

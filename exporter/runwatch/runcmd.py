@@ -4,6 +4,11 @@ The command's output goes to the terminal unchanged; metrics are served while
 it runs and for a grace period after (Ctrl-C ends the grace early). SIGINT,
 SIGTERM and SIGHUP are forwarded to the command; runwatch exits with the
 command's exit code (128+N if a signal N killed it).
+
+Cancel: `POST /api/runs/{id}/cancel` (or `runwatch cancel ID`) sends SIGTERM
+to the command's process group, SIGKILL after --kill-after seconds if it is
+still there; the run ends as `canceled` and runwatch exits with the command's
+code (143 if the command exited 0 after being asked to stop).
 """
 from __future__ import annotations
 
@@ -13,11 +18,12 @@ import sys
 import threading
 import time
 
+from . import loki
 from .events import Event
 from .packs import Matcher, builtin_names, load_packs
 from .runs import RUN_ID_RE, Ingest, Registry, RunSpec
 from .sources.command import Command, pump_stream, start_thread
-from .web import Server
+from .web import Canceller, Server, api_token, open_page
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -30,6 +36,14 @@ def default_run_id(cmd: list[str]) -> str:
     name = os.path.basename(cmd[0]) if cmd else "stdin"
     rid = "".join(c if c.isalnum() or c in "_.:-" else "-" for c in name).strip("-.") or "run"
     return rid[:100]
+
+
+def _signal_group(child: Command, sig: int) -> None:
+    """The command runs in its own session: signal its whole process group."""
+    try:
+        os.killpg(child.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        child.signal(sig)
 
 
 def cmd_run(args, ap) -> int:
@@ -45,14 +59,31 @@ def cmd_run(args, ap) -> int:
         ap.error(f"run: --run-id {run_id!r}: use letters, digits and _ . : - (at most 128)")
     packs = load_packs(args.packs if args.packs is not None else builtin_names(), args.rules or [])
 
-    registry = Registry()
+    from .cli import data_dir
+    from .history import History
+    history = History.in_dir(data_dir(args.data_dir))   # earlier runs of this kind: an ETA from the start
+    registry = Registry(history=history)
     spec = RunSpec(id=run_id, kind=args.kind, source="stdin" if args.stdin else "command",
                    cost_rate=args.cost_per_hour, budget=args.budget)
     run = registry.add(spec)
-    server = Server(registry, args.listen).start()
+    try:
+        redactor = loki.redactor_from(getattr(args, "redact", None))
+        shipper = loki.from_args(args)          # None without --loki-url
+    except ValueError as e:
+        ap.error(f"run: {e}")
+    token = api_token(getattr(args, "token", None), needed=not args.stdin or getattr(args, "events", False),
+                      say=say)
+    server = Server(registry, args.listen, events=getattr(args, "events", False), token=token,
+                    extra_collect=[shipper.collect] if shipper else None).start()
+    if shipper:
+        say(f"shipping lines to Loki at {shipper.url_for_humans}")
     say(f"watching {run_id!r} with packs {', '.join(p.name for p in packs)}; "
-        f"metrics at http://{server.address}/metrics")
-    ingest = Ingest(registry, run, Matcher(packs), args.max_line_bytes)
+        f"status page at {server.url}, metrics at {server.url}metrics")
+    if getattr(args, "open", False):
+        open_page(server.url, say)
+    ingest = Ingest(registry, run, Matcher(packs), args.max_line_bytes,
+                    on_block=shipper.ship if shipper else None,
+                    redactor=redactor)
     source = spec.source
 
     if args.stdin:
@@ -70,20 +101,44 @@ def cmd_run(args, ap) -> int:
         except (FileNotFoundError, PermissionError) as e:
             say(f"cannot run {cmd[0]!r}: {e.strerror}")
             registry.apply(run, [Event("status", {"state": "failed", "reason": e.strerror}, time.time())])
+            if shipper:
+                shipper.close()
             server.stop()
             return 127 if isinstance(e, FileNotFoundError) else 126
         registry.set_source_up(run, source, True)
         registry.apply(run, [Event("status", {"state": "running"}, time.time())])
         previous = {sig: signal.signal(sig, lambda s, _f: child.signal(s)) for sig in FORWARDED}
+        canceled, exited = threading.Event(), threading.Event()
+        kill_after = getattr(args, "kill_after", 10.0)
+
+        def cancel() -> None:            # called from an HTTP thread
+            if canceled.is_set():
+                return
+            canceled.set()
+            say(f"cancel requested: SIGTERM to {cmd[0]} (pid {child.pid}), SIGKILL in {kill_after:g} s")
+            _signal_group(child, signal.SIGTERM)
+
+            def killer():
+                if not exited.wait(kill_after):
+                    say(f"{cmd[0]} still running {kill_after:g} s after SIGTERM: SIGKILL")
+                    _signal_group(child, signal.SIGKILL)
+            start_thread(killer, name="runwatch-cancel")
+
+        server.add_canceller(run_id, Canceller(child.pid, cancel, kill_after))
         reader = start_thread(child.pump, ingest, name="runwatch-reader")
         code = child.wait()
+        exited.set()
         reader.join(timeout=5)      # a grandchild holding the output open must not hang us
         child.close()
         for sig, h in previous.items():
             signal.signal(sig, h)
         registry.set_source_up(run, source, False)
-        state = "succeeded" if code == 0 else "failed"
-        registry.apply(run, [Event("status", {"state": state, "reason": f"exit code {code}"}, time.time())])
+        if canceled.is_set():
+            state, reason = "canceled", f"canceled through the API; exit code {code}"
+            code = code or 143
+        else:
+            state, reason = ("succeeded" if code == 0 else "failed"), f"exit code {code}"
+        registry.apply(run, [Event("status", {"state": state, "reason": reason}, time.time())])
         say(f"{cmd[0]} exited with code {code}; run {state}")
 
     if args.grace > 0:
@@ -92,5 +147,8 @@ def cmd_run(args, ap) -> int:
             signal.signal(sig, lambda s, f: done.set())
         say(f"serving final metrics for {args.grace:g} s more (Ctrl-C to quit now)")
         done.wait(args.grace)
+    if shipper:
+        shipper.close()          # pushes what is pending for ≤ 5 s, spools the rest
     server.stop()
+    history.close()
     return code

@@ -35,7 +35,7 @@ class RunSpec:
 
 
 class Run:
-    __slots__ = ("spec", "state", "lines_cut", "decode_errors", "sources_up", "recent", "finished_at")
+    __slots__ = ("spec", "state", "lines_cut", "decode_errors", "sources_up", "recent", "finished_at", "changes")
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
@@ -45,11 +45,13 @@ class Run:
         self.sources_up: dict[str, bool] = {}
         self.recent: collections.deque = collections.deque(maxlen=RECENT_LINES)
         self.finished_at: float | None = None
+        self.changes = 0                 # bumped on every update: checkpoints skip runs that did not change
 
 
 class Registry:
-    def __init__(self, grace_seconds: float = 0.0):
+    def __init__(self, grace_seconds: float = 0.0, history=None):
         self.lock = threading.Lock()
+        self.history = history               # history.History: ETA priors in, finished runs out
         self.runs: dict[str, Run] = {}
         self.grace_seconds = grace_seconds   # finished runs stay exported this long
         self.lines_total = 0
@@ -64,6 +66,8 @@ class Registry:
             run = self.runs.get(spec.id)
             if run is None:
                 run = self.runs[spec.id] = Run(spec)
+                if self.history is not None:
+                    run.state.set_prior(self.history.prior(spec.kind))
                 if spec.cost_rate is not None or spec.budget is not None:
                     fields = {}
                     if spec.cost_rate is not None:
@@ -111,9 +115,13 @@ class Registry:
                 self._bump()
 
     def _after(self, run: Run, now: float) -> None:
+        run.changes += 1
         if run.state.state in TERMINAL:
             if run.finished_at is None:
                 run.finished_at = now
+                if self.history is not None:
+                    st = run.state
+                    self.history.record(run.spec.kind, run.spec.id, st.state, st.history_summary(), st.end_ts)
         else:
             run.finished_at = None
         self._bump()
@@ -164,10 +172,17 @@ class Ingest:
     """
 
     def __init__(self, registry: Registry, run: Run, matcher: Matcher, max_line: int = DEFAULT_MAX_LINE,
-                 on_block=None):
+                 on_block=None, redactor=True):
         self.registry, self.run, self.matcher, self.max_line = registry, run, matcher, max_line
         self.framers: dict[int, LineFramer] = {}
         self.on_block = on_block     # e.g. the Loki shipper: called with (run, block, ts)
+        # Secrets are redacted before anything sees the block (packs, recent lines, Loki):
+        # True = the built-in rules, a redact.Redactor = those rules, None/False = off.
+        if redactor is True:
+            from .redact import default_redactor
+            redactor = default_redactor()
+        self.redactor = redactor or None
+        self.redact_states: dict = {}    # per stream: inside a private key block?
 
     def data(self, stream: int, chunk: bytes) -> None:
         framer = self.framers.get(stream)
@@ -176,21 +191,28 @@ class Ingest:
         cut0 = framer.lines_cut
         block = framer.push(chunk)
         if block:
-            self._block(block, framer.lines_cut - cut0)
+            self._block(block, framer.lines_cut - cut0, stream)
 
     def end(self, stream: int) -> None:
         framer = self.framers.pop(stream, None)
         if framer is not None:
             block = framer.flush()
             if block:
-                self._block(block, 0)
+                self._block(block, 0, stream)
+            self.redact_states.pop(stream, None)
 
     def end_all(self) -> None:
         for stream in list(self.framers):
             self.end(stream)
 
-    def _block(self, block: bytes, cut: int) -> None:
+    def _block(self, block: bytes, cut: int, stream: int = 0) -> None:
         now = time.time()
+        if self.redactor is not None:
+            st = self.redact_states.get(stream)
+            if st is None:
+                from .redact import RedactState
+                st = self.redact_states[stream] = RedactState()
+            block = self.redactor.block(block, st)
         events: list = []
         self.matcher.match_block(block, now, events)
         self.registry.ingest(self.run, block, events, cut, now)

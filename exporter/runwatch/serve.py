@@ -30,9 +30,11 @@ class FilePoller:
         self.registry, self.poll_interval = registry, poll_interval
         self.items: list[tuple[Run, FileFollower]] = []
         self.errors: dict[str, str | None] = {}
+        self.after_poll = None     # persist.Checkpointer.maybe: checkpoints between polls
 
-    def add(self, run: Run, rc: RunConfig, ingest: Ingest) -> FileFollower:
-        f = FileFollower(rc.file, ingest, poll_interval=self.poll_interval, from_start=rc.from_start)
+    def add(self, run: Run, rc: RunConfig, ingest: Ingest, resume=None) -> FileFollower:
+        f = FileFollower(rc.file, ingest, poll_interval=self.poll_interval, from_start=rc.from_start,
+                         resume=resume)
         self.items.append((run, f))
         return f
 
@@ -55,9 +57,14 @@ class FilePoller:
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
-                if not self.poll_all():
+                busy = self.poll_all()
+                if self.after_poll is not None:
+                    self.after_poll()
+                if not busy:
                     stop.wait(self.poll_interval)
         finally:
+            if self.after_poll is not None:
+                self.after_poll(final=True)      # before close(): partial lines stay partial
             for _, f in self.items:
                 f.close()
 
@@ -74,31 +81,79 @@ def cmd_serve(args, ap) -> int:
     logging.basicConfig(level=logging.INFO, format="runwatch: %(message)s", stream=sys.stderr)
     cfg = load_config(args.config)
     listen = args.listen or (_env_listen() or cfg.listen)
-    registry = Registry(grace_seconds=cfg.grace_seconds)
+    from .cli import data_dir
+    from .history import History
+    from .persist import Checkpointer, StateDB
+    ddir = data_dir(getattr(args, "data_dir", None) or cfg.data_dir)
+    history = History.in_dir(ddir)
+    statedb = StateDB(os.path.join(ddir, "state.db"))
+    registry = Registry(grace_seconds=cfg.grace_seconds, history=history)
+    checkpoints = Checkpointer(statedb, registry, cfg.path, cfg.checkpoint_seconds)
+    from .loki import LokiConfig, from_args, redactor_from, spool_dir_for
+    try:
+        redactor = redactor_from(cfg.redact)
+        lbase = cfg.loki or (LokiConfig(url="") if getattr(args, "loki_url", None) else None)
+        if lbase is not None and not lbase.spool_dir:
+            lbase.spool_dir = spool_dir_for(ddir)
+        shipper = from_args(args, lbase)         # None without a Loki URL
+    except ValueError as e:
+        ap.error(f"serve: {e}")
+    if shipper:
+        log.info("shipping lines to Loki at %s", shipper.url_for_humans)
     stop = threading.Event()
     threads = []
     files = FilePoller(registry, cfg.poll_interval)
+    cloud = []                                   # (run, RunConfig, Ingest) with azureml_job/azure_vm/wandb
+    if statedb.ok:
+        files.after_poll = checkpoints.maybe
     for rc in cfg.runs:
         run = registry.add(rc.spec)
-        ingest = Ingest(registry, run, Matcher(rc.packs), cfg.max_line_bytes)
-        if rc.file == "-":
+        ingest = Ingest(registry, run, Matcher(rc.packs), cfg.max_line_bytes,
+                        on_block=shipper.ship if shipper else None, redactor=redactor)
+        if rc.cloud:
+            cloud.append((run, rc, ingest))
+        if rc.file is None:                      # cloud sources only: persist the state alone
+            checkpoints.attach(run, None, None, None, checkpoints.resume_for(run, None)[1])
+        elif rc.file == "-":
             threads.append(threading.Thread(target=follow_stdin, args=(registry, run, ingest), daemon=True,
                                             name=f"stdin-{rc.spec.id}"))
         else:
-            files.add(run, rc, ingest)
+            resume, saved = checkpoints.resume_for(run, rc.file)
+            follower = files.add(run, rc, ingest, resume=resume)
+            how = checkpoints.attach(run, rc.file, ingest, follower, saved)
+            if saved is not None:
+                log.info("run %s: %s", rc.spec.id, how)
     if files.items:
         threads.append(threading.Thread(target=files.run, args=(stop,), name="runwatch-files", daemon=True))
-    server = Server(registry, listen).start()
+    from .pollers import SourceError, cloud_pollers
+    try:
+        pollers = cloud_pollers(registry, cloud)     # imports the cloud SDKs only if the config needs them
+    except SourceError as e:
+        log.error("%s", e)
+        return 2
+    from .web import api_token
+    events = getattr(args, "events", False)
+    token = api_token(getattr(args, "token", None), needed=events, say=log.info)
+    server = Server(registry, listen, events=events, token=token,
+                    extra_collect=[shipper.collect] if shipper else None).start()
     for t in threads:
         t.start()
+    for p in pollers:
+        p.start(stop)
     log.info("serving %d run(s) from %s at http://%s/metrics", len(cfg.runs), cfg.path, server.address)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, f: stop.set())
     while not stop.wait(5.0):
         registry.expire(time.time())
+        checkpoints.checkpoint(files=False)      # runs without a file; file runs: in their reader thread
     for t in threads:
         t.join(timeout=2)
+    if shipper:
+        shipper.close()          # pushes what is pending for ≤ flush_timeout, spools the rest
     server.stop()
+    checkpoints.checkpoint(files=False)
+    statedb.close()
+    history.close()
     log.info("stopped")
     return 0
 

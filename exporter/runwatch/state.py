@@ -11,9 +11,12 @@ build steps (done / total); a progress bar (tqdm or a job's progress event).
 """
 from __future__ import annotations
 
+from .eta import Tracker
 from .events import FAILED_RESULTS, RUN_STATES, Event
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
+MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
 
 
 class RunState:
@@ -26,6 +29,8 @@ class RunState:
         "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "_p_first", "_p_last",
+        "task_steps", "agents", "data_flow",
+        "_eta",
     )
 
     def __init__(self) -> None:
@@ -60,6 +65,10 @@ class RunState:
         self.budget: float | None = None
         self.vm_power: dict[str, str] = {}
         self._p_first = self._p_last = None     # (ts, ratio) of first and last progress seen
+        self._eta = Tracker()                   # progress points, phases, history prior (eta.py)
+        self.task_steps: list[dict] = []        # the current task's steps (last MAX_TASK_STEPS)
+        self.agents: dict[str, dict] = {}       # workflow agents: agent_id -> state, times, sizes
+        self.data_flow: dict[tuple[str, str], float] = {}   # (from_agent, to_agent) -> bytes
 
     # ------------------------------------------------------------ input
 
@@ -76,6 +85,7 @@ class RunState:
             handler(self, e.fields, e.ts)
             if self.state == "pending" and e.type not in ("status", "cost", "vm_power", "artifact"):
                 self._set_state("running", e.ts)
+            self._eta.observe(self, e.ts)
 
     # ------------------------------------------------------------ handlers
 
@@ -115,6 +125,8 @@ class RunState:
             if ratio is not None:
                 if ratio != self.outer_ratio:
                     self.last_progress_ts = ts
+                    if self.task_total:              # a new outer position: its inner tasks start over
+                        self.task_index = 0
                 self.outer_ratio, self.outer_total = _clamp(ratio), total
             return
         if ratio is not None:
@@ -137,6 +149,7 @@ class RunState:
             self.task_index = f["index"] - 1
         self.current_task = f.get("task") or (str(f["index"]) if "index" in f else None)
         self.current_task_steps = 0
+        self.task_steps = []
         self.current_task_started_ts = ts
         self.last_progress_ts = ts
 
@@ -158,6 +171,8 @@ class RunState:
         action = f.get("action") or "step"
         self.steps[action] = self.steps.get(action, 0) + 1
         self.current_task_steps += 1
+        self.task_steps.append({"index": f.get("index", self.current_task_steps), "action": action, "ts": ts})
+        del self.task_steps[:-MAX_TASK_STEPS]
         self.last_progress_ts = ts
 
     def _build_step(self, f, ts):
@@ -238,6 +253,52 @@ class RunState:
         self.vm_power[f["vm"]] = f["state"]
         self._accrue(ts)
 
+    # ------------------------------------------------------------ workflow agents
+
+    def _agent(self, agent_id: str) -> dict:
+        a = self.agents.get(agent_id)
+        if a is None:
+            if len(self.agents) >= MAX_AGENTS:
+                return {}                        # bounded: further agents are not tracked
+            a = self.agents[agent_id] = {"state": "pending", "started_ts": None, "ended_ts": None,
+                                         "duration": None, "output_size": None, "error": None}
+        return a
+
+    def _agent_started(self, f, ts):
+        a = self._agent(f["agent_id"])
+        a.update(state="running", started_ts=ts, ended_ts=None, duration=None, error=None)
+        self.last_progress_ts = ts
+
+    def _agent_completed(self, f, ts):
+        a = self._agent(f["agent_id"])
+        d = f.get("duration")
+        if d is None and a.get("started_ts") is not None:
+            d = max(0.0, ts - a["started_ts"])
+        a.update(state="completed", ended_ts=ts, duration=d)
+        if "output_size" in f:
+            a["output_size"] = f["output_size"]
+        self.last_progress_ts = ts
+
+    def _agent_failed(self, f, ts):
+        a = self._agent(f["agent_id"])
+        d = max(0.0, ts - a["started_ts"]) if a.get("started_ts") is not None else None
+        a.update(state="failed", ended_ts=ts, duration=d, error=f.get("error"))
+        self.errors += 1
+        self.last_error = f"agent {f['agent_id']} failed" + (f": {f['error']}" if f.get("error") else "")
+
+    def _data_flow(self, f, ts):
+        self._agent(f["from_agent"])             # an agent seen only in a flow is pending
+        self._agent(f["to_agent"])
+        key = (f["from_agent"], f["to_agent"])
+        if key in self.data_flow or len(self.data_flow) < MAX_AGENTS:
+            self.data_flow[key] = self.data_flow.get(key, 0.0) + f["data_size"]
+
+    def _progress_update(self, f, ts):
+        fields = {"percent": f["progress"]}
+        if "message" in f:
+            fields["message"] = f["message"]
+        self._progress(fields, ts)
+
     # ------------------------------------------------------------ cost
 
     def _billed(self) -> bool:
@@ -293,27 +354,38 @@ class RunState:
         return self.bar_ratio
 
     def eta_seconds(self, now: float) -> float | None:
-        """Time left, or None when nothing honest can be said."""
+        """Time left, or None when nothing honest can be said (the estimator: eta.py)."""
         if self.state != "running":
             return None
-        r = self.progress_ratio()
-        if r is None:
-            return None
-        if r >= 1.0:
-            return 0.0
-        if (self.bar_eta is not None and self.bar_ratio is not None and self.outer_ratio is None
-                and not self.tasks_planned and not self.build_steps):
-            return max(0.0, self.bar_eta - (now - self.bar_eta_ts))
-        last, first = self._p_last, self._p_first
-        if last is None or r <= 0:
-            return None
-        if first is not None and last[0] > first[0] and last[1] > first[1]:
-            rate = (last[1] - first[1]) / (last[0] - first[0])
-        elif self.start_ts is not None and last[0] > self.start_ts:
-            rate = last[1] / (last[0] - self.start_ts)
-        else:
-            return None
-        return max(0.0, (1.0 - r) / rate - (now - last[0]))
+        return self._eta.eta(self, now)
+
+    def set_prior(self, prior) -> None:
+        """What the history says about earlier runs of this kind (eta.Prior or None)."""
+        self._eta.prior = prior
+
+    def history_summary(self) -> dict | None:
+        """Durations a finished run adds to the history (history.py)."""
+        return self._eta.summary(self)
+
+    # ------------------------------------------------------------ persistence
+
+    def to_dict(self) -> dict:
+        """Every slot as plain values (sets, tuples and tuple-keyed dicts included;
+        persist.py encodes them). The history prior is not part of it."""
+        out = {name: getattr(self, name) for name in self.__slots__ if name != "_eta"}
+        out["_eta"] = self._eta.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        """The inverse of to_dict; slots missing from d (an older runwatch) keep their defaults."""
+        st = cls()
+        for name in cls.__slots__:
+            if name == "_eta":
+                st._eta = Tracker.from_dict(d.get("_eta") or {})
+            elif name in d:
+                setattr(st, name, d[name])
+        return st
 
     def snapshot(self, now: float) -> dict:
         """Plain values for the collector, read under the registry lock."""
@@ -340,6 +412,8 @@ class RunState:
             "best_scores": dict(self.best_scores), "errors": self.errors, "last_error": self.last_error,
             "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
             "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power),
+            "task_steps": [dict(x) for x in self.task_steps],
+            "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }
 
 
@@ -354,4 +428,7 @@ _HANDLERS = {
     "build_step": RunState._build_step, "build_step_done": RunState._build_step_done,
     "build_complete": RunState._build_complete, "score": RunState._score, "error": RunState._error,
     "artifact": RunState._artifact, "cost": RunState._cost, "vm_power": RunState._vm_power,
+    "agent_started": RunState._agent_started, "agent_completed": RunState._agent_completed,
+    "agent_failed": RunState._agent_failed, "data_flow": RunState._data_flow,
+    "progress_update": RunState._progress_update,
 }

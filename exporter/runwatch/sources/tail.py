@@ -119,6 +119,17 @@ class FileFollower:
 
     ``clock`` (monotonic seconds) is only there so tests can drive
     ``rotate_grace`` without sleeping.
+
+    ``resume=((dev, ino), offset, fingerprint)`` continues where an earlier
+    follower stopped (``checkpoint()`` gives those values; a restart reads
+    them from the state database). The file with that inode is looked for at
+    the path, then among the other files of its directory (rotated while
+    runwatch was down: it is drained from the offset first, then the new
+    file is read from 0). It is only resumed if it is still at least
+    ``offset`` bytes long and the bytes in front of the offset equal
+    ``fingerprint``; otherwise it is treated as a new file. ``resumed`` says
+    whether it worked; the resumed incarnation is stream 0. With ``resume``,
+    ``from_start`` is ignored.
     """
 
     #: A poll reads at most this many chunks, so a writer faster than the
@@ -136,6 +147,7 @@ class FileFollower:
         chunk_size: int = 1 << 20,
         rotate_grace: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        resume: tuple[tuple[int, int], int, bytes] | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be > 0")
@@ -160,7 +172,10 @@ class FileFollower:
         self.error: str | None = None
         # from_start=False: remember which file was there, and how big.
         self._startup: tuple[tuple[int, int], int] | None = None
-        if not from_start:
+        self.resumed = False
+        if resume is not None:
+            self._resume(*resume)
+        elif not from_start:
             try:
                 st = os.stat(self.path)
             except OSError:
@@ -180,6 +195,25 @@ class FileFollower:
     def inode(self) -> tuple[int, int] | None:
         cur = self._cur
         return cur.ident if cur is not None else None
+
+    def checkpoint(self) -> tuple[tuple[int, int], int, bytes, int] | None:
+        """``(ident, offset, fingerprint, stream)`` of the current file, for
+        ``resume=``; None while a rotated-away file still has unread bytes or
+        no file is open (a position then would not say everything). A
+        rotated-away file read to its end does not block a checkpoint: what
+        its writer adds after it is lost only if runwatch dies within
+        ``rotate_grace``, and nothing is ever counted twice."""
+        with self._lock:
+            cur = self._cur
+            if cur is None or self._closed:
+                return None
+            for inc in self._old:
+                try:
+                    if os.fstat(inc.fd).st_size != inc.offset:
+                        return None
+                except OSError:
+                    return None
+            return cur.ident, cur.offset, cur.tail, cur.stream
 
     # -- main loop ------------------------------------------------------
 
@@ -278,6 +312,48 @@ class FileFollower:
         self.close()
 
     # -- internals (called with the lock held) ---------------------------
+
+    def _resume(self, ident: tuple[int, int], offset: int, fingerprint: bytes) -> None:
+        ident = (int(ident[0]), int(ident[1]))
+        candidates = [self.path]
+        try:
+            at_path = os.stat(self.path)
+            moved = (at_path.st_dev, at_path.st_ino) != ident
+        except OSError:
+            moved = True
+        if moved:   # rotated while we were away: look for it next to the path
+            d = os.path.dirname(os.path.abspath(self.path))
+            try:
+                with os.scandir(d) as it:
+                    candidates = [e.path for e in it if e.inode() == ident[1]]
+            except OSError:
+                candidates = []
+        for p in candidates:
+            try:
+                fd = os.open(p, _OPEN_FLAGS)
+            except OSError:
+                continue
+            ok = False
+            try:
+                fst = os.fstat(fd)
+                n = len(fingerprint)
+                ok = (_stat.S_ISREG(fst.st_mode) and (fst.st_dev, fst.st_ino) == ident
+                      and fst.st_size >= offset and n <= offset and (offset == 0 or n > 0)
+                      and (n == 0 or os.pread(fd, n, offset - n) == fingerprint))
+            except OSError:
+                ok = False
+            if not ok:
+                os.close(fd)
+                continue
+            inc = _Incarnation(fd=fd, ident=ident, stream=self._new_stream(), offset=offset,
+                               tail=bytes(fingerprint))
+            if moved:
+                inc.deadline = self._clock() + self.rotate_grace
+                self._old.append(inc)
+            else:
+                self._cur = inc
+            self.resumed = True
+            return
 
     def _new_stream(self) -> int:
         stream = self._next_stream
