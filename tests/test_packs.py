@@ -6,7 +6,8 @@ import re
 import pytest
 
 from runwatch.events import Event
-from runwatch.packs import (KeywordFinder, Matcher, builtin_names, load_builtin, load_pack_file, parse_pack,
+from runwatch.textsearch import KeywordFinder, KeywordSet
+from runwatch.packs import (Matcher, builtin_names, load_builtin, load_pack_file, parse_pack,
                             required_literals)
 from runwatch.yamlfile import ConfigError, load_text
 
@@ -128,3 +129,24 @@ def test_user_pack_file_with_prefilter(tmp_path):
     mine = load_pack_file(str(p))
     assert mine.name == "mine" and mine.rules[0].literals == ("epoch",)
     assert events([mine], "train epoch 3/10 loss=1") == [("progress", {"current": 3, "total": 10})]
+
+
+def test_keyword_set_shares_passes_and_finds_exactly_the_lines_a_naive_search_finds():
+    words = [b"Key", b"KEY", b"AKIA", b"key", b"Token", b"TOKEN", b"secret", b"#"]
+    ks = KeywordSet(words)
+    assert len({f.byte for f in ks.finders if not f.mode_find}) < len(words)   # some share a byte
+    rng = random.Random(4)
+    alphabet = ["Key", "KEY", "AKIA", "key", "Token", "TOKEN", "secret", "#", "K", "KK", "x", "e", "s", " ", "T"]
+    for density in (2, 30):          # sparse and byte-heavy blocks (the latter trips the fallback)
+        lines = [b"".join(rng.choice(alphabet).encode() for _ in range(rng.randint(0, density)))
+                 for _ in range(2000)]
+        block = b"\n".join(lines) + b"\n"
+        starts = []
+        ks.find_lines(block, starts)
+        got = sorted(set(starts))
+        want, pos = [], 0
+        for line in lines:
+            if any(w in line for w in words):
+                want.append(pos)
+            pos += len(line) + 1
+        assert got == want

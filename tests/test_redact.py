@@ -230,3 +230,17 @@ def test_camel_and_upper_case_key_names_are_found_by_the_fast_trigger_search():
     }
     for line, want in cases.items():
         assert r.text(line) == want
+
+
+def test_well_known_key_shapes_without_a_key_name():
+    from runwatch.redact import Redactor
+    r = Redactor()
+    assert r.text("GET /k?X-Amz-Credential=AKI&X-Amz-Signature=abcdef0123 200") == \
+        "GET /k?X-Amz-Credential=AKI&X-Amz-Signature=<redacted> 200"
+    assert r.text("using sk-proj-abcdefghijklmnopqrstuvwxyz123") == "using sk-proj-<redacted>"
+    assert r.text("GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123") == "GITHUB_TOKEN=<redacted>"
+    assert r.text("token ok; clone https://ghp_abcdefghijklmnopqrstuvwxyz0123@github.com/x") == \
+        "token ok; clone https://ghp_<redacted>@github.com/x"
+    assert r.text("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fw") == "jwt <redacted>"
+    for ordinary in ("pip install scikit-learn sk-learn", "risk-free", "task-7 done"):
+        assert r.text(ordinary) == ordinary

@@ -20,10 +20,10 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import re
 import threading
 import time
 
+from .redact import default_redactor
 from .events import Event, EventError, make
 from .runs import RUN_ID_RE, Registry, Run, RunSpec
 
@@ -74,66 +74,10 @@ class RateLimit:
 
 # ---------------------------------------------------------------- redaction
 
-_REDACT_RULES = [
-    # Azure SAS signature and any sig/signature query parameter
-    (re.compile(r"(?i)([?&](?:sig|signature|x-amz-signature|x-goog-signature)=)[^&\s\"'<>]+"), r"\1<redacted>"),
-    # Authorization headers and bearer tokens
-    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1<redacted>"),
-    (re.compile(r"(?i)(\bauthorization\s*[:=]\s*)(?!bearer)\S+"), r"\1<redacted>"),
-    # Azure storage account keys and connection strings
-    (re.compile(r"(?i)((?:AccountKey|SharedAccessKey|SharedAccessSignature)\s*=\s*)[^;\s\"']+"), r"\1<redacted>"),
-    # key=value style API keys, passwords, secrets, tokens
-    (re.compile(r"(?i)\b((?:[a-z0-9_-]*(?:api[_-]?key|secret|password|passwd|token|access[_-]?key))"
-                r"\s*[:=]\s*[\"']?)[^\s\"'&,;]{4,}"), r"\1<redacted>"),
-    # well-known key shapes
-    (re.compile(r"\b(sk-[A-Za-z0-9_-]{6})[A-Za-z0-9_-]{10,}"), r"\1<redacted>"),
-    (re.compile(r"\b(gh[pousr]_)[A-Za-z0-9]{20,}"), r"\1<redacted>"),
-    (re.compile(r"\b(AKIA)[A-Z0-9]{16}\b"), r"\1<redacted>"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "<redacted>"),
-]
-
-
-def _load_project_redact():
-    """runwatch.redact (the line path's and Loki shipper's redaction) when it is there."""
-    try:
-        from . import redact as mod   # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    factory = getattr(mod, "default_redactor", None)
-    if callable(factory):
-        try:
-            return factory().text
-        except Exception:
-            pass
-    for name in ("redact", "redact_line", "redact_text"):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn
-    return None
-
-
-_project_redact = _load_project_redact()
-
-
 def redact(line: str) -> str:
-    """A line as the status page and JSON API may show it: no secrets.
-
-    The project's own redaction (runwatch/redact.py, shared with the Loki
-    shipper) runs first when present; these rules run after it in any case, so
-    a line leaves through HTTP redacted even if that module is missing or
-    misses a case."""
-    if _project_redact is not None:
-        try:
-            out = _project_redact(line)
-            if isinstance(out, bytes):
-                out = out.decode("utf-8", "replace")
-            if isinstance(out, str):
-                line = out
-        except Exception:   # a bug there must not leak the line unredacted: fall through
-            pass
-    for rx, repl in _REDACT_RULES:
-        line = rx.sub(repl, line)
-    return line
+    """A line as the status page and JSON API may show it: runwatch/redact.py,
+    the same redaction the line path and the Loki shipper use."""
+    return default_redactor().text(line)
 
 
 # ---------------------------------------------------------------- events in

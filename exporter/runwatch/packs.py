@@ -21,7 +21,7 @@ from typing import Any
 
 from . import events as ev
 from .events import Event
-from .textsearch import KeywordFinder
+from .textsearch import KeywordSet
 from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
 
 try:  # Python 3.11+
@@ -301,7 +301,7 @@ class Matcher:
                 else:
                     literals.update(r.literals)
         self.keywords = minimal_keywords(literals)
-        self.finders = [KeywordFinder(k) for k in self.keywords]
+        self.keyword_set = KeywordSet(self.keywords)
 
     def match_block(self, block: bytes, ts: float, out: list) -> None:
         """Append the events of every line in `block` (complete lines, b"\\n"-terminated)."""
@@ -314,12 +314,11 @@ class Matcher:
             return
         find = block.find
         starts: list[int] = []
-        for finder in self.finders:
-            finder.find_lines(block, starts)
+        self.keyword_set.find_lines(block, starts)
         if not starts:
             return
         if len(self.keywords) > 1:
-            starts = sorted(set(starts))
+            starts = sorted(set(starts))         # a line found by two keywords is matched once
         for s in starts:
             match_line(block[s:find(b"\n", s)].decode("utf-8", "replace"), ts, out)
 

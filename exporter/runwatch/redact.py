@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .textsearch import KeywordFinder
+from .textsearch import KeywordSet
 
 REDACTED = b"<redacted>"
 
@@ -34,7 +34,15 @@ TRIGGER_WORDS = ("key", "token", "secret", "passw", "bearer", "authorization", "
 # Case-sensitive by definition: AWS key ids are upper case; a SAS signature is
 # the query parameter `sig=` (after ? or &, as in every SAS URL and
 # SharedAccessSignature=sv=…&sig=…).
-TRIGGERS_EXACT = (b"AKIA", b"ASIA", b"&sig=", b"?sig=")
+TRIGGERS_EXACT = (b"AKIA", b"ASIA", b"&sig=", b"?sig=",
+                  b"Signature=",        # presigned S3 / GCS URLs: X-Amz-Signature=, X-Goog-Signature=
+                  b"sk-",               # OpenAI-style API keys
+                  b"eyJ")               # JWTs: base64 of '{"'
+# Not triggers, because every byte of them is common in logs and each would cost
+# a full pass: GitHub tokens (ghp_…), caught when a key name precedes them
+# (GITHUB_TOKEN=ghp_…) or another trigger is on the line. Add a `redact:`
+# pattern to catch them anywhere.
+
 
 
 def _trigger_variants() -> list[bytes]:
@@ -90,6 +98,12 @@ BUILTIN: list[tuple[re.Pattern, object]] = [
     (re.compile(rb"(?i)(\bwandb\s+login\b[^\n]*?\s)[0-9A-Za-z_-]{40,}"), _keep1),
     # AWS access key ids
     (re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    # Presigned S3 / GCS URLs
+    (re.compile(rb"(?i)([?&]X-(?:Amz|Goog)-Signature=)[^&\s\"'<>]+"), _keep1),
+    # Well-known key shapes: OpenAI sk-…, GitHub ghp_… / github_pat_…, JWTs (three base64url parts)
+    (re.compile(rb"\b(sk-(?:proj-)?)[A-Za-z0-9_-]{20,}"), _keep1),
+    (re.compile(rb"\b(ghp_|github_pat_)[A-Za-z0-9_]{20,}"), _keep1),
+    (re.compile(rb"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), REDACTED),
     # One-line private keys (JSON service-account files, escaped newlines)
     (re.compile(rb"(-----BEGIN[A-Z0-9 ]* PRIVATE KEY-----)(.*?)(-----END[A-Z0-9 ]* PRIVATE KEY-----|$)"),
      _pem_inline),
@@ -121,7 +135,7 @@ class Redactor:
                 raise ValueError(f"redact pattern {p!r}: {e}") from None
             self.user.append(rx)
             self.rules.append((rx, _user_sub))
-        self.finders = [KeywordFinder(t) for t in _trigger_variants()] if builtin else []
+        self.triggers = KeywordSet(_trigger_variants() if builtin else [])
 
     # ---------------------------------------------------------------- blocks
 
@@ -132,8 +146,7 @@ class Redactor:
                 return head
             return head + self.block(block, state)
         spans: list[int] = []
-        for finder in self.finders:
-            finder.find_lines(block, spans)
+        self.triggers.find_lines(block, spans)
         for rx in self.user:
             for m in rx.finditer(block):
                 spans.append(block.rfind(b"\n", 0, m.start()) + 1)

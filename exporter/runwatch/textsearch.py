@@ -92,3 +92,58 @@ class KeywordFinder:
                         j = find(kw, find(b"\n", j))
                     return
                 i = find(byte, i + 1)
+
+
+class KeywordSet:
+    """Several keywords, one memchr pass per distinct byte they hunt.
+
+    Keywords whose finders chose the same rare byte (`Key`, `KEY` and `AKIA`
+    all hunt `K`) share one scan of the block. Starts may repeat (a line with
+    two keywords); callers that need each line once de-duplicate.
+    """
+
+    __slots__ = ("finders",)
+
+    def __init__(self, keywords):
+        self.finders = [KeywordFinder(k) for k in keywords]
+
+    def find_lines(self, block: bytes, starts: list) -> None:
+        groups: dict[bytes, list[KeywordFinder]] = {}
+        for f in self.finders:
+            if f.mode_find:
+                f.find_lines(block, starts)
+            else:
+                groups.setdefault(f.byte, []).append(f)
+        for byte, fs in groups.items():
+            if len(fs) == 1:
+                fs[0].find_lines(block, starts)
+            else:
+                _hunt_shared(block, byte, fs, starts)
+
+
+def _hunt_shared(block: bytes, byte: bytes, fs: list, starts: list) -> None:
+    find, rfind, startswith = block.find, block.rfind, block.startswith
+    checks = [(f.kw, f.offset) for f in fs]
+    budget = (len(block) >> 11) + 64
+    i = find(byte)
+    while i >= 0:
+        for kw, off in checks:
+            j = i - off
+            if j >= 0 and startswith(kw, j):
+                starts.append(rfind(b"\n", 0, i) + 1)
+                i = find(byte, find(b"\n", i) + 1)
+                break
+        else:
+            budget -= 1
+            if budget < 0:                 # common byte here: each keyword on its own, as a lone finder would
+                for f in fs:
+                    f.mode_find = True     # plain find for this block, then its next-rarest byte
+                    if f.pick + 1 < len(f.order):
+                        f._use(f.pick + 1)
+                        f.retry_in = 1
+                    else:
+                        f._use(0)
+                        f.retry_in = 64
+                    f.find_lines(block, starts)
+                return
+            i = find(byte, i + 1)
