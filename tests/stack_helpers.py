@@ -141,13 +141,16 @@ def demo_available() -> str | None:
 
 
 @contextlib.contextmanager
-def running_demo(tmp: pathlib.Path, speed: float | None = None) -> typing.Iterator[str]:
+def running_demo(tmp: pathlib.Path, speed: float | None = None,
+                 loki_url: str | None = None) -> typing.Iterator[str]:
     """Start `python -m runwatch demo` on a free loopback port; yield host:port."""
     port = free_port()
     addr = f"127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "runwatch", "demo", "--listen", addr]
+    argv = [sys.executable, "-m", "runwatch", "demo", "--listen", addr, "--data-dir", str(tmp / "runwatch-data")]
     if speed is not None:
         argv += ["--speed", str(speed)]
+    if loki_url:
+        argv += ["--loki-url", loki_url]
     proc = start(argv, tmp / "demo.log")
     try:
         wait_http(f"http://{addr}/metrics", 30, proc)
