@@ -70,6 +70,7 @@ CASES = [
      ("runwatch_vm_power_state", {"vm": "vm1", "runwatch_vm_power_state": "running"}, 1.0)),
     ({"type": "status", "state": "succeeded"}, ("runwatch_run_state", {"runwatch_run_state": "succeeded"}, 1.0)),
     ({"type": "log", "line": "hello from the job"}, ("runwatch_lines_total", {}, 1.0)),
+    ({"type": "metric", "name": "gpu_util", "value": 0.93}, ("runwatch_run_metric", {"name": "gpu_util"}, 0.93)),
 ]
 
 

@@ -121,6 +121,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "cost": {"rate_usd_per_hour": (_float, False), "cost_usd": (_float, False),
              "budget_usd": (_float, False)},
     "vm_power": {"vm": (_str, True), "state": (_choice(*VM_POWER_STATES), True)},
+    "metric": {"name": (_str, True), "value": (_float, True)},
     # multi-agent workflows (posted by a workflow engine through the events API)
     "agent_started": {"agent_id": (_name, True)},
     "agent_completed": {"agent_id": (_name, True), "duration": (_nonneg, False),

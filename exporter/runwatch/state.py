@@ -16,7 +16,8 @@ from .events import FAILED_RESULTS, RUN_STATES, Event
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
-MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
+MAX_AGENTS = 1000
+MAX_METRICS = 100        # names of `metric` events kept per run        # agents (and data-flow edges) tracked per run: label cardinality bound
 
 
 class RunState:
@@ -29,7 +30,7 @@ class RunState:
         "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "_p_first", "_p_last",
-        "task_steps", "agents", "data_flow",
+        "task_steps", "agents", "data_flow", "metrics",
         "_eta",
     )
 
@@ -69,6 +70,7 @@ class RunState:
         self.task_steps: list[dict] = []        # the current task's steps (last MAX_TASK_STEPS)
         self.agents: dict[str, dict] = {}       # workflow agents: agent_id -> state, times, sizes
         self.data_flow: dict[tuple[str, str], float] = {}   # (from_agent, to_agent) -> bytes
+        self.metrics: dict[str, float] = {}     # values the job reported by name (event `metric`)
 
     # ------------------------------------------------------------ input
 
@@ -248,6 +250,11 @@ class RunState:
         if "budget_usd" in f:
             self.budget = f["budget_usd"]
 
+    def _metric(self, f, ts):
+        name = f["name"]
+        if name in self.metrics or len(self.metrics) < MAX_METRICS:   # bounded: label cardinality
+            self.metrics[name] = f["value"]
+
     def _vm_power(self, f, ts):
         self._accrue(ts)
         self.vm_power[f["vm"]] = f["state"]
@@ -411,7 +418,7 @@ class RunState:
             "build_done": self.build_done, "scores": dict(self.scores),
             "best_scores": dict(self.best_scores), "errors": self.errors, "last_error": self.last_error,
             "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
-            "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power),
+            "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power), "metrics": dict(self.metrics),
             "task_steps": [dict(x) for x in self.task_steps],
             "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }
@@ -428,6 +435,7 @@ _HANDLERS = {
     "build_step": RunState._build_step, "build_step_done": RunState._build_step_done,
     "build_complete": RunState._build_complete, "score": RunState._score, "error": RunState._error,
     "artifact": RunState._artifact, "cost": RunState._cost, "vm_power": RunState._vm_power,
+    "metric": RunState._metric,
     "agent_started": RunState._agent_started, "agent_completed": RunState._agent_completed,
     "agent_failed": RunState._agent_failed, "data_flow": RunState._data_flow,
     "progress_update": RunState._progress_update,
