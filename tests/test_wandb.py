@@ -176,3 +176,15 @@ def test_no_api_key(fake, monkeypatch):
     src, reg, run, poller, prom = setup(fake)
     poller.step()
     assert poller.last_error.endswith("no API key: set WANDB_API_KEY")
+
+
+def test_artifact_deadline_is_exported_for_the_alert(fake):
+    """RunwatchArtifactMissing uses runwatch_artifact_deadline_seconds where a source configures one."""
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {"acc": 0.9})
+    src, reg, run, poller, prom = setup(fake, artifact_deadline_minutes=10)
+    poller.step()
+    assert val(prom, "runwatch_artifact_available", artifact="run-abc123-history") == 0
+    assert val(prom, "runwatch_artifact_deadline_seconds", artifact="run-abc123-history") == 600
+    src2, reg2, run2, poller2, prom2 = setup(fake)
+    poller2.step()
+    assert val(prom2, "runwatch_artifact_deadline_seconds", artifact="run-abc123-history") is None   # default applies

@@ -67,6 +67,8 @@ class RunwatchCollector(Collector):
         errors = c("runwatch_errors", "Error lines and error events.")
         art = g("runwatch_artifact_available", "1 when the artifact is available, 0 while it is not.", RID + ["artifact"])
         vm = StateSetMetricFamily("runwatch_vm_power_state", "Power state of a VM the run uses.", labels=RID + ["vm"])
+        art_dl = g("runwatch_artifact_deadline_seconds", "How long after the run ends the artifact may take "
+                   "before RunwatchArtifactMissing fires (configured; else the alert's default).", RID + ["artifact"])
         job_metric = g("runwatch_run_metric", "A value the job reported by name (event `metric`).", RID + ["name"])
         lines = c("runwatch_lines", "Lines of output read for the run.")
         cut = c("runwatch_lines_cut", "Lines longer than the limit, cut to it.")
@@ -79,7 +81,7 @@ class RunwatchCollector(Collector):
         flow = c("runwatch_data_flow_bytes", "Bytes passed from one workflow agent to another.",
                  RID + ["from_agent", "to_agent"])
         fams = [info, state, phase, progress, planned, started, completed, failed, steps, bstep, bsteps,
-                bdone, score, best, errors, art, vm, lines, cut, bad, up, agent, agent_dur, flow, job_metric]
+                bdone, score, best, errors, art, vm, lines, cut, bad, up, agent, agent_dur, flow, job_metric, art_dl]
         if self.wall_clock:
             start = g("runwatch_run_start_timestamp_seconds", "When the run started.")
             end = g("runwatch_run_end_timestamp_seconds", "When the run finished; absent while it runs.")
@@ -129,6 +131,8 @@ class RunwatchCollector(Collector):
                 art.add_metric([rid, name], 1.0 if avail else 0.0)
                 if self.wall_clock and avail and since is not None:
                     art_ts.add_metric([rid, name], since)
+            for name, v in s["artifact_deadlines"].items():
+                art_dl.add_metric([rid, name], v)
             for name, v in s["metrics"].items():
                 job_metric.add_metric([rid, name], v)
             for vm_name, pstate in s["vm_power"].items():

@@ -30,7 +30,7 @@ class RunState:
         "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "_p_first", "_p_last",
-        "task_steps", "agents", "data_flow", "metrics",
+        "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
         "_eta",
     )
 
@@ -71,6 +71,7 @@ class RunState:
         self.agents: dict[str, dict] = {}       # workflow agents: agent_id -> state, times, sizes
         self.data_flow: dict[tuple[str, str], float] = {}   # (from_agent, to_agent) -> bytes
         self.metrics: dict[str, float] = {}     # values the job reported by name (event `metric`)
+        self.artifact_deadlines: dict[str, float] = {}   # artifact -> seconds after the run's end it may take
 
     # ------------------------------------------------------------ input
 
@@ -239,6 +240,8 @@ class RunState:
         else:
             since = None
         self.artifacts[name] = (available, since)
+        if "deadline_seconds" in f:
+            self.artifact_deadlines[name] = f["deadline_seconds"]
 
     def _cost(self, f, ts):
         if "cost_usd" in f:
@@ -419,6 +422,7 @@ class RunState:
             "best_scores": dict(self.best_scores), "errors": self.errors, "last_error": self.last_error,
             "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
             "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power), "metrics": dict(self.metrics),
+            "artifact_deadlines": dict(self.artifact_deadlines),
             "task_steps": [dict(x) for x in self.task_steps],
             "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }

@@ -240,13 +240,19 @@ class WandbSource:
             if ok:
                 log.info("%s: artifact %s available", self.what, name)
                 self.available[name] = since
-                out.append(make("artifact", {"artifact": name, "available": True}, since))
+                out.append(make("artifact", {"artifact": name, "available": True, **self._deadline}, since))
             else:
                 if name not in self.available:
-                    out.append(make("artifact", {"artifact": name, "available": False}, now))
+                    out.append(make("artifact", {"artifact": name, "available": False, **self._deadline}, now))
                 self.available[name] = None
                 self._check_deadline(name, now)
         return out
+
+    @property
+    def _deadline(self) -> dict:
+        """The configured deadline, exported so RunwatchArtifactMissing fires after it."""
+        dl = self.cfg.artifact_deadline_minutes
+        return {"deadline_seconds": dl * 60} if dl is not None else {}
 
     def _check_deadline(self, name: str, now: float) -> None:
         dl = self.cfg.artifact_deadline_minutes
