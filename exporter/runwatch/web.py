@@ -34,6 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from . import __version__
 from . import api
 from .collector import RunwatchCollector
+from .exposition import render
 from .runs import Registry
 
 log = logging.getLogger("runwatch.web")
@@ -210,8 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, b"ok\n", TEXT)
 
     def _metrics(self):
-        encoder, content_type = choose_encoder(self.headers.get("Accept"))
-        body = encoder(self.server_ref.prom)
+        _, content_type = choose_encoder(self.headers.get("Accept"))    # negotiation as prometheus_client does it
+        body = render(self.server_ref.prom.collect(), content_type.startswith("application/openmetrics-text"))
         headers = {}
         if "gzip" in (self.headers.get("Accept-Encoding") or ""):
             body = gzip.compress(body, compresslevel=1)
