@@ -195,8 +195,8 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
   see README.md for every key; validate with: runwatch check -c runwatch.yaml""")
     p.add_argument("-c", "--config", metavar="FILE", default=os.environ.get("RUNWATCH_CONFIG"),
                    help="the config file [env RUNWATCH_CONFIG]")
-    p.add_argument("--listen", type=_listen, default=None, metavar="HOST:PORT",
-                   help=f"overrides the config's listen (default {DEFAULT_LISTEN}) [env RUNWATCH_LISTEN]")
+    _opt(p, "--listen", type=_listen, default=None, metavar="HOST:PORT",
+         help=f"overrides the config's listen (default {DEFAULT_LISTEN})")
     data_dir_option(p)
     _common_api(p, open_flag=False)
     _common_loki(p, redact=False)

@@ -80,7 +80,7 @@ def cmd_serve(args, ap) -> int:
         ap.error("serve: give a config with -c FILE (see `runwatch serve --help`)")
     logging.basicConfig(level=logging.INFO, format="runwatch: %(message)s", stream=sys.stderr)
     cfg = load_config(args.config)
-    listen = args.listen or (_env_listen() or cfg.listen)
+    listen = args.listen or cfg.listen
     from .cli import data_dir
     from .history import History
     from .persist import Checkpointer, StateDB
@@ -156,9 +156,3 @@ def cmd_serve(args, ap) -> int:
     history.close()
     log.info("stopped")
     return 0
-
-
-def _env_listen():
-    from .cli import _listen
-    v = os.environ.get("RUNWATCH_LISTEN")
-    return _listen(v) if v else None

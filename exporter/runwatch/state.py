@@ -29,7 +29,6 @@ class RunState:
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
         "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
-        "_p_first", "_p_last",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
         "_eta",
     )
@@ -65,7 +64,6 @@ class RunState:
         self.cost_base_ts: float | None = None  # None: not accruing
         self.budget: float | None = None
         self.vm_power: dict[str, str] = {}
-        self._p_first = self._p_last = None     # (ts, ratio) of first and last progress seen
         self._eta = Tracker()                   # progress points, phases, history prior (eta.py)
         self.task_steps: list[dict] = []        # the current task's steps (last MAX_TASK_STEPS)
         self.agents: dict[str, dict] = {}       # workflow agents: agent_id -> state, times, sizes
@@ -139,7 +137,6 @@ class RunState:
             self.bar_ratio = ratio
         if "eta_seconds" in f:
             self.bar_eta, self.bar_eta_ts = f["eta_seconds"], ts
-        self._p_update(ts)
 
     def _task_planned(self, f, ts):
         self.tasks_planned = f["total"]
@@ -168,7 +165,6 @@ class RunState:
         if "index" in f:
             self.task_index = f["index"]
         self.last_progress_ts = ts
-        self._p_update(ts)
 
     def _step(self, f, ts):
         action = f.get("action") or "step"
@@ -197,7 +193,6 @@ class RunState:
             self.build_step, self.build_done = step, step - 1
             if steps is not None:
                 self.build_steps = steps
-        self._p_update(ts)
 
     def _build_step_done(self, f, ts):
         key = self._bk_vertex.get(f["vertex"])
@@ -205,13 +200,11 @@ class RunState:
             self._bk_done.add(key)
             self.build_done = len(self._bk_done)
             self.last_progress_ts = ts
-            self._p_update(ts)
 
     def _build_complete(self, f, ts):
         if self.build_steps:
             self.build_step = self.build_done = self.build_steps
             self.last_progress_ts = ts
-            self._p_update(ts)
 
     def _score(self, f, ts):
         name = f.get("name") or "score"
@@ -336,15 +329,6 @@ class RunState:
         return self.cost_rate if self._billed() else 0.0
 
     # ------------------------------------------------------------ derived
-
-    def _p_update(self, ts: float) -> None:
-        r = self.progress_ratio()
-        if r is None:
-            return
-        if self._p_first is None:
-            self._p_first = (ts, r)
-        if self._p_last is None or r != self._p_last[1]:
-            self._p_last = (ts, r)
 
     def progress_ratio(self) -> float | None:
         inner = self._inner_ratio()
