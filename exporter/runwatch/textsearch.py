@@ -39,7 +39,10 @@ class KeywordFinder:
     is used for a while before the hunt starts over.
     """
 
-    __slots__ = ("kw", "order", "pick", "byte", "offset", "mode_find", "retry_in")
+    # Finders are shared between threads (one Redactor serves every run); what a
+    # reader needs together, the hunted byte and its offset, is one tuple that is
+    # replaced in one assignment, so a switch mid-read can never mix two picks.
+    __slots__ = ("kw", "order", "pick", "hunt", "mode_find", "retry_in")
 
     def __init__(self, kw: bytes):
         self.kw = kw
@@ -54,8 +57,17 @@ class KeywordFinder:
         self.retry_in = 0
 
     def _use(self, pick: int) -> None:
-        self.pick, self.offset = pick, self.order[pick]
-        self.byte = self.kw[self.offset:self.offset + 1]
+        off = self.order[pick]
+        self.hunt = (self.kw[off:off + 1], off)
+        self.pick = pick
+
+    @property
+    def byte(self) -> bytes:
+        return self.hunt[0]
+
+    @property
+    def offset(self) -> int:
+        return self.hunt[1]
 
     def find_lines(self, block: bytes, starts: list) -> None:
         """Append the start offset of each line of `block` holding the keyword (once per line)."""
@@ -70,7 +82,7 @@ class KeywordFinder:
                 if self.retry_in <= 0:
                     self.mode_find = False
             return
-        byte, off, startswith = self.byte, self.offset, block.startswith
+        (byte, off), startswith = self.hunt, block.startswith
         budget = (len(block) >> 11) + 64         # false hits allowed in this block
         i = find(byte, off)
         while i >= 0:
@@ -108,22 +120,24 @@ class KeywordSet:
         self.finders = [KeywordFinder(k) for k in keywords]
 
     def find_lines(self, block: bytes, starts: list) -> None:
-        groups: dict[bytes, list[KeywordFinder]] = {}
+        groups: dict[bytes, list] = {}
         for f in self.finders:
+            hunt = f.hunt
             if f.mode_find:
                 f.find_lines(block, starts)
             else:
-                groups.setdefault(f.byte, []).append(f)
+                groups.setdefault(hunt[0], []).append((f, hunt[1]))
         for byte, fs in groups.items():
             if len(fs) == 1:
-                fs[0].find_lines(block, starts)
+                fs[0][0].find_lines(block, starts)
             else:
                 _hunt_shared(block, byte, fs, starts)
 
 
 def _hunt_shared(block: bytes, byte: bytes, fs: list, starts: list) -> None:
+    """fs: (finder, offset of `byte` in its keyword), read once by the caller."""
     find, rfind, startswith = block.find, block.rfind, block.startswith
-    checks = [(f.kw, f.offset) for f in fs]
+    checks = [(f.kw, off) for f, off in fs]
     budget = (len(block) >> 11) + 64
     i = find(byte)
     while i >= 0:
@@ -136,7 +150,7 @@ def _hunt_shared(block: bytes, byte: bytes, fs: list, starts: list) -> None:
         else:
             budget -= 1
             if budget < 0:                 # common byte here: each keyword on its own, as a lone finder would
-                for f in fs:
+                for f, _ in fs:
                     f.mode_find = True     # plain find for this block, then its next-rarest byte
                     if f.pick + 1 < len(f.order):
                         f._use(f.pick + 1)
