@@ -249,3 +249,20 @@ def test_json_api_runs_and_method_errors(server):
     assert requests.get(srv.base + "/api/events", timeout=5).status_code == 405
     r = requests.get(srv.base + "/metrics", headers={"Accept-Encoding": "gzip"}, timeout=5)
     assert r.headers.get("Content-Encoding") == "gzip" and "runwatch_run_info" in r.text
+
+
+def test_posted_log_lines_take_the_line_path_redacted_and_shipped():
+    """`log` events go through runs.Ingest: redacted before they are stored or shipped."""
+    from runwatch import api
+    from runwatch.runs import Registry
+    reg = Registry()
+    shipped = []
+    lines = api.LogLines(reg, on_block=lambda run, block, ts: shipped.append((run.spec.id, block)))
+    res = api.apply_body(reg, [{"type": "log", "run_id": "wf", "level": "error",
+                                "line": "GET https://a.blob.core.windows.net/c/f?sv=2022&sig=S3cr3t%2B rc=403"}],
+                         log_lines=lines)
+    assert res["applied"] == 1
+    assert shipped == [("wf", b"GET https://a.blob.core.windows.net/c/f?sv=2022&sig=<redacted> rc=403\n")]
+    run = reg.get("wf")
+    assert reg.recent_lines(run) == ["GET https://a.blob.core.windows.net/c/f?sv=2022&sig=<redacted> rc=403"]
+    assert run.state.errors == 1 and run.state.lines == 1

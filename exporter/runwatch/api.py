@@ -25,7 +25,8 @@ import time
 
 from .redact import default_redactor
 from .events import Event, EventError, make
-from .runs import RUN_ID_RE, Registry, Run, RunSpec
+from .packs import Matcher
+from .runs import RUN_ID_RE, Ingest, Registry, Run, RunSpec
 
 RESERVED = ("type", "run_id", "ts", "kind")
 LOG_TYPE = "log"
@@ -181,13 +182,33 @@ def _check(item, path_run_id: str | None, now: float):
     return rid, kind, ev
 
 
+class LogLines:
+    """Where `log` events go: one Ingest per run, so posted lines take the same
+    path as every other line (redaction, recent lines, Loki) instead of a
+    shortcut into the registry. No packs: a job that posts knows what it says."""
+
+    def __init__(self, registry: Registry, on_block=None):
+        self.registry, self.on_block = registry, on_block
+        self.ingests: dict[str, Ingest] = {}
+        self.lock = threading.Lock()          # concurrent POSTs for one run share its framer
+        self.matcher = Matcher([])
+
+    def write(self, run: Run, block: bytes) -> None:
+        with self.lock:
+            ing = self.ingests.get(run.spec.id)
+            if ing is None or ing.run is not run:
+                ing = self.ingests[run.spec.id] = Ingest(self.registry, run, self.matcher, on_block=self.on_block)
+            ing.data(0, block)
+
+
 def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
-               now: float | None = None) -> dict:
+               now: float | None = None, log_lines: LogLines | None = None) -> dict:
     """Validate every item, apply the valid ones in order, report both.
 
     Returns {"applied": n, "rejected": m, "errors": [{"index", "field", "reason"}],
     "runs_created": [...]}."""
     now = time.time() if now is None else now
+    log_lines = log_lines or LogLines(registry)
     errors: list[dict] = []
     applied = 0
     created: list[str] = []
@@ -228,8 +249,9 @@ def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
             _, line, level, ts = ev
             lines = [ln.rstrip("\r") for ln in line.split("\n")] or [""]
             block = ("\n".join(lines) + "\n").encode("utf-8", "replace")
-            errs = [Event("error", {"message": lines[0]}, ts)] if level in ERROR_LEVELS else []
-            registry.ingest(run, block, errs, 0, ts)
+            log_lines.write(run, block)
+            if level in ERROR_LEVELS:
+                registry.apply(run, [Event("error", {"message": lines[0]}, ts)], ts)
         applied += 1
     flush()
     return {"applied": applied, "rejected": len(errors), "errors": errors, "runs_created": created}
@@ -274,7 +296,7 @@ def run_view(run: Run, snap: dict, now: float, *, lines: list[str] | None = None
         "cancellable": bool(cancellable), "process": cancellable or None,
     }
     if lines is not None:
-        out["recent_lines"] = [redact(ln) for ln in lines]
+        out["recent_lines"] = lines          # redacted on the way in (runs.Ingest)
     return _json_safe(out)
 
 

@@ -141,7 +141,7 @@ def cmd_demo(args) -> int:
         print(f"runwatch demo: {e}", file=sys.stderr)
         return 2
     server = Server(registry, args.listen, events=events, token=token,
-                    extra_collect=[shipper.collect] if shipper else None).start()
+                    shipper=shipper).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
     stop = threading.Event()

@@ -68,9 +68,13 @@ class Server:
 
     def __init__(self, registry: Registry, listen: tuple[str, int], *, extra_collect=None,
                  events: bool = False, token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 rate: float = DEFAULT_RATE, burst: float | None = None):
+                 rate: float = DEFAULT_RATE, burst: float | None = None, shipper=None):
+        """shipper: the Loki shipper, if any: its health goes on /metrics and log
+        lines posted to the events API are shipped like every other line."""
         self.registry = registry
-        self.collector = RunwatchCollector(registry, extra=list(extra_collect or []) + [self.api_metrics])
+        extra = list(extra_collect or []) + ([shipper.collect] if shipper else []) + [self.api_metrics]
+        self.collector = RunwatchCollector(registry, extra=extra)
+        self.log_lines = api.LogLines(registry, on_block=shipper.ship if shipper else None)
         self.prom = CollectorRegistry(auto_describe=False)
         self.prom.register(self.collector)
         self.started = time.time()
@@ -347,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
         except api.BodyError as e:
             return self._json(400, {"error": f"body: {e}", "field": "body", "reason": str(e),
                                     "applied": 0, "rejected": 1, "errors": []})
-        res = api.apply_body(srv.registry, items, run_id)
+        res = api.apply_body(srv.registry, items, run_id, log_lines=srv.log_lines)
         with srv._count_lock:
             srv.events_applied += res["applied"]
             srv.events_rejected += res["rejected"]
