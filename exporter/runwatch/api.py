@@ -315,9 +315,7 @@ def runs_view(registry: Registry, *, with_lines: bool = False, cancellable=None,
     now = time.time()
     cancellable = cancellable or {}
     out = []
-    for run, snap in registry.snapshot(now):
-        if only is not None and run.spec.id != only:
-            continue
+    for run, snap in registry.snapshot(now, only=only):
         lines = registry.recent_lines(run) if with_lines else None
         out.append(run_view(run, snap, now, lines=lines, cancellable=cancellable.get(run.spec.id)))
     out.sort(key=lambda r: r["run_id"])

@@ -141,11 +141,13 @@ class Registry:
                 self._bump()
             return gone
 
-    def snapshot(self, now: float | None = None) -> list[tuple[Run, dict]]:
+    def snapshot(self, now: float | None = None, only: str | None = None) -> list[tuple[Run, dict]]:
+        """(run, plain values) for every run, or for run `only`."""
         now = time.time() if now is None else now
         with self.lock:
             out = []
-            for run in self.runs.values():
+            runs = self.runs.values() if only is None else [r for r in (self.runs.get(only),) if r is not None]
+            for run in runs:
                 snap = run.state.snapshot(now)
                 snap["lines_cut"] = run.lines_cut
                 snap["decode_errors"] = run.decode_errors
