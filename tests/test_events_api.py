@@ -266,3 +266,13 @@ def test_posted_log_lines_take_the_line_path_redacted_and_shipped():
     run = reg.get("wf")
     assert reg.recent_lines(run) == ["GET https://a.blob.core.windows.net/c/f?sv=2022&sig=<redacted> rc=403"]
     assert run.state.errors == 1 and run.state.lines == 1
+
+
+def test_posted_log_lines_use_the_commands_extra_redaction_patterns():
+    from runwatch import api
+    from runwatch.redact import Redactor
+    from runwatch.runs import Registry
+    reg = Registry()
+    lines = api.LogLines(reg, redactor=Redactor([r"employee-\d+"]))
+    api.apply_body(reg, [{"type": "log", "run_id": "wf", "line": "paid employee-4711 token=abc"}], log_lines=lines)
+    assert reg.recent_lines(reg.get("wf")) == ["paid <redacted> token=<redacted>"]

@@ -187,8 +187,8 @@ class LogLines:
     path as every other line (redaction, recent lines, Loki) instead of a
     shortcut into the registry. No packs: a job that posts knows what it says."""
 
-    def __init__(self, registry: Registry, on_block=None):
-        self.registry, self.on_block = registry, on_block
+    def __init__(self, registry: Registry, on_block=None, redactor=True):
+        self.registry, self.on_block, self.redactor = registry, on_block, redactor
         self.ingests: dict[str, Ingest] = {}
         self.lock = threading.Lock()          # concurrent POSTs for one run share its framer
         self.matcher = Matcher([])
@@ -197,7 +197,8 @@ class LogLines:
         with self.lock:
             ing = self.ingests.get(run.spec.id)
             if ing is None or ing.run is not run:
-                ing = self.ingests[run.spec.id] = Ingest(self.registry, run, self.matcher, on_block=self.on_block)
+                ing = self.ingests[run.spec.id] = Ingest(self.registry, run, self.matcher, on_block=self.on_block,
+                                                         redactor=self.redactor)
             ing.data(0, block)
 
 

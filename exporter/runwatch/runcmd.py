@@ -74,7 +74,7 @@ def cmd_run(args, ap) -> int:
     token = api_token(getattr(args, "token", None), needed=not args.stdin or getattr(args, "events", False),
                       say=say)
     server = Server(registry, args.listen, events=getattr(args, "events", False), token=token,
-                    shipper=shipper).start()
+                    shipper=shipper, redactor=redactor).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
     say(f"watching {run_id!r} with packs {', '.join(p.name for p in packs)}; "

@@ -135,7 +135,7 @@ def cmd_serve(args, ap) -> int:
     events = getattr(args, "events", False)
     token = api_token(getattr(args, "token", None), needed=events, say=log.info)
     server = Server(registry, listen, events=events, token=token,
-                    shipper=shipper).start()
+                    shipper=shipper, redactor=redactor).start()
     for t in threads:
         t.start()
     for p in pollers:
