@@ -81,6 +81,12 @@ def cmd_run(args, ap) -> int:
         f"status page at {server.url}, metrics at {server.url}metrics")
     if getattr(args, "open", False):
         open_page(server.url, say)
+
+    def shutdown() -> None:
+        if shipper:
+            shipper.close()          # pushes what is pending for ≤ 5 s, spools the rest
+        server.stop()
+        history.close()
     ingest = Ingest(registry, run, Matcher(packs), args.max_line_bytes,
                     on_block=shipper.ship if shipper else None,
                     redactor=redactor)
@@ -101,9 +107,7 @@ def cmd_run(args, ap) -> int:
         except (FileNotFoundError, PermissionError) as e:
             say(f"cannot run {cmd[0]!r}: {e.strerror}")
             registry.apply(run, [Event("status", {"state": "failed", "reason": e.strerror}, time.time())])
-            if shipper:
-                shipper.close()
-            server.stop()
+            shutdown()
             return 127 if isinstance(e, FileNotFoundError) else 126
         registry.set_source_up(run, source, True)
         registry.apply(run, [Event("status", {"state": "running"}, time.time())])
@@ -147,8 +151,5 @@ def cmd_run(args, ap) -> int:
             signal.signal(sig, lambda s, f: done.set())
         say(f"serving final metrics for {args.grace:g} s more (Ctrl-C to quit now)")
         done.wait(args.grace)
-    if shipper:
-        shipper.close()          # pushes what is pending for ≤ 5 s, spools the rest
-    server.stop()
-    history.close()
+    shutdown()
     return code
