@@ -294,9 +294,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_scan(args) -> int:
-    from prometheus_client import CollectorRegistry, generate_latest
-
     from .collector import RunwatchCollector
+    from .exposition import render
     from .packs import Matcher, load_packs
     from .scan import scan
 
@@ -314,9 +313,8 @@ def cmd_scan(args) -> int:
         return cmd_backfill(args, packs, Matcher(packs))
     registry = scan(args.files, Matcher(packs), run_id=args.run_id, max_line=args.max_line_bytes,
                     jobs=args.jobs)
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(RunwatchCollector(registry, wall_clock=False, self_metrics=False))
-    sys.stdout.buffer.write(generate_latest(reg))
+    collector = RunwatchCollector(registry, wall_clock=False, self_metrics=False)
+    sys.stdout.buffer.write(render(collector.collect(), openmetrics=False))
     return 0
 
 

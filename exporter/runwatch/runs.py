@@ -92,18 +92,22 @@ class Registry:
 
     def ingest(self, run: Run, block: bytes, events: list, cut: int, now: float) -> None:
         """Account one block of lines and apply the events parsed from it."""
-        n = block.count(b"\n")
-        bad = count_decode_errors(block)
-        tail = _last_lines(block, RECENT_LINES)
+        self.account(run, block.count(b"\n"), events, cut, count_decode_errors(block), now,
+                     _last_lines(block, RECENT_LINES))
+
+    def account(self, run: Run, lines: int, events: list, cut: int, bad: int, now: float,
+                recent: list[str] = ()) -> None:
+        """Counts and events of lines already framed and matched (ingest; scan's workers)."""
         with self.lock:
             st = run.state
-            st.lines_seen(n, now)
+            if lines:
+                st.lines_seen(lines, now)
             for e in events:
                 st.apply(e)
             run.lines_cut += cut
             run.decode_errors += bad
-            run.recent.extend(tail)
-            self.lines_total += n
+            run.recent.extend(recent)
+            self.lines_total += lines
             self.lines_cut_total += cut
             self.decode_errors_total += bad
             self._after(run, now)

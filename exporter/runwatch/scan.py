@@ -154,15 +154,5 @@ def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind:
         rid = run_id or ("stdin" if path == "-" else os.path.basename(path))
         run = registry.add(RunSpec(id=rid, kind=kind, source="file" if path != "-" else "stdin"))
         for res in scan_file(path, matcher, max_line, jobs):
-            with registry.lock:
-                st = run.state
-                if res.lines:
-                    st.lines_seen(res.lines, time.time())
-                for e in res.events:
-                    st.apply(e)
-                run.lines_cut += res.cut
-                run.decode_errors += res.bad
-                registry.lines_total += res.lines
-                registry.lines_cut_total += res.cut
-                registry.decode_errors_total += res.bad
+            registry.account(run, res.lines, res.events, res.cut, res.bad, time.time())
     return registry
