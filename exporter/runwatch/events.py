@@ -162,10 +162,6 @@ class Event:
                 and self.fields == other.fields and self.ts == other.ts)
 
 
-def converter(etype: str, field: str) -> Callable[[Any], Any]:
-    return SCHEMA[etype][field][0]
-
-
 def make(etype: str, fields: dict, ts: float) -> Event:
     """Validate and coerce: the strict constructor used for external input."""
     spec = SCHEMA.get(etype)

@@ -245,16 +245,6 @@ class StateDB:
             self.failed = True
             return False
 
-    def forget(self, key: str) -> None:
-        if self.conn is None:
-            return
-        try:
-            with self.lock:
-                self._exec("DELETE FROM runs WHERE key=?", (key,))
-                self._exec("DELETE FROM files WHERE key=?", (key,))
-        except sqlite3.Error as e:
-            log.warning("state database %s: %s", self.path, e)
-
     def close(self) -> None:
         if self.conn is not None:
             with self.lock:

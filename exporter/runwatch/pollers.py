@@ -72,7 +72,6 @@ class Poller:
         self.rng = rng or random.Random()
         self.failures = 0          # consecutive failed polls
         self.last_error: str | None = None
-        self.polls = 0
         self._thread: threading.Thread | None = None
 
     @property
@@ -81,7 +80,6 @@ class Poller:
 
     def step(self) -> float:
         """Poll once, apply what it found; return the seconds to wait before the next poll."""
-        self.polls += 1
         try:
             events = self.source.poll()
         except Exception as e:  # noqa: BLE001 - every failure is reported, none kills the thread

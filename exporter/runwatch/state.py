@@ -24,7 +24,7 @@ class RunState:
     __slots__ = (
         "state", "phase", "status_reason", "start_ts", "end_ts", "last_progress_ts", "last_line_ts",
         "lines", "tasks_planned", "tasks_started", "tasks_completed", "tasks_failed",
-        "task_index", "task_total", "current_task", "current_task_steps", "current_task_started_ts",
+        "task_index", "task_total", "current_task", "current_task_steps",
         "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
         "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
@@ -44,7 +44,6 @@ class RunState:
         self.task_index = self.task_total = None
         self.current_task: str | None = None
         self.current_task_steps = 0
-        self.current_task_started_ts = None
         self.steps: dict[str, int] = {}
         self.build_step = self.build_steps = self.build_done = None
         self._bk_started: set = set()
@@ -150,7 +149,6 @@ class RunState:
         self.current_task = f.get("task") or (str(f["index"]) if "index" in f else None)
         self.current_task_steps = 0
         self.task_steps = []
-        self.current_task_started_ts = ts
         self.last_progress_ts = ts
 
     def _task_finished(self, f, ts):
@@ -395,7 +393,8 @@ class RunState:
         else:
             projected = None                     # billed, but no honest time left
         return {
-            "state": self.state, "phase": self.phase, "start_ts": self.start_ts, "end_ts": self.end_ts,
+            "state": self.state, "status_reason": self.status_reason, "phase": self.phase,
+            "start_ts": self.start_ts, "end_ts": self.end_ts,
             "last_progress_ts": self.last_progress_ts, "last_line_ts": self.last_line_ts,
             "progress": self.progress_ratio(), "eta": eta, "lines": self.lines,
             "tasks_planned": self.tasks_planned, "tasks_started": self.tasks_started,
