@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 
 import pytest
 import requests
 
-from conftest import sample
+from conftest import sample, wait_for
 from runwatch.client import RunwatchClient, RunwatchLogHandler
 from runwatch.runs import Registry
 from runwatch.web import Server
@@ -94,36 +95,40 @@ def test_log_handler_forwards_records_redacted(live):
     assert j["lines"] >= 5 and "not at INFO" not in text
 
 
-def test_nothing_listening_costs_microseconds_and_never_raises():
+def test_nothing_listening_never_blocks_the_job_or_raises(monkeypatch):
+    """The job's thread only queues: every HTTP attempt happens on the client's own
+    thread (bench/bench_client.py prints what a call costs)."""
+    import runwatch.client as client_mod
+    callers = set()
+    real_urlopen = client_mod.urllib.request.urlopen
+
+    def spying_urlopen(*a, **kw):
+        callers.add(threading.current_thread().name)
+        return real_urlopen(*a, **kw)
+    monkeypatch.setattr(client_mod.urllib.request, "urlopen", spying_urlopen)
     url = dead_url()
     c = RunwatchClient(url, TOKEN, "nobody", flush_interval=0.01, max_queue=1000)
     n = 20000
-    t0 = time.perf_counter()
     for i in range(n):
-        c.event("step", action="click", index=i)
-    per_call = (time.perf_counter() - t0) / n
-    print(f"\nclient.event() with runwatch down: {per_call * 1e6:.2f} us per call")
-    assert per_call < 50e-6, f"{per_call * 1e6:.1f} us per call"
+        assert c.event("step", action="click", index=i) in (True, False)   # never raises
     # the background sender drops what it cannot deliver, and the queue stays bounded
     time.sleep(0.3)
     assert c.queued <= 1000
     assert c.dropped["queue_full"] + c.dropped["unreachable"] >= n - 1000
     assert "cannot reach" in c.last_error
-    # a logging handler pointed at nothing: the job's logging is not slowed
+    # a logging handler pointed at nothing: logging goes on, nothing raises
     logger = logging.getLogger("test_client.nobody")
     logger.propagate = False
     logger.setLevel(logging.INFO)
     h = RunwatchLogHandler(c)
     logger.addHandler(h)
     try:
-        t0 = time.perf_counter()
         for i in range(2000):
             logger.info("line %d", i)
-        per_record = (time.perf_counter() - t0) / 2000
     finally:
         logger.removeHandler(h)
-    print(f"logging through RunwatchLogHandler with runwatch down: {per_record * 1e6:.2f} us per record")
-    assert per_record < 200e-6
+    wait_for(lambda: callers, what="the sender thread to try")
+    assert callers == {"runwatch-client"}          # never the job's (this) thread
     t0 = time.perf_counter()
     c.close(timeout=0.5)                 # flush gives up quickly, close never hangs
     assert time.perf_counter() - t0 < 1.5

@@ -205,15 +205,12 @@ def test_shipped_corpus_has_no_secret_at_the_server(tmp_path):
         srv.stop()
 
 
-def test_redaction_is_cheap_on_ordinary_blocks():
+def test_an_ordinary_block_is_returned_untouched():
+    """What keeps redaction cheap on the line path (bench/bench_loki.py prints the cost):
+    a block without a trigger word is neither copied nor run through a regex."""
     line = b"2024-05-01 12:00:01,123 INFO runner: Task 3/10 step 12 action=click(120, 340) reward=0.0\n"
     block = line * ((1 << 20) // len(line))
-    r = default_redactor()
-    t0 = time.perf_counter()
-    for _ in range(20):
-        r.block(block)
-    per_line = (time.perf_counter() - t0) / (20 * block.count(b"\n"))
-    assert per_line < 2e-6, f"{per_line * 1e9:.0f} ns per line"
+    assert default_redactor().block(block) is block
 
 
 def test_camel_and_upper_case_key_names_are_found_by_the_fast_trigger_search():
