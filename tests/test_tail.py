@@ -824,23 +824,17 @@ def test_run_in_thread_latency_and_stop(tmp_path: Path) -> None:
     stop = threading.Event()
     t = threading.Thread(target=f.run, args=(stop,), daemon=True)
     t.start()
-    latencies = []
     try:
         with open(path, "ab", buffering=0) as fh:
             for i in range(1, 21):
                 got.clear()
-                t0 = time.monotonic()
                 fh.write(f"{line(i)}\n".encode())
-                assert got.wait(2.0), f"line {i} not seen"
-                latencies.append(time.monotonic() - t0)
+                assert got.wait(2.0), f"line {i} not seen"      # latency figures: bench/bench_core.py
     finally:
         stop.set()
         t.join(2.0)
     assert not t.is_alive()
     assert sink.lines == expected(20)
-    # The target is < 50 ms p99 with the 20 ms default; the bound here is
-    # loose so a loaded CI machine does not flake.
-    assert max(latencies) < 1.0, latencies
     f.close()
 
 
