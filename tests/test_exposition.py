@@ -30,6 +30,8 @@ def rich_registry() -> CollectorRegistry:
                         Event("agent_started", {"agent_id": "planner"}, NOW),
                         Event("data_flow", {"from_agent": "planner", "to_agent": "coder", "data_size": 2048}, NOW),
                         Event("metric", {"name": "gpu_util", "value": 1e21}, NOW),
+                        Event("metric", {"name": "delta", "value": -0.0}, NOW),
+                        Event("metric", {"name": "nan", "value": 1.0}, NOW),
                         Event("score", {"name": "loss", "value": float("inf")}, NOW)])
         reg.set_source_up(run, "file", i % 2 == 0)
     reg.apply(run, [Event("status", {"state": "failed"}, NOW)])

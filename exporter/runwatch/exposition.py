@@ -11,6 +11,8 @@ prometheus_client itself.
 """
 from __future__ import annotations
 
+from math import copysign
+
 from prometheus_client import exposition as _text_lib
 from prometheus_client.openmetrics import exposition as _om_lib
 from prometheus_client.utils import floatToGoString
@@ -64,12 +66,21 @@ def render(families, openmetrics: bool) -> bytes:
             doc = m.documentation.replace("\\", "\\\\").replace("\n", "\\n")
             append(f"# HELP {name}{suffix} {doc}\n# TYPE {name}{suffix} {mtype}\n")
         for s in m.samples:
-            labels = s.labels
-            if labels:
-                body = ",".join([f'{k}="{_esc(v)}"' for k, v in sorted(labels.items())])
-                append(f"{s.name}{{{body}}} {floatToGoString(s.value)}\n")
+            labels, v = s.labels, s.value
+            if v == 1:                     # most samples: stateset members, idle counters
+                value = "1.0"
+            elif v == 0:
+                value = "0.0" if copysign(1.0, v) > 0 else "-0.0"
             else:
-                append(f"{s.name} {floatToGoString(s.value)}\n")
+                value = floatToGoString(v)
+            if len(labels) == 1:
+                (k, lv), = labels.items()
+                append(f'{s.name}{{{k}="{_esc(lv)}"}} {value}\n')
+            elif labels:
+                body = ",".join([f'{k}="{_esc(lv)}"' for k, lv in sorted(labels.items())])
+                append(f"{s.name}{{{body}}} {value}\n")
+            else:
+                append(f"{s.name} {value}\n")
     if openmetrics:
         append("# EOF\n")
     return "".join(out).encode("utf-8")
