@@ -29,11 +29,11 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "exporter"))
 
-from runwatch.demo import load_samples  # noqa: E402
+from runwatch.commands.demo import load_samples  # noqa: E402
 from runwatch.events import Event, make  # noqa: E402
-from runwatch.history import History  # noqa: E402
-from runwatch.packs import Matcher, load_builtin  # noqa: E402
-from runwatch.state import RunState  # noqa: E402
+from runwatch.model.history import History  # noqa: E402
+from runwatch.parse.packs import Matcher, load_builtin  # noqa: E402
+from runwatch.model.state import RunState  # noqa: E402
 
 QUANTILES = (0.25, 0.5, 0.75)
 

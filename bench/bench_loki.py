@@ -36,8 +36,8 @@ sys.path.insert(0, os.path.join(ROOT, "exporter"))
 
 
 def patch_scan_with_redaction() -> None:
-    from runwatch.packs import Matcher
-    from runwatch.redact import default_redactor
+    from runwatch.parse.packs import Matcher
+    from runwatch.parse.redact import default_redactor
 
     red = default_redactor()
     orig = Matcher.match_block
@@ -77,9 +77,9 @@ def corpus(lines: int) -> bytes:
 
 
 def bench_ship(lines: int) -> None:
-    from runwatch.loki import LokiConfig, Shipper
-    from runwatch.packs import Matcher, load_packs
-    from runwatch.runs import Ingest, Registry, RunSpec
+    from runwatch.export.loki import LokiConfig, Shipper
+    from runwatch.parse.packs import Matcher, load_packs
+    from runwatch.model.runs import Ingest, Registry, RunSpec
 
     port = free_port()
     srv = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "loki_server.py"), str(port)],

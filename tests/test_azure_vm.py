@@ -10,10 +10,10 @@ pytest.importorskip("azure.mgmt.compute")
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from runwatch.collector import RunwatchCollector  # noqa: E402
-from runwatch.pollers import Poller  # noqa: E402
-from runwatch.pricing import RetailPrices  # noqa: E402
-from runwatch.runs import Registry, RunSpec  # noqa: E402
+from runwatch.export.collector import RunwatchCollector  # noqa: E402
+from runwatch.sources.poller import Poller  # noqa: E402
+from runwatch.sources.pricing import RetailPrices  # noqa: E402
+from runwatch.model.runs import Registry, RunSpec  # noqa: E402
 from runwatch.sources.azure_vm import AzureVMConfig, AzureVMSource, compute_client  # noqa: E402
 from tests.fakes.azure_cloud import (AUTH_401, AUTH_403, RG, SUB, THROTTLED_429, FakeAzure,  # noqa: E402
                                      FakeCredential, VMScript)

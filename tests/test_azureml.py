@@ -32,10 +32,10 @@ def aml():
     pytest.importorskip("azure.ai.ml")
     from prometheus_client import CollectorRegistry
 
-    from runwatch.collector import RunwatchCollector
-    from runwatch.packs import Matcher, load_builtin
-    from runwatch.pollers import Poller
-    from runwatch.runs import Ingest, Registry, RunSpec
+    from runwatch.export.collector import RunwatchCollector
+    from runwatch.parse.packs import Matcher, load_builtin
+    from runwatch.sources.poller import Poller
+    from runwatch.model.runs import Ingest, Registry, RunSpec
     from runwatch.sources.azureml import AzureMLClient, AzureMLConfig, AzureMLSource
     from tests.fakes.azure_cloud import RG, SUB, FakeAzure, FakeCredential
     from tests.fakes.azureml_service import WS, FakeAzureML
@@ -141,7 +141,7 @@ def test_auth_failure_is_source_down(aml, caplog):
 
 
 def test_missing_workspace_settings_name_the_env_vars(monkeypatch):
-    from runwatch.pollers import SourceError
+    from runwatch.sources.poller import SourceError
     from runwatch.sources.azureml import AzureMLConfig
     for v in ("AZURE_SUBSCRIPTION_ID", "AZURE_ML_RESOURCE_GROUP", "AZURE_ML_WORKSPACE_NAME"):
         monkeypatch.delenv(v, raising=False)

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from conftest import free_port, runwatch_cmd, wait_for
-from runwatch.backfill import LineClock, TimestampFormat
-from runwatch.packs import parse_pack
+from runwatch.parse.timestamps import LineClock, TimestampFormat
+from runwatch.parse.packs import parse_pack
 from runwatch.yamlfile import ConfigError, load_file
 
 T = 1795564800.0     # 2026-11-25 00:00:00 UTC

@@ -11,8 +11,8 @@ import time
 import requests
 
 from conftest import ROOT, runwatch_cmd, wait_for
-from runwatch.runs import Registry, RunSpec
-from runwatch.web import Server
+from runwatch.model.runs import Registry, RunSpec
+from runwatch.web.server import Server
 
 TOKEN = "cancel-token"
 

@@ -13,8 +13,8 @@ import requests
 
 from conftest import sample, wait_for
 from runwatch.client import RunwatchClient, RunwatchLogHandler
-from runwatch.runs import Registry
-from runwatch.web import Server
+from runwatch.model.runs import Registry
+from runwatch.web.server import Server
 
 TOKEN = "client-token"
 

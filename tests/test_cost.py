@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from runwatch.collector import RunwatchCollector
+from runwatch.export.collector import RunwatchCollector
 from runwatch.events import Event
-from runwatch.runs import Registry, RunSpec
-from runwatch.state import RunState
+from runwatch.model.runs import Registry, RunSpec
+from runwatch.model.state import RunState
 
 
 def ev(t, ts, **f):

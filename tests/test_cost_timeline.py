@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from runwatch.events import make
-from runwatch.state import RunState
+from runwatch.model.state import RunState
 
 H = 3600.0
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 86400) + 10 * H     # some day, 10:00 UTC
@@ -68,9 +68,9 @@ def test_a_rate_change_mid_run_accrues_each_part_at_its_rate():
 
 def test_timeline_through_the_real_azure_source(tmp_path):
     pytest.importorskip("azure.mgmt.compute")
-    from runwatch.pollers import Poller
-    from runwatch.pricing import RetailPrices
-    from runwatch.runs import Registry, RunSpec
+    from runwatch.sources.poller import Poller
+    from runwatch.sources.pricing import RetailPrices
+    from runwatch.model.runs import Registry, RunSpec
     from runwatch.sources.azure_vm import AzureVMConfig, AzureVMSource, compute_client
     from tests.fakes.azure_cloud import RG, SUB, FakeAzure, FakeCredential, VMScript
     from tests.fakes.prices_server import FakePrices

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from runwatch.eta import Prior, Tracker, overdue
+from runwatch.model.eta import Prior, Tracker, overdue
 from runwatch.events import Event
-from runwatch.packs import Matcher, load_builtin
-from runwatch.state import RunState
+from runwatch.parse.packs import Matcher, load_builtin
+from runwatch.model.state import RunState
 
 
 def ev(t, ts, **f):
@@ -121,7 +121,7 @@ def test_one_long_pause_does_not_make_every_other_unit_a_burst():
 def test_history_curve_knows_where_the_slow_step_is():
     """A docker build whose 4th of 6 steps is the slow one: the second build's ETA after
     step 3 includes the slow step, which no rate of the quick steps could predict."""
-    from runwatch.history import History
+    from runwatch.model.history import History
 
     def build(st, t0, slow=300.0):
         t = t0

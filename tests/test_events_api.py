@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from conftest import sample
-from runwatch.runs import Registry
-from runwatch.web import Server
+from runwatch.model.runs import Registry
+from runwatch.web.server import Server
 
 TOKEN = "test-token-1234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -253,8 +253,8 @@ def test_json_api_runs_and_method_errors(server):
 
 def test_posted_log_lines_take_the_line_path_redacted_and_shipped():
     """`log` events go through runs.Ingest: redacted before they are stored or shipped."""
-    from runwatch import api
-    from runwatch.runs import Registry
+    from runwatch.web import api
+    from runwatch.model.runs import Registry
     reg = Registry()
     shipped = []
     lines = api.LogLines(reg, on_block=lambda run, block, ts: shipped.append((run.spec.id, block)))
@@ -269,9 +269,9 @@ def test_posted_log_lines_take_the_line_path_redacted_and_shipped():
 
 
 def test_posted_log_lines_use_the_commands_extra_redaction_patterns():
-    from runwatch import api
-    from runwatch.redact import Redactor
-    from runwatch.runs import Registry
+    from runwatch.web import api
+    from runwatch.parse.redact import Redactor
+    from runwatch.model.runs import Registry
     reg = Registry()
     lines = api.LogLines(reg, redactor=Redactor([r"employee-\d+"]))
     api.apply_body(reg, [{"type": "log", "run_id": "wf", "line": "paid employee-4711 token=abc"}], log_lines=lines)

@@ -4,11 +4,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from runwatch.collector import RunwatchCollector
+from runwatch.export.collector import RunwatchCollector
 from runwatch.events import Event
-from runwatch.exposition import render
-from runwatch.packs import Matcher, builtin_names, load_builtin
-from runwatch.runs import Ingest, Registry, RunSpec
+from runwatch.export.exposition import render
+from runwatch.parse.packs import Matcher, builtin_names, load_builtin
+from runwatch.model.runs import Ingest, Registry, RunSpec
 
 NOW = 1_790_000_000.0
 

@@ -1,7 +1,7 @@
 """LineFramer: line ends, bounded lines, partial lines, bad bytes."""
 import random
 
-from runwatch.framing import LineFramer, count_decode_errors, has_long_line
+from runwatch.parse.framing import LineFramer, count_decode_errors, has_long_line
 
 
 def frame(chunks, max_line=64 * 1024, flush=True):

@@ -30,7 +30,7 @@ def test_golden(log):
 
 
 def test_every_builtin_pack_has_a_golden_file():
-    from runwatch.packs import builtin_names
+    from runwatch.parse.packs import builtin_names
     covered = {os.path.basename(p).split(".")[0].split("_")[0] for p in LOGS}
     assert set(builtin_names()) <= covered
 

@@ -6,8 +6,8 @@ import os
 import pytest
 
 from runwatch.events import Event
-from runwatch.history import History
-from runwatch.runs import Registry, RunSpec
+from runwatch.model.history import History
+from runwatch.model.runs import Registry, RunSpec
 
 
 def ev(t, ts, **f):

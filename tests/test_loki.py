@@ -13,7 +13,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from runwatch.loki import LokiConfig, Shipper, level_of, parse_auth, parse_size, read_segment
+from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, parse_size, read_segment
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import free_port, runwatch_cmd, sample, wait_for  # noqa: E402

@@ -6,8 +6,8 @@ import re
 import pytest
 
 from runwatch.events import Event
-from runwatch.textsearch import KeywordFinder, KeywordSet
-from runwatch.packs import (Matcher, builtin_names, load_builtin, load_pack_file, parse_pack,
+from runwatch.parse.textsearch import KeywordFinder, KeywordSet
+from runwatch.parse.packs import (Matcher, builtin_names, load_builtin, load_pack_file, parse_pack,
                             required_literals)
 from runwatch.yamlfile import ConfigError, load_text
 

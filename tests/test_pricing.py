@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from runwatch.pricing import Price, PriceUnavailable, RetailPrices, load_fallback, pick_price
+from runwatch.sources.pricing import Price, PriceUnavailable, RetailPrices, load_fallback, pick_price
 from tests.fakes.netguard import no_network  # noqa: F401
 from tests.fakes.prices_server import FakePrices, d8s_v3_items, item
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from runwatch.redact import REDACTED, Redactor, RedactState, default_redactor
-from runwatch.runs import Ingest, Registry, RunSpec
-from runwatch.packs import Matcher, load_packs
+from runwatch.parse.redact import REDACTED, Redactor, RedactState, default_redactor
+from runwatch.model.runs import Ingest, Registry, RunSpec
+from runwatch.parse.packs import Matcher, load_packs
 
 sys.path.insert(0, os.path.dirname(__file__))
 from loki_server import LokiServer  # noqa: E402
@@ -175,7 +175,7 @@ def test_ingest_redacts_before_recent_lines_and_packs():
 
 
 def test_shipped_corpus_has_no_secret_at_the_server(tmp_path):
-    from runwatch.loki import LokiConfig, Shipper
+    from runwatch.export.loki import LokiConfig, Shipper
 
     srv = LokiServer()
     try:
@@ -215,7 +215,7 @@ def test_an_ordinary_block_is_returned_untouched():
 
 def test_camel_and_upper_case_key_names_are_found_by_the_fast_trigger_search():
     """Triggers are searched case-sensitively (memchr); these spellings must still be caught."""
-    from runwatch.redact import Redactor
+    from runwatch.parse.redact import Redactor
     r = Redactor()
     cases = {
         '{"apiKey": "sk-abc123xyz"}': '{"apiKey": "<redacted>"}',
@@ -230,7 +230,7 @@ def test_camel_and_upper_case_key_names_are_found_by_the_fast_trigger_search():
 
 
 def test_well_known_key_shapes_without_a_key_name():
-    from runwatch.redact import Redactor
+    from runwatch.parse.redact import Redactor
     r = Redactor()
     assert r.text("GET /k?X-Amz-Credential=AKI&X-Amz-Signature=abcdef0123 200") == \
         "GET /k?X-Amz-Credential=AKI&X-Amz-Signature=<redacted> 200"

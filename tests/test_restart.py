@@ -20,8 +20,8 @@ import requests
 
 from conftest import runwatch_cmd, sample, wait_for
 from runwatch.events import Event
-from runwatch.persist import StateDB, decode, dump_run, encode, load_run
-from runwatch.runs import Registry, Run, RunSpec
+from runwatch.model.persist import StateDB, decode, dump_run, encode, load_run
+from runwatch.model.runs import Registry, Run, RunSpec
 from runwatch.sources.tail import FileFollower
 
 COUNTERS = [("runwatch_lines_total", {}), ("runwatch_tasks_started_total", {}),
@@ -268,7 +268,7 @@ def test_finished_runs_stay_for_the_grace_period_then_end():
 
 
 def test_a_run_without_a_file_keeps_its_cost_and_vm_state_across_a_restart(tmp_path):
-    from runwatch.persist import Checkpointer
+    from runwatch.model.persist import Checkpointer
     t0 = time.time() - 3600
     db = StateDB(str(tmp_path / "state.db"))
     reg = Registry()

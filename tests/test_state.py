@@ -2,7 +2,7 @@
 import pytest
 
 from runwatch.events import Event, make
-from runwatch.state import RunState
+from runwatch.model.state import RunState
 
 
 def run(*evs):

@@ -10,9 +10,9 @@ pytest.importorskip("wandb")
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from runwatch.collector import RunwatchCollector  # noqa: E402
-from runwatch.pollers import Poller  # noqa: E402
-from runwatch.runs import Registry, RunSpec  # noqa: E402
+from runwatch.export.collector import RunwatchCollector  # noqa: E402
+from runwatch.sources.poller import Poller  # noqa: E402
+from runwatch.model.runs import Registry, RunSpec  # noqa: E402
 from runwatch.sources.wandb_run import WandbConfig, WandbSource  # noqa: E402
 from tests.fakes.netguard import no_network  # noqa: E402,F401
 from tests.fakes.wandb_server import FakeWandb, membership_node, run_node  # noqa: E402

@@ -8,9 +8,7 @@ import os
 import sys
 
 from . import __version__
-
-DEFAULT_LISTEN = "127.0.0.1:9897"
-DEFAULT_MAX_LINE = 64 * 1024
+from .settings import DEFAULT_LISTEN, DEFAULT_MAX_LINE, DEFAULT_URL, default_data_dir, parse_listen, parse_size
 
 EPILOG = """\
 examples:
@@ -56,10 +54,10 @@ def _opt(p: argparse.ArgumentParser, flag: str, *, help: str, env: bool = True, 
 
 
 def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT like 127.0.0.1:9897, got {value!r}")
-    return (host.strip("[]") or "127.0.0.1", int(port))
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_int(value: str) -> int:
@@ -74,18 +72,6 @@ def _seconds(value: str) -> float:
     if x < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return x
-
-
-def default_data_dir() -> str:
-    """$XDG_STATE_HOME/runwatch, else ~/.local/state/runwatch."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "runwatch")
-
-
-def data_dir(value: str | None = None) -> str:
-    """The data directory (state, history, caches, spools): the given value, else
-    RUNWATCH_DATA_DIR, else default_data_dir(). Shared by every module that keeps files."""
-    return os.path.expanduser(value or os.environ.get("RUNWATCH_DATA_DIR") or default_data_dir())
 
 
 def data_dir_option(p) -> None:
@@ -115,7 +101,6 @@ def _common_packs(p, default=None):
 
 
 def _size(value: str) -> int:
-    from .loki import parse_size
     try:
         return parse_size(value)
     except ValueError as e:
@@ -246,7 +231,7 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
   RUNWATCH_TOKEN=... runwatch cancel eval-7
   runwatch cancel eval-7 --url http://127.0.0.1:9897 --token TOKEN""")
     p.add_argument("run_id", metavar="RUN_ID", help="the run to stop")
-    _opt(p, "--url", default="http://127.0.0.1:9897", metavar="URL", help="the runwatch that launched the run")
+    _opt(p, "--url", default=DEFAULT_URL, metavar="URL", help="the runwatch that launched the run")
     _opt(p, "--token", default=None, metavar="TOKEN", help="the API token that runwatch printed at start")
     _opt(p, "--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="HTTP timeout")
 
@@ -271,19 +256,22 @@ def main(argv: list[str] | None = None) -> int:
     from .yamlfile import ConfigError
     try:
         if args.command == "scan":
+            from .commands.scan import cmd_scan
             return cmd_scan(args)
         if args.command == "check":
+            from .commands.check import cmd_check
             return cmd_check(args)
         if args.command == "run":
-            from .runcmd import cmd_run
+            from .commands.run import cmd_run
             return cmd_run(args, ap)
         if args.command == "serve":
-            from .serve import cmd_serve
+            from .commands.serve import cmd_serve
             return cmd_serve(args, ap)
         if args.command == "demo":
-            from .demo import cmd_demo
+            from .commands.demo import cmd_demo
             return cmd_demo(args)
         if args.command == "cancel":
+            from .commands.cancel import cmd_cancel
             return cmd_cancel(args)
     except ConfigError as e:
         print(f"runwatch: {e}", file=sys.stderr)
@@ -291,80 +279,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
-
-
-def cmd_scan(args) -> int:
-    from .collector import RunwatchCollector
-    from .exposition import render
-    from .packs import Matcher, load_packs
-    from .scan import scan
-
-    packs = load_packs(args.packs or [], args.rules or [])
-    if not packs:
-        print("runwatch scan: no packs given; use --pack NAME (waa, docker, trials, tqdm, python) "
-              "or --rules FILE", file=sys.stderr)
-        return 2
-    for f in args.files:
-        if f != "-" and not os.path.isfile(f):
-            print(f"runwatch scan: {f}: no such file", file=sys.stderr)
-            return 2
-    if getattr(args, "timestamps", False):
-        from .backfill import cmd_backfill
-        return cmd_backfill(args, packs, Matcher(packs))
-    registry = scan(args.files, Matcher(packs), run_id=args.run_id, max_line=args.max_line_bytes,
-                    jobs=args.jobs)
-    collector = RunwatchCollector(registry, wall_clock=False, self_metrics=False)
-    sys.stdout.buffer.write(render(collector.collect(), openmetrics=False))
-    return 0
-
-
-def cmd_cancel(args) -> int:
-    import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    if not args.token:
-        print("runwatch cancel: no token; give --token or set RUNWATCH_TOKEN (runwatch printed it at start)",
-              file=sys.stderr)
-        return 2
-    url = args.url.rstrip("/") + "/api/runs/" + urllib.parse.quote(args.run_id, safe="") + "/cancel"
-    req = urllib.request.Request(url, data=b"", method="POST",
-                                 headers={"Authorization": f"Bearer {args.token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
-            body = json.loads(resp.read() or b"{}")
-            print(f"runwatch cancel: {args.run_id}: {body.get('message', 'canceling')}")
-            return 0
-    except urllib.error.HTTPError as e:
-        try:
-            reason = json.loads(e.read()).get("error") or e.reason
-        except ValueError:
-            reason = e.reason
-        print(f"runwatch cancel: {args.run_id}: HTTP {e.code}: {reason}", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as e:
-        print(f"runwatch cancel: cannot reach runwatch at {args.url}: {getattr(e, 'reason', e)}", file=sys.stderr)
-        return 1
-
-
-def cmd_check(args) -> int:
-    from .packs import load_pack_file
-
-    if not args.config and not args.rules:
-        print("runwatch check: give a config (-c FILE) or pack files (--rules FILE)", file=sys.stderr)
-        return 2
-    n_runs = 0
-    if args.config:
-        from .config import load_config
-        cfg = load_config(args.config)
-        n_runs = len(cfg.runs)
-    for f in args.rules or []:
-        load_pack_file(os.path.abspath(f))
-    what = []
-    if args.config:
-        what.append(f"{args.config}: {n_runs} run(s)")
-    if args.rules:
-        what.append(f"{len(args.rules)} pack file(s)")
-    print("ok: " + ", ".join(what))
-    return 0

@@ -35,6 +35,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from .retry import retry_after_seconds
+
 __all__ = ["RunwatchClient", "RunwatchLogHandler"]
 
 log = logging.getLogger("runwatch.client")
@@ -232,8 +234,8 @@ class RunwatchClient:
                     self._q.appendleft(item)
                 else:
                     self.dropped["queue_full"] += 1
-            retry = _float(retry_after, 1.0)
-            self._retry_at = time.monotonic() + min(retry, BACKOFF_MAX)
+            retry = retry_after_seconds(retry_after, cap=BACKOFF_MAX)
+            self._retry_at = time.monotonic() + (1.0 if retry is None else retry)
             self.last_error = "429 too many requests"
         elif code in (401, 403):
             self._fail(batch, "unauthorized", f"HTTP {code}: {res.get('error', 'check the token')}")
@@ -264,13 +266,6 @@ def _json(raw: bytes) -> dict:
         return v if isinstance(v, dict) else {}
     except ValueError:
         return {}
-
-
-def _float(v, default: float) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return default
 
 
 class RunwatchLogHandler(logging.Handler):

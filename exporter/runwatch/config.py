@@ -10,9 +10,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .cli import DEFAULT_LISTEN, DEFAULT_MAX_LINE
-from .packs import Pack, builtin_names, load_builtin, load_pack_file
-from .runs import RUN_ID_RE, RunSpec
+from .parse.packs import Pack, builtin_names, load_builtin, load_pack_file
+from .model.runs import RUN_ID_RE, RunSpec
+from .settings import DEFAULT_LISTEN, DEFAULT_MAX_LINE, parse_listen
 from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file
 
 TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "data_dir", "checkpoint_seconds", "loki",
@@ -48,10 +48,9 @@ class Config:
 
 
 def _listen(value, m: Map, key) -> tuple[str, int]:
-    from .cli import _listen as parse
     try:
-        return parse(str(value))
-    except Exception as e:  # argparse.ArgumentTypeError
+        return parse_listen(str(value))
+    except ValueError as e:
         raise ConfigError(m.file, m.line_of(key), f"listen: {e}") from None
 
 
@@ -80,10 +79,10 @@ def load_config(path: str) -> Config:
         d = expect(data["data_dir"], str, data, "data_dir", "data_dir")
         cfg.data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(d))
     if "loki" in data:
-        from .loki import config_from_mapping
+        from .export.loki import config_from_mapping
         cfg.loki = config_from_mapping(data["loki"], os.path.dirname(os.path.abspath(path)))
     if "redact" in data:
-        from .loki import redact_from_config
+        from .export.loki import redact_from_config
         cfg.redact = redact_from_config(data["redact"], data)
     runs = data.get("runs")
     if not isinstance(runs, Seq) or not runs:

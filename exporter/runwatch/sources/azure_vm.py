@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 
 from ..events import Event, make
-from ..pollers import SourceError, retry_after_seconds
-from ..pricing import PriceUnavailable, RetailPrices
+from ..retry import retry_after_seconds
+from .errors import SourceError
+from .pricing import PriceUnavailable, RetailPrices
 
 log = logging.getLogger("runwatch")
 
@@ -99,7 +100,7 @@ def azure_error(e: Exception, what: str) -> SourceError:
         headers = getattr(resp, "headers", {}) or {}
         ra = retry_after_seconds(headers.get("Retry-After") or headers.get("retry-after"))
         return SourceError(f"{what}: throttled by Azure (HTTP 429), retry after {ra or '?'} s",
-                           retry_after=ra, throttled=True)
+                           retry_after=ra)
     if status == 404 or name == "ResourceNotFoundError":
         return SourceError(f"{what}: not found (HTTP 404): {reason}")
     if status:

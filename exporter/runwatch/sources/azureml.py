@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 from ..events import Event, make
-from ..pollers import SourceError
+from .errors import SourceError
 from .azure_vm import INSTALL_HINT, azure_error, default_credential
 
 log = logging.getLogger("runwatch")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ..events import Event, make
-from ..pollers import SourceError
+from .errors import SourceError
 
 log = logging.getLogger("runwatch")
 
@@ -139,7 +139,7 @@ def wandb_error(e: BaseException, what: str) -> SourceError:
         return SourceError(f"{what}: W&B refused the API key ({msg}); set WANDB_API_KEY "
                            f"(or the variable named by api_key_env)", auth=True)
     if status == 429:
-        return SourceError(f"{what}: rate limited by W&B (HTTP 429)", throttled=True)
+        return SourceError(f"{what}: rate limited by W&B (HTTP 429)")
     if "did not respond in time" in msg:
         return SourceError(f"{what}: W&B did not answer in time (server errors, rate limiting or "
                            f"no connection): {msg}")

@@ -18,12 +18,13 @@ import sys
 import threading
 import time
 
-from . import loki
-from .events import Event
-from .packs import Matcher, builtin_names, load_packs
-from .runs import RUN_ID_RE, Ingest, Registry, RunSpec
-from .sources.command import Command, pump_stream, start_thread
-from .web import Canceller, Server, api_token, open_page
+from ..export import loki
+from ..events import Event
+from ..parse.packs import Matcher, builtin_names, load_packs
+from ..model.runs import RUN_ID_RE, Ingest, Registry, RunSpec
+from ..sources.command import Command, pump_stream, start_thread
+from ..settings import data_dir
+from ..web.server import Canceller, Server, api_token, open_page
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -59,8 +60,7 @@ def cmd_run(args, ap) -> int:
         ap.error(f"run: --run-id {run_id!r}: use letters, digits and _ . : - (at most 128)")
     packs = load_packs(args.packs if args.packs is not None else builtin_names(), args.rules or [])
 
-    from .cli import data_dir
-    from .history import History
+    from ..model.history import History
     history = History.in_dir(data_dir(args.data_dir))   # earlier runs of this kind: an ETA from the start
     registry = Registry(history=history)
     spec = RunSpec(id=run_id, kind=args.kind, source="stdin" if args.stdin else "command",

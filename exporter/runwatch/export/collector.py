@@ -13,9 +13,9 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Info
                                     StateSetMetricFamily)
 from prometheus_client.registry import Collector
 
-from . import __version__
-from .events import AGENT_STATES, RUN_STATES, VM_POWER_STATES
-from .runs import Registry
+from .. import __version__
+from ..events import AGENT_STATES, RUN_STATES, VM_POWER_STATES
+from ..model.runs import Registry
 
 RID = ["run_id"]
 

@@ -303,13 +303,13 @@ class Checkpointer:
                     run.finished_at = fresh.finished_at
                     run.state.set_prior(prior)
                     if spec_cost:      # the config's rate and budget win over the saved ones
-                        from .events import Event
+                        from ..events import Event
                         run.state.apply(Event("cost", spec_cost, time.time()))
                     self.registry._bump()
                 if follower is None:
                     how = "restored"
                 elif follower.resumed and pos is not None:
-                    from .framing import LineFramer
+                    from ..parse.framing import LineFramer
                     fr = ingest.framers[0] = LineFramer(ingest.max_line)
                     for name, value in pos.framer.items():
                         if name in LineFramer.__slots__:

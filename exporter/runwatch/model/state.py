@@ -12,7 +12,7 @@ build steps (done / total); a progress bar (tqdm or a job's progress event).
 from __future__ import annotations
 
 from .eta import Tracker
-from .events import FAILED_RESULTS, RUN_STATES, Event
+from ..events import FAILED_RESULTS, RUN_STATES, Event
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API

@@ -23,31 +23,12 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
-from .runs import Registry, Run
+from ..model.runs import Registry, Run
+from .errors import SourceError
 
 log = logging.getLogger("runwatch")
-
-
-class SourceError(Exception):
-    """A poll that failed, with what a user needs to know.
-
-    retry_after: seconds the service asked us to wait (HTTP 429 Retry-After).
-    auth: credentials were refused or missing (401/403): no point retrying fast.
-    """
-
-    def __init__(self, message: str, *, retry_after: float | None = None, auth: bool = False,
-                 throttled: bool = False):
-        super().__init__(message)
-        self.retry_after, self.auth, self.throttled = retry_after, auth, throttled
-
-
-class StateSource(Protocol):
-    source: str
-    interval: float
-
-    def poll(self) -> list: ...
 
 
 def set_run_url(registry: Registry, run: Run, url: str) -> None:
@@ -145,24 +126,6 @@ class Poller:
         self._thread.start()
         return self
 
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-
-def retry_after_seconds(value) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(str(value).strip()))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-    try:
-        return max(0.0, parsedate_to_datetime(str(value)).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 # ---------------------------------------------------------------- serve wiring
@@ -173,7 +136,7 @@ def cloud_pollers(registry: Registry, items: list) -> list[Poller]:
     Checks first that the SDKs the config needs are installed (SourceError
     "… pip install 'runwatch[azure]'" otherwise) and imports them only then.
     One VM named by several runs is polled once and feeds all of them."""
-    from .sources import azure_vm, azureml, wandb_run
+    from . import azure_vm, azureml, wandb_run
     kinds = {k for _, rc, _ in items for k in rc.cloud}
     if kinds & {"azure_vm", "azureml_job"}:
         azure_vm.require_sdk()

@@ -12,12 +12,13 @@ import sys
 import threading
 import time
 
-from .config import RunConfig, load_config
-from .packs import Matcher
-from .runs import Ingest, Registry, Run
-from .sources.command import pump_stream
-from .sources.tail import FileFollower
-from .web import Server
+from ..config import RunConfig, load_config
+from ..parse.packs import Matcher
+from ..model.runs import Ingest, Registry, Run
+from ..sources.command import pump_stream
+from ..sources.tail import FileFollower
+from ..settings import STATE_DB, data_dir
+from ..web.server import Server
 
 log = logging.getLogger("runwatch")
 
@@ -81,15 +82,14 @@ def cmd_serve(args, ap) -> int:
     logging.basicConfig(level=logging.INFO, format="runwatch: %(message)s", stream=sys.stderr)
     cfg = load_config(args.config)
     listen = args.listen or cfg.listen
-    from .cli import data_dir
-    from .history import History
-    from .persist import Checkpointer, StateDB
+    from ..model.history import History
+    from ..model.persist import Checkpointer, StateDB
     ddir = data_dir(getattr(args, "data_dir", None) or cfg.data_dir)
     history = History.in_dir(ddir)
-    statedb = StateDB(os.path.join(ddir, "state.db"))
+    statedb = StateDB(os.path.join(ddir, STATE_DB))
     registry = Registry(grace_seconds=cfg.grace_seconds, history=history)
     checkpoints = Checkpointer(statedb, registry, cfg.path, cfg.checkpoint_seconds)
-    from .loki import LokiConfig, from_args, redactor_from, spool_dir_for
+    from ..export.loki import LokiConfig, from_args, redactor_from, spool_dir_for
     try:
         redactor = redactor_from(cfg.redact)
         lbase = cfg.loki or (LokiConfig(url="") if getattr(args, "loki_url", None) else None)
@@ -125,13 +125,14 @@ def cmd_serve(args, ap) -> int:
                 log.info("run %s: %s", rc.spec.id, how)
     if files.items:
         threads.append(threading.Thread(target=files.run, args=(stop,), name="runwatch-files", daemon=True))
-    from .pollers import SourceError, cloud_pollers
+    from ..sources.errors import SourceError
+    from ..sources.poller import cloud_pollers
     try:
         pollers = cloud_pollers(registry, cloud)     # imports the cloud SDKs only if the config needs them
     except SourceError as e:
         log.error("%s", e)
         return 2
-    from .web import api_token
+    from ..web.server import api_token
     events = getattr(args, "events", False)
     token = api_token(getattr(args, "token", None), needed=events, say=log.info)
     server = Server(registry, listen, events=events, token=token,

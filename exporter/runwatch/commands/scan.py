@@ -15,10 +15,12 @@ import pickle
 import sys
 import time
 
-from .events import Event
-from .framing import LineFramer, count_decode_errors
-from .packs import Matcher
-from .runs import Registry, RunSpec
+from ..events import Event
+from ..parse.framing import LineFramer, count_decode_errors
+from ..export.collector import RunwatchCollector
+from ..export.exposition import render
+from ..parse.packs import Matcher, load_packs
+from ..model.runs import Registry, RunSpec
 
 CHUNK = 1 << 20
 PARALLEL_MIN_BYTES = 16 << 20      # below this, forking costs more than it saves
@@ -156,3 +158,23 @@ def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind:
         for res in scan_file(path, matcher, max_line, jobs):
             registry.account(run, res.lines, res.events, res.cut, res.bad, time.time())
     return registry
+
+
+def cmd_scan(args) -> int:
+    packs = load_packs(args.packs or [], args.rules or [])
+    if not packs:
+        print("runwatch scan: no packs given; use --pack NAME (waa, docker, trials, tqdm, python) "
+              "or --rules FILE", file=sys.stderr)
+        return 2
+    for f in args.files:
+        if f != "-" and not os.path.isfile(f):
+            print(f"runwatch scan: {f}: no such file", file=sys.stderr)
+            return 2
+    if getattr(args, "timestamps", False):
+        from .backfill import cmd_backfill
+        return cmd_backfill(args, packs, Matcher(packs))
+    registry = scan(args.files, Matcher(packs), run_id=args.run_id, max_line=args.max_line_bytes,
+                    jobs=args.jobs)
+    collector = RunwatchCollector(registry, wall_clock=False, self_metrics=False)
+    sys.stdout.buffer.write(render(collector.collect(), openmetrics=False))
+    return 0

@@ -17,6 +17,7 @@ import sqlite3
 import statistics
 import threading
 
+from ..settings import HISTORY_DB
 from .eta import Prior
 from .persist import open_db
 
@@ -46,7 +47,7 @@ def _median(xs):
 
 
 class History:
-    FILE = "history.db"
+    FILE = HISTORY_DB
 
     @classmethod
     def in_dir(cls, directory: str) -> "History":

@@ -31,15 +31,15 @@ from urllib.parse import unquote, urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from . import __version__
+from .. import __version__
 from . import api
-from .collector import RunwatchCollector
-from .exposition import render
-from .runs import Registry
+from ..export.collector import RunwatchCollector
+from ..export.exposition import render
+from ..model.runs import Registry
 
 log = logging.getLogger("runwatch.web")
 
-STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
 DEFAULT_MAX_BODY = 1 << 20          # bytes of one events request
 DEFAULT_RATE = 50.0                 # events requests per second (average), bursts of 2x
 SSE_MIN_GAP = 0.2                   # coalesce: at most 5 pushes a second per client

@@ -19,10 +19,11 @@ import os
 import re
 from typing import Any
 
-from . import events as ev
-from .events import Event
+from .. import events as ev
+from ..events import Event
 from .textsearch import KeywordSet
-from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
+from .timestamps import parse_timestamp_key
+from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
 
 try:  # Python 3.11+
     import re._constants as _c
@@ -31,7 +32,7 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _c  # type: ignore
     import sre_parse as _p  # type: ignore
 
-BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "packs")
+BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "packs")
 PACK_KEYS = ("pack", "description", "rules", "timestamp")
 RULE_KEYS = ("name", "description", "match", "emit", "ignore_case", "prefilter")
 _REPEATS = tuple(getattr(_c, n) for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
@@ -258,7 +259,6 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
         rules.append(Rule(rname, name, rx, literals, emits, file, r.line))
     timestamp = None
     if "timestamp" in data:     # optional: how `runwatch scan --timestamps` reads this log's times
-        from .backfill import parse_timestamp_key
         timestamp = parse_timestamp_key(data["timestamp"], data, file, name)
     return Pack(name, str(data.get("description", "")), rules, file, timestamp)
 

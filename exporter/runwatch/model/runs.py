@@ -12,9 +12,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .events import Event
-from .framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
-from .packs import Matcher
+from ..events import Event
+from ..parse.framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
+from ..parse.packs import Matcher
 from .state import TERMINAL, RunState
 
 RECENT_LINES = 50
@@ -185,7 +185,7 @@ class Ingest:
         # Secrets are redacted before anything sees the block (packs, recent lines, Loki):
         # True = the built-in rules, a redact.Redactor = those rules, None/False = off.
         if redactor is True:
-            from .redact import default_redactor
+            from ..parse.redact import default_redactor
             redactor = default_redactor()
         self.redactor = redactor or None
         self.redact_states: dict = {}    # per stream: inside a private key block?
@@ -216,7 +216,7 @@ class Ingest:
         if self.redactor is not None:
             st = self.redact_states.get(stream)
             if st is None:
-                from .redact import RedactState
+                from ..parse.redact import RedactState
                 st = self.redact_states[stream] = RedactState()
             block = self.redactor.block(block, st)
         events: list = []

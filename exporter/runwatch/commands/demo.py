@@ -22,13 +22,13 @@ import tempfile
 import threading
 import time
 
-from .events import Event, make
-from .packs import Matcher, load_builtin
-from .runs import Ingest, Registry, RunSpec
-from .web import Server, api_token, open_page
-from .yamlfile import ConfigError, load_file
+from ..events import Event, make
+from ..parse.packs import Matcher, load_builtin
+from ..model.runs import Ingest, Registry, RunSpec
+from ..web.server import Server, api_token, open_page
+from ..yamlfile import ConfigError, load_file
 
-DEMO_DIR = os.path.join(os.path.dirname(__file__), "demo")
+DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "demo")
 
 
 class Sample:
@@ -127,14 +127,14 @@ def cmd_demo(args) -> int:
         print("runwatch demo: --speed must be positive", file=sys.stderr)
         return 2
     samples = load_samples()
-    from .history import History
+    from ..model.history import History
     scratch = tempfile.TemporaryDirectory(prefix="runwatch-demo-")
     history = History.in_dir(scratch.name)   # the demo's own: a second loop shows history-based ETAs
     registry = Registry(history=history)
     say = lambda msg: print(f"runwatch demo: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     events = getattr(args, "events", False)
     token = api_token(getattr(args, "token", None), needed=events, say=say)
-    from . import loki
+    from ..export import loki
     try:
         shipper = loki.from_args(args)      # None without --loki-url
     except ValueError as e:

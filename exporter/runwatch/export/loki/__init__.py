@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import email.utils
 import errno
 import fcntl
 import gzip
@@ -47,6 +46,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, unquote
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from ...retry import retry_after_seconds
+from ...settings import LOKI_SPOOL, data_dir, parse_size  # noqa: F401 - parse_size is part of this module's surface
 
 log = logging.getLogger("runwatch.loki")
 
@@ -557,7 +559,7 @@ class Shipper:
             if status is None or status == 429 or status >= 500:
                 delay = None
                 if status == 429:
-                    delay = _retry_after(headers.get("Retry-After"), self.cfg.max_retry_after)
+                    delay = retry_after_seconds(headers.get("Retry-After"), cap=self.cfg.max_retry_after)
                 if delay is None:
                     d = min(self.cfg.max_backoff, self.cfg.min_backoff * (2 ** min(attempt, 30)))
                     delay = d / 2 + random.uniform(0, d / 2)
@@ -730,36 +732,10 @@ class Shipper:
         yield h
 
 
-def _retry_after(value: str | None, cap: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return min(max(float(value), 0.0), cap)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return min(max(when - time.time(), 0.0), cap)
-
-
 # ------------------------------------------------------------------ wiring helpers
 
-def parse_size(value) -> int:
-    """'1GiB', '512M', '100000' -> bytes."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", str(value), re.I)
-    if not m:
-        raise ValueError(f"expected a size like 1GiB, 500MB or 1048576, got {value!r}")
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * mult)
-
-
-def spool_dir_for(data_dir: str) -> str:
-    return os.path.join(data_dir, "loki-spool")
+def spool_dir_for(directory: str) -> str:
+    return os.path.join(directory, LOKI_SPOOL)
 
 
 def from_args(args, base: LokiConfig | None = None) -> Shipper | None:
@@ -783,7 +759,6 @@ def from_args(args, base: LokiConfig | None = None) -> Shipper | None:
     if getattr(args, "loki_flush_timeout", None) is not None:
         cfg.flush_timeout = args.loki_flush_timeout
     if not cfg.spool_dir:
-        from .cli import data_dir
         cfg.spool_dir = spool_dir_for(data_dir(getattr(args, "data_dir", None)))
     try:
         shipper = Shipper(cfg)
@@ -797,7 +772,7 @@ def from_args(args, base: LokiConfig | None = None) -> Shipper | None:
 
 def redactor_from(patterns) -> "object":
     """The Ingest redactor: built-in rules plus the user's patterns."""
-    from .redact import Redactor, default_redactor
+    from ...parse.redact import Redactor, default_redactor
     return Redactor(patterns) if patterns else default_redactor()
 
 
@@ -808,7 +783,7 @@ LOKI_KEYS = ("url", "tenant", "auth", "spool_dir", "spool_max_bytes", "queue_max
 
 def config_from_mapping(m, base_dir: str) -> LokiConfig:
     """The `loki:` mapping of a serve config; ConfigError with file:line on a problem."""
-    from .yamlfile import ConfigError, check_keys, expect
+    from ...yamlfile import ConfigError, check_keys, expect
 
     if not isinstance(m, dict) or not hasattr(m, "line_of"):
         raise ConfigError(getattr(m, "file", "<config>"), getattr(m, "line", None),
@@ -854,8 +829,8 @@ def config_from_mapping(m, base_dir: str) -> LokiConfig:
 
 def redact_from_config(value, m) -> list[str]:
     """The top-level `redact:` list of regexes; ConfigError with the line of a bad one."""
-    from .redact import compile_patterns
-    from .yamlfile import ConfigError
+    from ...parse.redact import compile_patterns
+    from ...yamlfile import ConfigError
 
     if isinstance(value, str):
         value = [value]

@@ -14,7 +14,7 @@ chunk and no per-line Python work at all.
 """
 from __future__ import annotations
 
-DEFAULT_MAX_LINE = 64 * 1024
+from ..settings import DEFAULT_MAX_LINE  # noqa: F401 - the framer's default, re-exported
 
 
 def has_long_line(block: bytes, max_line: int) -> bool:

@@ -26,6 +26,8 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 
+from ..settings import PRICE_CACHE, data_dir
+
 log = logging.getLogger("runwatch")
 
 RETAIL_PRICES_URL = "https://prices.azure.com/api/retail/prices"
@@ -44,17 +46,6 @@ class Price:
     origin: str        # config, cache, api, stale-cache, fallback
     sku: str
     region: str
-
-
-def data_dir() -> str:
-    """Where runwatch keeps state between runs (the price cache)."""
-    try:  # a shared helper, if the CLI has one
-        from .cli import data_dir as cli_data_dir  # type: ignore[attr-defined]
-        return cli_data_dir()
-    except ImportError:
-        pass
-    return os.environ.get("RUNWATCH_DATA_DIR") or os.path.join(
-        os.path.expanduser("~"), ".local", "state", "runwatch")
 
 
 def norm_sku(sku: str) -> str:
@@ -105,7 +96,7 @@ class RetailPrices:
                  ttl: float = DEFAULT_TTL, timeout: float = 20.0, fallback: dict | None = None,
                  clock=time.time):
         self.base_url = base_url
-        self.cache_path = cache_path or os.path.join(data_dir(), "azure_vm_prices_cache.json")
+        self.cache_path = cache_path or os.path.join(data_dir(), PRICE_CACHE)
         self.ttl, self.timeout, self.clock = ttl, timeout, clock
         self._fallback = fallback
         self._lock = threading.Lock()

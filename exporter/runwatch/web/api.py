@@ -23,10 +23,10 @@ import math
 import threading
 import time
 
-from .redact import default_redactor
-from .events import Event, EventError, make
-from .packs import Matcher
-from .runs import RUN_ID_RE, Ingest, Registry, Run, RunSpec
+from ..parse.redact import default_redactor
+from ..events import Event, EventError, make
+from ..parse.packs import Matcher
+from ..model.runs import RUN_ID_RE, Ingest, Registry, Run, RunSpec
 
 RESERVED = ("type", "run_id", "ts", "kind")
 LOG_TYPE = "log"
