@@ -15,8 +15,9 @@ from .model.runs import RUN_ID_RE, RunSpec
 from .settings import DEFAULT_LISTEN, DEFAULT_MAX_LINE, parse_listen
 from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file
 
-TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "data_dir", "checkpoint_seconds", "loki",
-            "redact", "runs")
+TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "file_watch", "data_dir",
+            "checkpoint_seconds", "loki", "redact", "runs")
+FILE_WATCH = ("inotify", "poll")
 RUN_KEYS = ("id", "file", "from", "packs", "rules", "kind", "url", "labels", "cost_per_hour", "budget_usd",
             "azureml_job", "azure_vm", "wandb")
 CLOUD_KEYS = ("azureml_job", "azure_vm", "wandb")   # state sources (docs/cloud.md); parsed without their SDKs
@@ -41,6 +42,7 @@ class Config:
     grace_seconds: float = 300.0
     poll_interval: float = 0.02
     data_dir: str | None = None          # state and history; None: --data-dir / RUNWATCH_DATA_DIR / default
+    file_watch: str = "inotify"          # inotify (polling where it cannot work) or poll
     checkpoint_seconds: float = 5.0      # how often followed files' positions and run states are saved
     runs: list[RunConfig] = field(default_factory=list)
     loki: object = None                  # loki.LokiConfig from the `loki:` mapping (docs/loki.md)
@@ -75,6 +77,11 @@ def load_config(path: str) -> Config:
     cfg.grace_seconds = float(_number(data, "grace_seconds", 300.0))
     cfg.poll_interval = float(_number(data, "poll_interval", 0.02, minimum=0.001))
     cfg.checkpoint_seconds = float(_number(data, "checkpoint_seconds", 5.0, minimum=0.05))
+    if "file_watch" in data:
+        cfg.file_watch = expect(data["file_watch"], str, data, "file_watch", "file_watch")
+        if cfg.file_watch not in FILE_WATCH:
+            raise ConfigError(path, data.line_of("file_watch"),
+                              f"file_watch: {cfg.file_watch!r} is not one of {', '.join(FILE_WATCH)}")
     if "data_dir" in data:
         d = expect(data["data_dir"], str, data, "data_dir", "data_dir")
         cfg.data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(d))

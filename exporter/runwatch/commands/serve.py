@@ -16,58 +16,11 @@ from ..config import RunConfig, load_config
 from ..parse.packs import Matcher
 from ..model.runs import Ingest, Registry, Run
 from ..sources.command import pump_stream
-from ..sources.tail import FileFollower
+from ..sources.files import FilePoller
 from ..settings import STATE_DB, data_dir
 from ..web.server import Server
 
 log = logging.getLogger("runwatch")
-
-
-class FilePoller:
-    """Polls every followed file from one thread: 1,000 runs cost 1,000 stat
-    calls per interval, not 1,000 threads."""
-
-    def __init__(self, registry: Registry, poll_interval: float):
-        self.registry, self.poll_interval = registry, poll_interval
-        self.items: list[tuple[Run, FileFollower]] = []
-        self.errors: dict[str, str | None] = {}
-        self.after_poll = None     # persist.Checkpointer.maybe: checkpoints between polls
-
-    def add(self, run: Run, rc: RunConfig, ingest: Ingest, resume=None) -> FileFollower:
-        f = FileFollower(rc.file, ingest, poll_interval=self.poll_interval, from_start=rc.from_start,
-                         resume=resume)
-        self.items.append((run, f))
-        return f
-
-    def poll_all(self) -> bool:
-        busy = False
-        for run, f in self.items:
-            try:
-                busy |= f.poll()
-            except Exception:   # a bug in a pack or the sink must not stop the other sources
-                log.exception("run %s: error while reading %s", run.spec.id, f.path)
-            self.registry.set_source_up(run, "file", f.up)
-            if f.error != self.errors.get(run.spec.id):
-                self.errors[run.spec.id] = f.error
-                if f.error:
-                    log.warning("run %s: %s", run.spec.id, f.error)
-                else:
-                    log.info("run %s: reading %s", run.spec.id, f.path)
-        return busy
-
-    def run(self, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                busy = self.poll_all()
-                if self.after_poll is not None:
-                    self.after_poll()
-                if not busy:
-                    stop.wait(self.poll_interval)
-        finally:
-            if self.after_poll is not None:
-                self.after_poll(final=True)      # before close(): partial lines stay partial
-            for _, f in self.items:
-                f.close()
 
 
 def follow_stdin(registry: Registry, run: Run, ingest: Ingest) -> None:
@@ -102,7 +55,7 @@ def cmd_serve(args, ap) -> int:
         log.info("shipping lines to Loki at %s", shipper.url_for_humans)
     stop = threading.Event()
     threads = []
-    files = FilePoller(registry, cfg.poll_interval)
+    files = FilePoller(registry, cfg.poll_interval, watch=cfg.file_watch == "inotify")
     cloud = []                                   # (run, RunConfig, Ingest) with azureml_job/azure_vm/wandb
     if statedb.ok:
         files.after_poll = checkpoints.maybe
@@ -119,7 +72,7 @@ def cmd_serve(args, ap) -> int:
                                             name=f"stdin-{rc.spec.id}"))
         else:
             resume, saved = checkpoints.resume_for(run, rc.file)
-            follower = files.add(run, rc, ingest, resume=resume)
+            follower = files.add(run, rc.file, ingest, from_start=rc.from_start, resume=resume)
             how = checkpoints.attach(run, rc.file, ingest, follower, saved)
             if saved is not None:
                 log.info("run %s: %s", rc.spec.id, how)

@@ -196,6 +196,11 @@ class FileFollower:
         cur = self._cur
         return cur.ident if cur is not None else None
 
+    @property
+    def draining(self) -> bool:
+        """True while a rotated-away file is still being read (its writes carry another name)."""
+        return bool(self._old)
+
     def checkpoint(self) -> tuple[tuple[int, int], int, bytes, int] | None:
         """``(ident, offset, fingerprint, stream)`` of the current file, for
         ``resume=``; None while a rotated-away file still has unread bytes or
