@@ -22,7 +22,7 @@ from ..export import loki
 from ..events import Event
 from ..parse.packs import Matcher, builtin_names, load_packs
 from ..model.runs import RUN_ID_RE, Ingest, Registry, RunSpec
-from ..sources.command import Command, pump_stream, start_thread
+from ..sources.command import Command, Handoff, pump_stream, start_thread
 from ..settings import data_dir
 from ..web.server import Canceller, Server, api_token, open_page
 
@@ -95,7 +95,11 @@ def cmd_run(args, ap) -> int:
     if args.stdin:
         registry.set_source_up(run, source, True)
         try:
-            pump_stream(sys.stdin.buffer, ingest)
+            parser = Handoff(ingest)
+            try:
+                pump_stream(sys.stdin.buffer, parser)
+            finally:
+                parser.close()
         except KeyboardInterrupt:
             pass
         registry.set_source_up(run, source, False)
@@ -129,10 +133,12 @@ def cmd_run(args, ap) -> int:
             start_thread(killer, name="runwatch-cancel")
 
         server.add_canceller(run_id, Canceller(child.pid, cancel, kill_after))
-        reader = start_thread(child.pump, ingest, name="runwatch-reader")
+        parser = Handoff(ingest)   # the child's output is passed through first, parsed behind it
+        reader = start_thread(child.pump, parser, name="runwatch-reader")
         code = child.wait()
         exited.set()
         reader.join(timeout=5)      # a grandchild holding the output open must not hang us
+        parser.close()
         child.close()
         for sig, h in previous.items():
             signal.signal(sig, h)

@@ -16,6 +16,7 @@ import termios
 import threading
 
 READ_SIZE = 1 << 16
+HANDOFF_BYTES = 64 << 20     # how far the reader may run ahead of the parser
 
 
 def _copy_winsize(src_fd: int, dst_fd: int) -> None:
@@ -24,6 +25,18 @@ def _copy_winsize(src_fd: int, dst_fd: int) -> None:
         fcntl.ioctl(dst_fd, termios.TIOCSWINSZ, size)
     except OSError:
         pass
+
+
+F_SETPIPE_SZ = 1031                  # Linux: fcntl.F_SETPIPE_SZ (Python 3.10+ names it)
+PIPE_BYTES = 1 << 20
+
+
+def _grow_pipe(fd: int) -> None:
+    """A 1 MiB pipe instead of 64 KiB: a chatty child fills it less often and waits less for us."""
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", F_SETPIPE_SZ), PIPE_BYTES)
+    except OSError:
+        pass                              # over /proc/sys/fs/pipe-max-size, or not Linux: keep the default
 
 
 class Command:
@@ -47,6 +60,7 @@ class Command:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          start_new_session=True)
             self.out_fd = self.proc.stdout.fileno()
+            _grow_pipe(self.out_fd)
         self.pid = self.proc.pid
 
     def pump(self, sink, stream: int = 0) -> None:
@@ -113,6 +127,87 @@ def _write_all(fd: int, data: bytes) -> None:
         pass
     except OSError:
         pass
+
+
+class Handoff:
+    """A sink that hands chunks to a parser thread, so the reader never waits on parsing.
+
+    The reader (`Command.pump`, `pump_stream`) passes output through and calls
+    `data()`, which only appends the chunk to a queue; the parser thread takes
+    everything queued at once, joins a stream's consecutive chunks into one
+    block and feeds the real sink: while the parser works on one block the
+    reader goes on, and the parser sees fewer, larger blocks the faster the job
+    writes. The queue is bounded (`max_bytes`): a reader more than that far
+    ahead waits for the parser, so memory stays bounded and nothing is lost.
+    `close()` feeds what is queued and stops the thread.
+    """
+
+    def __init__(self, sink, *, max_bytes: int = HANDOFF_BYTES, name: str = "runwatch-parser"):
+        self.sink, self.max_bytes = sink, max_bytes
+        self._items: list[tuple[int, bytes | None]] = []     # (stream, chunk); None ends the stream
+        self._bytes = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def data(self, stream: int, chunk: bytes) -> None:
+        with self._cond:
+            while self._bytes >= self.max_bytes and not self._closed:
+                self._cond.wait()
+            if self._closed:                  # late output after close: feed it here, in order
+                self.sink.data(stream, chunk)
+                return
+            self._items.append((stream, chunk))
+            self._bytes += len(chunk)
+            self._cond.notify_all()
+
+    def end(self, stream: int) -> None:
+        with self._cond:
+            if self._closed:
+                self.sink.end(stream)
+                return
+            self._items.append((stream, None))
+            self._cond.notify_all()
+
+    def close(self, timeout: float | None = None) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._closed:
+                    self._cond.wait()
+                items, self._items = self._items, []
+                if not items and self._closed:
+                    return
+            run_stream, run_chunks = None, []
+            for stream, chunk in items:
+                if chunk is not None and stream == run_stream:
+                    run_chunks.append(chunk)
+                    continue
+                if run_chunks:
+                    self._feed(run_stream, run_chunks)
+                run_stream, run_chunks = stream, []
+                if chunk is None:
+                    self.sink.end(stream)
+                    run_stream = None
+                else:
+                    run_chunks.append(chunk)
+            if run_chunks:
+                self._feed(run_stream, run_chunks)
+
+    def _feed(self, stream: int, chunks: list[bytes]) -> None:
+        block = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            self.sink.data(stream, block)
+        finally:
+            with self._cond:
+                self._bytes -= block.__len__()
+                self._cond.notify_all()
 
 
 def start_thread(target, *args, name: str) -> threading.Thread:

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""What `runwatch run` costs a chatty job: the job alone against the job wrapped, side by side.
+
+usage: python3 bench/bench_wrapped.py [--lines 1000000] [--rounds 3] [--dense]
+
+The job is a Python program that prints N log lines one `print()` at a time
+(an agent evaluation's or a search's output: task, step, score lines among
+ordinary logging; with --dense nearly every line is an event). It runs alone
+(`python job.py > /dev/null`) and as `runwatch run --grace 0 -- python job.py
+> /dev/null`, alternating, and the wall time of each is measured from start
+to exit. The wrapped run's metrics are checked against the counts the job
+printed, so a fast wrong answer does not count. Prints medians and the ratio
+wrapped / alone (target <= 1.25); asserts nothing.
+
+Run with the package importable (the project venv: .venv/bin/python bench/bench_wrapped.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+JOB = r'''
+import sys
+n, dense = int(sys.argv[1]), sys.argv[2] == "dense"
+actions = ("CLICK", "TYPE", "HOTKEY", "SCROLL", "WAIT", "DONE")
+task = step = 0
+tasks = max(1, n // 2000)
+for i in range(n):
+    if dense or i % 10 == 0:
+        if i % 2000 == 0 and task < tasks:
+            task += 1
+            print(f"2026-11-24 10:00:00,{i % 1000:03d} INFO openadapt_evals.runner: Task {task}/{tasks}: notepad_{task}")
+        else:
+            step += 1
+            print(f"2026-11-24 10:00:00,{i % 1000:03d} INFO openadapt_evals.runner: Step {step}: {actions[i % 6]}")
+    else:
+        print(f"2026-11-24 10:00:00,{i % 1000:03d} DEBUG urllib3.connectionpool: http://127.0.0.1:5000 "
+              f"\"POST /execute HTTP/1.1\" 200 {i % 977}")
+json.dump({"tasks": task, "steps": step}, open(sys.argv[3], "w")) if len(sys.argv) > 3 else None
+'''.replace("json.dump", "__import__('json').dump")
+
+
+def timed(argv: list[str], env=None) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
+    return time.perf_counter() - t
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wrapped_steps(job: str, lines: int, mode: str, env) -> float:
+    """One more wrapped run, kept serving after the job: the steps its /metrics counted."""
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "runwatch", "run", "--grace", "120", "--listen", f"127.0.0.1:{port}",
+                          "--pack", "waa", "--run-id", "bench", "--", sys.executable, job, str(lines), mode],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    text = r.read().decode()
+            except OSError:
+                time.sleep(0.2)
+                continue
+            if 'runwatch_run_state{run_id="bench",runwatch_run_state="succeeded"} 1' in text:
+                return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("runwatch_steps_total{"))
+            time.sleep(0.2)
+        raise SystemExit("the wrapped run did not end within 300 s")
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dense", action="store_true", help="nearly every line an event")
+    args = ap.parse_args()
+    mode = "dense" if args.dense else "sparse"
+    with tempfile.TemporaryDirectory() as tmp:
+        job = os.path.join(tmp, "job.py")
+        with open(job, "w") as f:
+            f.write(JOB)
+        truth_path = os.path.join(tmp, "truth.json")
+        subprocess.run([sys.executable, job, str(args.lines), mode, truth_path], check=True,
+                       stdout=subprocess.DEVNULL)
+        truth = json.load(open(truth_path))
+        alone, wrapped = [], []
+        env = dict(os.environ, RUNWATCH_DATA_DIR=os.path.join(tmp, "data"))
+        for r in range(args.rounds):
+            order = ("alone", "wrapped") if r % 2 == 0 else ("wrapped", "alone")
+            for what in order:
+                if what == "alone":
+                    alone.append(timed([sys.executable, job, str(args.lines), mode]))
+                else:
+                    scan_out = os.path.join(tmp, "final.prom")
+                    argv = [sys.executable, "-m", "runwatch", "run", "--grace", "0", "--listen", "127.0.0.1:0",
+                            "--pack", "waa", "--run-id", "bench", "--", sys.executable, job, str(args.lines), mode]
+                    wrapped.append(timed(argv, env))
+            print(f"round {r + 1}: alone {alone[-1]:.2f} s, wrapped {wrapped[-1]:.2f} s", flush=True)
+        steps = wrapped_steps(job, args.lines, mode, env)
+        ok = steps == truth["steps"]
+        a, w = statistics.median(alone), statistics.median(wrapped)
+        print(f"{args.lines} lines ({mode}): alone {a:.2f} s, wrapped {w:.2f} s (medians of {args.rounds})")
+        print(f"figures: steps {int(steps)} of {truth['steps']} {'right' if ok else 'WRONG'}")
+        print(f"ratio wrapped/alone: {w / a:.2f}   (target <= 1.25)")
+
+
+if __name__ == "__main__":
+    main()
