@@ -11,9 +11,9 @@ usage: python3 bench/bench_loki.py [ship] [scan] [--lines N] [--mtail]
          Target >= 100k lines/s on the 2-core dev machine.
   scan   `runwatch scan` throughput with redaction off (as shipped: scan does
          not redact) and on (every block redacted before the packs see it, in
-         each worker), on the shared 1M-line mixed log. With --mtail, both go
-         through ../shared/bench/compare_mtail.py for the ratio against mtail
-         (target >= 5x).
+         each worker), on the 1M-line mixed log of bench/make_mixed_log.py.
+         With --mtail, both go through bench/compare_mtail.py for the ratio
+         against mtail (target >= 5x; needs mtail: apt-get install mtail).
 
 Internal: `bench_loki.py --as-runwatch ARGS…` is `runwatch ARGS…` with
 redaction patched into the scan path (what `scan` times as "on").
@@ -30,9 +30,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "exporter"))
+sys.path.insert(0, HERE)
+from make_mixed_log import ensure_log  # noqa: E402 - a sibling script, not a package
 
 
 def patch_scan_with_redaction() -> None:
@@ -114,23 +116,20 @@ def bench_ship(lines: int) -> None:
 
 
 def _mixed_log(lines: int) -> str:
-    work = os.path.join(tempfile.gettempdir(), "runwatch-bench")
-    os.makedirs(work, exist_ok=True)
-    log = os.path.join(work, f"mixed_{lines}.log")
-    if not os.path.exists(log + ".truth.json"):
-        subprocess.run([sys.executable, os.path.join(SHARED, "make_mixed_log.py"), str(lines), log,
-                        log + ".truth.json"], check=True)
-    return log
+    return ensure_log(os.path.join(tempfile.gettempdir(), "runwatch-bench"), lines)[0]
 
 
 def bench_scan(lines: int, runs: int, use_mtail: bool) -> None:
     off = f"{sys.executable} -m runwatch"
     on = f"{sys.executable} {os.path.abspath(__file__)} --as-runwatch"
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter"))
-    if use_mtail and os.path.exists(os.path.join(SHARED, "compare_mtail.py")):
+    if use_mtail:
         for label, cmd in (("redaction off", off), ("redaction on ", on)):
-            p = subprocess.run([sys.executable, os.path.join(SHARED, "compare_mtail.py"), "--lines", str(lines),
+            p = subprocess.run([sys.executable, os.path.join(HERE, "compare_mtail.py"), "--lines", str(lines),
                                 "--runs", str(runs), "--runwatch", cmd], capture_output=True, text=True, env=env)
+            if p.returncode == 2:
+                print(f"scan [{label}]: compare_mtail.py could not run: {p.stderr.strip()[-500:]}")
+                continue
             rw = re.search(r"runwatch median .*?([\d,]+) lines/s", p.stdout)
             ratio = re.search(r"ratio: ([\d.]+)", p.stdout)
             wrong = [x for x in p.stdout.splitlines() if x.startswith("WRONG")]

@@ -1,4 +1,4 @@
-"""Workflow: the agents of one multi-agent run (events API, issue 7).
+"""Workflow: the agents of one multi-agent run, as the events API reports them.
 
 Agents as a node graph with their data-flow edges, agent states over time,
 and how long each agent ran. Fed by agent_started / agent_completed /
