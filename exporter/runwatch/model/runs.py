@@ -12,10 +12,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..events import Event
+from ..events import TERMINAL_STATES, Event
 from ..parse.framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
 from ..parse.packs import Matcher
-from .state import TERMINAL, RunState
+from .state import RunState
 
 RECENT_LINES = 50
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -120,7 +120,7 @@ class Registry:
 
     def _after(self, run: Run, now: float) -> None:
         run.changes += 1
-        if run.state.state in TERMINAL:
+        if run.state.state in TERMINAL_STATES:
             if run.finished_at is None:
                 run.finished_at = now
                 if self.history is not None:

@@ -12,9 +12,8 @@ build steps (done / total); a progress bar (tqdm or a job's progress event).
 from __future__ import annotations
 
 from .eta import Tracker
-from ..events import FAILED_RESULTS, RUN_STATES, Event
+from ..events import FAILED_RESULTS, RUN_STATES, TERMINAL_STATES, Event
 
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
 MAX_AGENTS = 1000
 MAX_METRICS = 100        # names of `metric` events kept per run        # agents (and data-flow edges) tracked per run: label cardinality bound
@@ -103,7 +102,7 @@ class RunState:
             if self.start_ts is None:
                 self.start_ts = ts
             self.end_ts = None
-        if state in TERMINAL:
+        if state in TERMINAL_STATES:
             if self.start_ts is None:
                 self.start_ts = ts
             self.end_ts = ts

@@ -47,7 +47,8 @@ STATUS = {
     "Canceled": ("canceled", None), "CancelRequested": ("canceled", None),
     "Paused": (None, "paused"),
 }
-TERMINAL = frozenset({"Completed", "Failed", "NotResponding", "Canceled"})
+#: the statuses a job never leaves (CancelRequested is canceled, but not over yet)
+FINAL_STATUSES = frozenset({"Completed", "Failed", "NotResponding", "Canceled"})
 MAX_READ = 8 * 1024 * 1024          # bytes per file per poll (a long backlog is read over several polls)
 
 
@@ -205,7 +206,7 @@ class AzureMLSource:
             if info.status not in STATUS:
                 log.warning("%s: unknown job status %r", self.what, info.status)
         self.status = info.status
-        if info.status in TERMINAL and (not self.cfg.logs or self.ingest is None or self._caught_up):
+        if info.status in FINAL_STATUSES and (not self.cfg.logs or self.ingest is None or self._caught_up):
             self._end_streams()
             self.done = True
         return events

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..events import Event, make
+from ..events import TERMINAL_STATES, Event, make
 from .errors import SourceError
 
 log = logging.getLogger("runwatch")
@@ -211,7 +211,7 @@ class WandbSource:
                 if reason:
                     fields["reason"] = reason
                 events.append(make("status", fields, now))
-                if state in ("succeeded", "failed", "canceled") and self.end_ts is None:
+                if state in TERMINAL_STATES and self.end_ts is None:
                     self.end_ts = now
             self.state = wstate
         summary = getattr(run, "summary_metrics", None) or {}

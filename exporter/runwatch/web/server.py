@@ -33,6 +33,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
 from . import api
+from ..events import TERMINAL_STATES
 from ..export.collector import RunwatchCollector
 from ..export.exposition import render
 from ..model.runs import Registry
@@ -281,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
                     v = reg.version
                 cancel = self._cancel_info()
                 runs = api.runs_view(reg, with_lines=True, cancellable=cancel)
-                active = any(r["state"] in ("pending", "running") for r in runs)
+                active = any(r["state"] not in TERMINAL_STATES for r in runs)
                 data = json.dumps({"version": v, "now": time.time(), "runs": runs,
                                    "server": {"version": __version__, "events": srv.events_enabled}},
                                   separators=(",", ":"))
@@ -382,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
                          f"(source {run.spec.source!r}); only runs started with `runwatch run -- CMD` "
                          f"can be stopped from here", "run_id": run_id, "state": run.state.state})
         state = run.state.state
-        if state in ("succeeded", "failed", "canceled"):
+        if state in TERMINAL_STATES:
             return self._json(409, {"error": f"run {run_id!r} already ended ({state})",
                                     "run_id": run_id, "state": state})
         canceller.cancel()
