@@ -354,6 +354,11 @@ class RunState:
         """What the history says about earlier runs of this kind (eta.Prior or None)."""
         self._eta.prior = prior
 
+    @property
+    def eta_prior(self):
+        """The prior set_prior gave (eta.Prior or None)."""
+        return self._eta.prior
+
     def history_summary(self) -> dict | None:
         """Durations a finished run adds to the history (history.py)."""
         return self._eta.summary(self)
