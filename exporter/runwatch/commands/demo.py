@@ -26,7 +26,7 @@ from ..events import Event, make
 from ..parse.packs import Matcher, load_builtin
 from ..model.runs import Ingest, Registry, RunSpec
 from ..web.server import Server, api_token, open_page
-from ..yamlfile import ConfigError, load_file
+from ..yamlfile import ConfigError, load_file, number
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "demo")
 
@@ -37,10 +37,11 @@ class Sample:
         self.path = path
         self.spec = RunSpec(id=data["run_id"], kind=data.get("kind", "job"), source="demo",
                             url=data.get("url", ""), labels=dict(data.get("labels", {})),
-                            cost_rate=data.get("cost_per_hour"), budget=data.get("budget_usd"))
+                            cost_rate=number(data, "cost_per_hour", None, minimum=0),
+                            budget=number(data, "budget_usd", None, minimum=0))
         self.packs = [load_builtin(n, path) for n in data.get("packs", [])]
         self.script = list(data["script"])
-        self.linger = float(data.get("linger_seconds", 20))
+        self.linger = float(number(data, "linger_seconds", 20, minimum=0))
         for step in self.script:      # validate events now, not halfway through the demo
             if "event" in step:
                 fields = dict(step["event"])

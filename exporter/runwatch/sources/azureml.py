@@ -241,8 +241,7 @@ JOB_KEYS = ("name", "subscription_id", "resource_group", "workspace", "poll_seco
 
 def parse_config(m, rid: str) -> AzureMLConfig:
     """`azureml_job:` of a run: a job name, or a mapping with name and the workspace."""
-    from ..yamlfile import ConfigError, Map, check_keys, expect
-    from .azure_vm import _num
+    from ..yamlfile import ConfigError, Map, check_keys, expect, number
     if isinstance(m, str):
         return AzureMLConfig(m)
     if not isinstance(m, Map):
@@ -255,4 +254,4 @@ def parse_config(m, rid: str) -> AzureMLConfig:
             for k in ("name", "subscription_id", "resource_group", "workspace") if k in m}
     logs = expect(m.get("logs", True), bool, m, "logs", f"run {rid!r}: azureml_job.logs")
     return AzureMLConfig(vals["name"], vals.get("subscription_id"), vals.get("resource_group"),
-                         vals.get("workspace"), float(_num(m, "poll_seconds", 30.0, rid, 5)), logs)
+                         vals.get("workspace"), float(number(m, "poll_seconds", 30.0, what=f"run {rid!r}: poll_seconds", minimum=5)), logs)
