@@ -1,6 +1,8 @@
 """LineFramer: line ends, bounded lines, partial lines, bad bytes."""
 import random
 
+import pytest
+
 from runwatch.parse.framing import LineFramer, count_decode_errors, has_long_line
 
 
@@ -36,15 +38,23 @@ def test_partial_line_is_held_until_newline():
     assert f.flush() == b""
 
 
-def test_any_chunking_gives_the_same_lines():
-    data = b"".join(random.Random(3).choice([b"x" * n + end for n in (0, 1, 7, 100)
-                                             for end in (b"\n", b"\r\n", b"\r")]) for _ in range(500))
-    whole, _ = frame([data])
+@pytest.mark.parametrize("max_line", [64 * 1024, 50])      # 50: the 100-byte lines are cut
+def test_any_chunking_gives_the_same_lines(max_line):
+    pick = random.Random(3)
+    data = b"".join(pick.choice([b"x" * n + end for n in (0, 1, 7, 100)
+                                 for end in (b"\n", b"\r\n", b"\r")]) for _ in range(500))
+    whole, f = frame([data], max_line)
+    assert (f.lines_cut > 0) == (max_line == 50)
     rng = random.Random(5)
     for _ in range(50):
         cuts = sorted(rng.sample(range(1, len(data)), 20))
         parts = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
-        assert frame(parts)[0] == whole
+        assert frame(parts, max_line)[0] == whole
+
+
+def test_a_cut_lines_crlf_split_across_chunks_is_one_line_end():
+    lines, f = frame([b"y" * 20, b"yy\r", b"\nnext\n"], max_line=10)     # the "\r" while dropping the rest
+    assert lines == [b"y" * 10, b"next"] and f.lines_cut == 1
 
 
 def test_long_line_is_cut_and_counted_and_the_rest_dropped():

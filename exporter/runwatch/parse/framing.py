@@ -61,7 +61,12 @@ class LineFramer:
             nl = _first_break(chunk)
             if nl < 0:
                 return b""
-            chunk = chunk[nl + 1:] if chunk[nl:nl + 2] != b"\r\n" else chunk[nl + 2:]
+            if chunk[nl:nl + 2] == b"\r\n":
+                chunk = chunk[nl + 2:]
+            else:
+                # a "\r" that ends the chunk may be the first half of a "\r\n": skip a "\n" next
+                self.skip_lf = nl + 1 == len(chunk) and chunk[nl:] == b"\r"
+                chunk = chunk[nl + 1:]
             self.dropping = False
         data = self.carry + chunk if self.carry else chunk
         if b"\r" in data:
