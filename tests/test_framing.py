@@ -3,7 +3,11 @@ import random
 
 import pytest
 
-from runwatch.parse.framing import LineFramer, count_decode_errors, has_long_line
+import io
+import os
+
+from runwatch.parse.framing import (FramedReader, LineFramer, count_decode_errors, file_range, has_long_line,
+                                  stream_chunks)
 
 
 def frame(chunks, max_line=64 * 1024, flush=True):
@@ -98,3 +102,38 @@ def test_a_bar_ending_in_cr_is_emitted_at_once_and_a_late_lf_is_not_a_line():
     assert f.push(b" 30%|###   | 30/100\r") == b" 30%|###   | 30/100\n"
     assert f.push(b"\nnext\n") == b"next\n"          # the \n completing \r\n is not an empty line
     assert f.push(b"a\r") == b"a\n" and f.push(b"b\n") == b"b\n"
+
+
+DATA = (b"ok\r\n" + b"x" * 40 + b"\n" + b"bad \xff\xfe\n" + "caf\u00e9\n".encode() + b"tail without newline")
+
+
+def test_framed_reader_counts_lines_bad_bytes_and_cuts():
+    r = FramedReader(max_line=16)
+    out = b"".join(r.blocks(stream_chunks(io.BytesIO(DATA), size=7)))
+    assert out.split(b"\n")[:-1] == [b"ok", b"x" * 16, b"bad \xff\xfe", "caf\u00e9".encode(), b"tail without new"]
+    assert (r.lines, r.decode_errors, r.lines_cut) == (5, 2, 2)
+
+
+def test_framed_reader_without_flush_holds_the_partial_last_line():
+    r = FramedReader()
+    out = b"".join(r.blocks([b"a\nb"], flush=False))
+    assert out == b"a\n" and r.lines == 1 and r.framer.flush() == b"b\n"
+
+
+def test_byte_ranges_of_a_file_read_together_equal_one_pass(tmp_path):
+    p = tmp_path / "f.log"
+    p.write_bytes(DATA * 50)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        whole = FramedReader(16)
+        one = b"".join(whole.blocks(file_range(fd, size=5)))
+        cut = DATA.index(b"\n") + 1 + len(DATA) * 20        # just after a newline
+        head, tail = FramedReader(16), FramedReader(16)
+        two = (b"".join(head.blocks(file_range(fd, 0, cut, size=64), flush=False))
+               + b"".join(tail.blocks(file_range(fd, cut, None, size=3))))
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0              # pread: the offset is not moved
+    finally:
+        os.close(fd)
+    assert one == two and one.count(b"\n") == whole.lines == head.lines + tail.lines
+    assert whole.decode_errors == head.decode_errors + tail.decode_errors == 100
+    assert whole.lines_cut == head.lines_cut + tail.lines_cut
