@@ -18,7 +18,6 @@ otherwise (`%z`).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 
@@ -153,12 +152,12 @@ def backfill_file(path: str, run_id: str, kind: str, matcher, packs, samples: Sa
 
 
 def cmd_backfill(args, packs, matcher) -> int:
-    every = float(getattr(args, "sample_every", 15.0) or 15.0)
+    every = float(args.sample_every or 15.0)      # 0 would never advance the sample grid
     samples = Samples()
-    out_path = getattr(args, "output", None)
+    out_path = args.output
     for path in args.files:
         rid = args.run_id or ("stdin" if path == "-" else os.path.basename(path))
-        total, stamped = backfill_file(path, rid, getattr(args, "kind", None) or "log", matcher, packs, samples,
+        total, stamped = backfill_file(path, rid, "log", matcher, packs, samples,
                                        max_line=args.max_line_bytes, every=every)
         if total and not stamped:
             print(f"runwatch scan --timestamps: {path}: no line has a timestamp runwatch can read; give "

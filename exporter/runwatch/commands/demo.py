@@ -133,15 +133,14 @@ def cmd_demo(args) -> int:
     history = History.in_dir(scratch.name)   # the demo's own: a second loop shows history-based ETAs
     registry = Registry(history=history)
     say = lambda msg: print(f"runwatch demo: {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    events = getattr(args, "events", False)
-    token = api_token(getattr(args, "token", None), needed=events, say=say)
+    token = api_token(args.token, needed=args.events, say=say)
     from ..export import loki
     try:
         shipper = loki.from_args(args)      # None without --loki-url
     except ValueError as e:
         print(f"runwatch demo: {e}", file=sys.stderr)
         return 2
-    server = Server(registry, args.listen, events=events, token=token,
+    server = Server(registry, args.listen, events=args.events, token=token,
                     shipper=shipper).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
@@ -155,7 +154,7 @@ def cmd_demo(args) -> int:
           f"({', '.join(s.spec.id for s in samples)}) {'once' if args.once else 'looping'} "
           f"at {args.speed:g}x\n  status page: http://{server.address}/\n"
           f"  metrics:     http://{server.address}/metrics\nCtrl-C to stop.", file=sys.stderr, flush=True)
-    if getattr(args, "open", False):
+    if args.open:
         open_page(server.url, say)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, f: stop.set())

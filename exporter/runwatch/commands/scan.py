@@ -147,7 +147,7 @@ def cmd_scan(args) -> int:
         if f != "-" and not os.path.isfile(f):
             print(f"runwatch scan: {f}: no such file", file=sys.stderr)
             return 2
-    if getattr(args, "timestamps", False):
+    if args.timestamps:
         from .backfill import cmd_backfill
         return cmd_backfill(args, packs, Matcher(packs))
     registry = scan(args.files, Matcher(packs), run_id=args.run_id, max_line=args.max_line_bytes,

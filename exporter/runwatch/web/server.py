@@ -67,7 +67,7 @@ class Server:
     events: accept POST /api/events (off by default). token: the bearer token
     every write needs (events, cancel); without one, writes are refused."""
 
-    def __init__(self, registry: Registry, listen: tuple[str, int], *, extra_collect=None,
+    def __init__(self, registry: Registry, listen: tuple[str, int], *,
                  events: bool = False, token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
                  rate: float = DEFAULT_RATE, burst: float | None = None, shipper=None, redactor=True):
         """shipper: the Loki shipper, if any: its health goes on /metrics and log
@@ -75,12 +75,11 @@ class Server:
         redactor: what the command's own line path uses (runs.Ingest), so posted
         lines lose the same secrets (built-in rules plus --redact / redact:)."""
         self.registry = registry
-        extra = list(extra_collect or []) + ([shipper.collect] if shipper else []) + [self.api_metrics]
+        extra = ([shipper.collect] if shipper else []) + [self.api_metrics]
         self.collector = RunwatchCollector(registry, extra=extra)
         self.log_lines = api.LogLines(registry, on_block=shipper.ship if shipper else None, redactor=redactor)
         self.prom = CollectorRegistry(auto_describe=False)
         self.prom.register(self.collector)
-        self.started = time.time()
         self.events_enabled = events
         self.token = token or None
         self.max_body = max_body
