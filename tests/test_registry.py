@@ -25,3 +25,13 @@ def test_spec_cost_event_carries_only_what_was_configured():
     reg = Registry()
     run = reg.add(RunSpec(id="b", cost_rate=3.6, budget=5.0), now=0.0)
     assert (run.state.cost_rate, run.state.budget) == (3.6, 5.0)
+
+
+def test_remove_forgets_a_run_and_wakes_waiters_only_if_it_was_there():
+    reg = Registry()
+    reg.add(RunSpec(id="a"), now=0.0)
+    v = reg.version
+    reg.remove("nope")
+    assert reg.version == v
+    reg.remove("a")
+    assert reg.version == v + 1 and reg.get("a") is None and reg.snapshot(1.0) == []

@@ -68,8 +68,7 @@ class Player:
 
     def play_once(self) -> bool:
         reg, s = self.registry, self.sample
-        with reg.lock:
-            reg.runs.pop(s.spec.id, None)          # a fresh run each time round
+        reg.remove(s.spec.id)                      # a fresh run each time round
         run = reg.add(s.spec)
         ingest = Ingest(reg, run, Matcher(s.packs), on_block=self.on_block)
         reg.set_source_up(run, "demo", True)

@@ -168,6 +168,12 @@ class Registry:
         self.version += 1
         self.changed.notify_all()
 
+    def remove(self, run_id: str) -> None:
+        """Forget a run now, finished or not (the demo starts each sample over as a new run)."""
+        with self.lock:
+            if self.runs.pop(run_id, None) is not None:
+                self._bump()
+
     def expire(self, now: float) -> list[str]:
         """Forget finished runs whose grace period is over; their series end."""
         with self.lock:
