@@ -15,8 +15,8 @@ from .eta import Tracker
 from ..events import FAILED_RESULTS, RUN_STATES, TERMINAL_STATES, Event
 
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
-MAX_AGENTS = 1000
-MAX_METRICS = 100        # names of `metric` events kept per run        # agents (and data-flow edges) tracked per run: label cardinality bound
+MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
+MAX_METRICS = 100        # names of `metric` events kept per run
 
 
 class RunState:
