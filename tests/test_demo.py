@@ -13,7 +13,8 @@ def test_demo_runs_move_and_one_fails(runwatch_proc):
     def moved():
         t = rw.metrics()
         return (sample(t, "runwatch_docker_build_step", run_id="demo-docker-build") or 0) >= 3 and \
-            (sample(t, "runwatch_tasks_completed_total", run_id="demo-hparam-search") or 0) >= 1 and t
+            (sample(t, "runwatch_tasks_completed_total", run_id="demo-hparam-search") or 0) >= 2 and t
+    # the second trial is the first [BEST] one: from then on the run has a best score
     t = wait_for(moved, timeout=30, what="demo progress")
     assert sample(t, "runwatch_best_score", run_id="demo-hparam-search", name="score") is not None
     assert sample(t, "runwatch_cost_usd", run_id="demo-failing-train") > 0

@@ -1,7 +1,13 @@
 """LineFramer: line ends, bounded lines, partial lines, bad bytes."""
 import random
 
-from runwatch.parse.framing import LineFramer, count_decode_errors, has_long_line
+import pytest
+
+import io
+import os
+
+from runwatch.parse.framing import (FramedReader, LineFramer, count_decode_errors, file_range, has_long_line,
+                                  stream_chunks)
 
 
 def frame(chunks, max_line=64 * 1024, flush=True):
@@ -36,15 +42,23 @@ def test_partial_line_is_held_until_newline():
     assert f.flush() == b""
 
 
-def test_any_chunking_gives_the_same_lines():
-    data = b"".join(random.Random(3).choice([b"x" * n + end for n in (0, 1, 7, 100)
-                                             for end in (b"\n", b"\r\n", b"\r")]) for _ in range(500))
-    whole, _ = frame([data])
+@pytest.mark.parametrize("max_line", [64 * 1024, 50])      # 50: the 100-byte lines are cut
+def test_any_chunking_gives_the_same_lines(max_line):
+    pick = random.Random(3)
+    data = b"".join(pick.choice([b"x" * n + end for n in (0, 1, 7, 100)
+                                 for end in (b"\n", b"\r\n", b"\r")]) for _ in range(500))
+    whole, f = frame([data], max_line)
+    assert (f.lines_cut > 0) == (max_line == 50)
     rng = random.Random(5)
     for _ in range(50):
         cuts = sorted(rng.sample(range(1, len(data)), 20))
         parts = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
-        assert frame(parts)[0] == whole
+        assert frame(parts, max_line)[0] == whole
+
+
+def test_a_cut_lines_crlf_split_across_chunks_is_one_line_end():
+    lines, f = frame([b"y" * 20, b"yy\r", b"\nnext\n"], max_line=10)     # the "\r" while dropping the rest
+    assert lines == [b"y" * 10, b"next"] and f.lines_cut == 1
 
 
 def test_long_line_is_cut_and_counted_and_the_rest_dropped():
@@ -88,3 +102,38 @@ def test_a_bar_ending_in_cr_is_emitted_at_once_and_a_late_lf_is_not_a_line():
     assert f.push(b" 30%|###   | 30/100\r") == b" 30%|###   | 30/100\n"
     assert f.push(b"\nnext\n") == b"next\n"          # the \n completing \r\n is not an empty line
     assert f.push(b"a\r") == b"a\n" and f.push(b"b\n") == b"b\n"
+
+
+DATA = (b"ok\r\n" + b"x" * 40 + b"\n" + b"bad \xff\xfe\n" + "caf\u00e9\n".encode() + b"tail without newline")
+
+
+def test_framed_reader_counts_lines_bad_bytes_and_cuts():
+    r = FramedReader(max_line=16)
+    out = b"".join(r.blocks(stream_chunks(io.BytesIO(DATA), size=7)))
+    assert out.split(b"\n")[:-1] == [b"ok", b"x" * 16, b"bad \xff\xfe", "caf\u00e9".encode(), b"tail without new"]
+    assert (r.lines, r.decode_errors, r.lines_cut) == (5, 2, 2)
+
+
+def test_framed_reader_without_flush_holds_the_partial_last_line():
+    r = FramedReader()
+    out = b"".join(r.blocks([b"a\nb"], flush=False))
+    assert out == b"a\n" and r.lines == 1 and r.framer.flush() == b"b\n"
+
+
+def test_byte_ranges_of_a_file_read_together_equal_one_pass(tmp_path):
+    p = tmp_path / "f.log"
+    p.write_bytes(DATA * 50)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        whole = FramedReader(16)
+        one = b"".join(whole.blocks(file_range(fd, size=5)))
+        cut = DATA.index(b"\n") + 1 + len(DATA) * 20        # just after a newline
+        head, tail = FramedReader(16), FramedReader(16)
+        two = (b"".join(head.blocks(file_range(fd, 0, cut, size=64), flush=False))
+               + b"".join(tail.blocks(file_range(fd, cut, None, size=3))))
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0              # pread: the offset is not moved
+    finally:
+        os.close(fd)
+    assert one == two and one.count(b"\n") == whole.lines == head.lines + tail.lines
+    assert whole.decode_errors == head.decode_errors + tail.decode_errors == 100
+    assert whole.lines_cut == head.lines_cut + tail.lines_cut

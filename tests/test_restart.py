@@ -287,3 +287,25 @@ def test_a_run_without_a_file_keeps_its_cost_and_vm_state_across_a_restart(tmp_p
     assert cp2.attach(run2, None, None, None, cp2.resume_for(run2, None)[1]) == "restored"
     assert run2.state.vm_power == {"a": "deallocated"}
     assert run2.state.cost(time.time()) == pytest.approx(1.8)                    # 1800 s billed, not 0
+
+
+def test_restore_keeps_the_prior_and_lets_the_configured_cost_win():
+    from runwatch.model.eta import Prior
+    old = Registry()
+    was = old.add(RunSpec(id="r", cost_rate=1.0, budget=10.0), now=0.0)
+    old.apply(was, [Event("status", {"state": "running"}, 0.0), Event("error", {"message": "x"}, 5.0)], now=5.0)
+    old.account(was, 3, [], 1, 2, 5.0, ["a", "b"])
+    blob = dump_run(was)
+
+    reg = Registry()
+    run = reg.add(RunSpec(id="r", cost_rate=7.2, budget=None), now=100.0)       # the config changed
+    prior = Prior(pre_seconds=1, unit_seconds=2, progress_seconds=3, post_seconds=4, total_seconds=10, runs=2)
+    run.state.set_prior(prior)
+    saved = Run(run.spec)
+    load_run(saved, blob)
+    v = reg.version
+    reg.restore(run, saved, now=100.0)
+    assert reg.version > v                                                   # waiters (SSE) are woken
+    assert run.state.eta_prior is prior and run.state.errors == 1 and run.state.lines == 3
+    assert (run.lines_cut, run.decode_errors, list(run.recent)) == (1, 2, ["a", "b"])
+    assert run.state.cost_rate == 7.2 and run.state.budget == 10.0            # rate from the config, budget kept

@@ -10,8 +10,8 @@ from conftest import runwatch_cmd, sample
 def make_log(path, lines: int, seed: int = 1):
     """A mixed log with known counts; long enough to take the parallel path."""
     rng = random.Random(seed)
-    truth = {"started": 0, "done": 0, "failed": 0, "errors": 0, "click": 0}
-    with open(path, "w") as f:
+    truth = {"started": 0, "done": 0, "failed": 0, "errors": 0, "click": 0, "cut": 0, "bad": 0}
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
         for i in range(lines):
             r = rng.random()
             if r < 0.01:
@@ -28,6 +28,10 @@ def make_log(path, lines: int, seed: int = 1):
             elif r < 0.051:
                 truth["errors"] += 1
                 f.write("ERROR: boom\r\n")
+            elif r < 0.052:                 # over --max-line-bytes 300, with a byte that is not UTF-8
+                truth["cut"] += 1
+                truth["bad"] += 1
+                f.write(f"INFO dump \udcff {i}: " + "x" * rng.randint(300, 5000) + "\r\n")
             else:
                 f.write(f"INFO trainer: epoch {i} loss={rng.random():.5f} lr=3e-4 throughput=812.5 samples/s\n")
     return truth
@@ -38,7 +42,8 @@ def test_parallel_scan_equals_a_single_pass(tmp_path):
     truth = make_log(log, 260_000)          # ~22 MB: above the 16 MB parallel threshold
     outs = {}
     for jobs in ("1", "2", "3"):
-        p = subprocess.run(runwatch_cmd("scan", "--jobs", jobs, "--pack", "waa", "--pack", "python", str(log)),
+        p = subprocess.run(runwatch_cmd("scan", "--jobs", jobs, "--max-line-bytes", "300", "--pack", "waa",
+                                        "--pack", "python", str(log)),
                            capture_output=True, text=True, check=True)
         outs[jobs] = p.stdout
     assert outs["1"] == outs["2"] == outs["3"]
@@ -49,6 +54,8 @@ def test_parallel_scan_equals_a_single_pass(tmp_path):
     assert sample(t, "runwatch_steps_total", action="CLICK") == truth["click"]
     assert sample(t, "runwatch_errors_total") == truth["errors"]
     assert sample(t, "runwatch_lines_total") == 260_000
+    assert sample(t, "runwatch_lines_cut_total") == truth["cut"] > 0
+    assert sample(t, "runwatch_line_decode_errors_total") == truth["bad"] > 0
 
 
 def test_scan_stdin_and_run_id(tmp_path):

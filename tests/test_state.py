@@ -1,7 +1,7 @@
 """The reducer: events in, run state out. Pure: times come from the events."""
 import pytest
 
-from runwatch.events import Event, make
+from runwatch.events import RUN_STATES, TERMINAL_STATES, Event, make
 from runwatch.model.state import RunState
 
 
@@ -26,6 +26,13 @@ def test_first_activity_makes_a_pending_run_running():
 def test_status_end_sets_end_timestamp():
     st = run(E("status", 5.0, state="running"), E("status", 9.0, state="failed", reason="exit code 2"))
     assert (st.state, st.start_ts, st.end_ts, st.status_reason) == ("failed", 5.0, 9.0, "exit code 2")
+
+
+@pytest.mark.parametrize("state", RUN_STATES)
+def test_exactly_the_terminal_states_end_a_run(state):
+    st = run(E("status", 5.0, state="running"), E("status", 9.0, state=state))
+    assert (st.end_ts is not None) == (state in TERMINAL_STATES)
+    assert set(TERMINAL_STATES) == {"succeeded", "failed", "canceled"}
 
 
 def test_tasks_and_progress():

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .parse.packs import Pack, builtin_names, load_builtin, load_pack_file
 from .model.runs import RUN_ID_RE, RunSpec
 from .settings import DEFAULT_LISTEN, DEFAULT_MAX_LINE, parse_listen
-from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file
+from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, number
 
 TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "file_watch", "data_dir",
             "checkpoint_seconds", "loki", "redact", "runs")
@@ -56,15 +56,6 @@ def _listen(value, m: Map, key) -> tuple[str, int]:
         raise ConfigError(m.file, m.line_of(key), f"listen: {e}") from None
 
 
-def _number(m: Map, key: str, default, *, minimum: float = 0, integer: bool = False):
-    if key not in m:
-        return default
-    v = expect(m[key], int if integer else (int, float), m, key, key)
-    if v < minimum:
-        raise ConfigError(m.file, m.line_of(key), f"{key} must be at least {minimum}, got {v}")
-    return v
-
-
 def load_config(path: str) -> Config:
     data = load_file(path)
     if data is None:
@@ -73,10 +64,10 @@ def load_config(path: str) -> Config:
         raise ConfigError(path, getattr(data, "line", 1), "the config must be a mapping with a 'runs:' list")
     check_keys(data, TOP_KEYS, "the config")
     cfg = Config(path=path, listen=_listen(data.get("listen", DEFAULT_LISTEN), data, "listen"))
-    cfg.max_line_bytes = _number(data, "max_line_bytes", DEFAULT_MAX_LINE, minimum=1, integer=True)
-    cfg.grace_seconds = float(_number(data, "grace_seconds", 300.0))
-    cfg.poll_interval = float(_number(data, "poll_interval", 0.02, minimum=0.001))
-    cfg.checkpoint_seconds = float(_number(data, "checkpoint_seconds", 5.0, minimum=0.05))
+    cfg.max_line_bytes = number(data, "max_line_bytes", DEFAULT_MAX_LINE, minimum=1, integer=True)
+    cfg.grace_seconds = float(number(data, "grace_seconds", 300.0, minimum=0))
+    cfg.poll_interval = float(number(data, "poll_interval", 0.02, minimum=0.001))
+    cfg.checkpoint_seconds = float(number(data, "checkpoint_seconds", 5.0, minimum=0.05))
     if "file_watch" in data:
         cfg.file_watch = expect(data["file_watch"], str, data, "file_watch", "file_watch")
         if cfg.file_watch not in FILE_WATCH:
@@ -157,8 +148,8 @@ def _run(r: Map, base: str, seen: dict) -> RunConfig:
             raise ConfigError(f, line, f"run {rid!r}: label {k!r} is set by runwatch; choose another name")
         if isinstance(v, (dict, list)):
             raise ConfigError(f, line, f"run {rid!r}: label {k!r} must have a plain value")
-    rate = _number(r, "cost_per_hour", None)
-    budget = _number(r, "budget_usd", None)
+    rate = number(r, "cost_per_hour", None, minimum=0)
+    budget = number(r, "budget_usd", None, minimum=0)
     source = "stdin" if src == "-" else "file" if src else next(iter(cloud))
     spec = RunSpec(id=rid, kind=str(r.get("kind", "job")), source=source,
                    url=str(r.get("url", "")), labels={str(k): str(v) for k, v in labels.items()},

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 RUN_STATES = ("pending", "running", "succeeded", "failed", "canceled")
+#: the run states a run ends in (it never leaves them but for a new status event)
+TERMINAL_STATES = frozenset({"succeeded", "failed", "canceled"})
 VM_POWER_STATES = ("starting", "running", "stopping", "stopped", "deallocating", "deallocated")
 
 _TRUE = {"1", "true", "yes", "on", "y"}

@@ -8,6 +8,7 @@ lists it builds, so a validator can say `runwatch.yaml:12: unknown key "pakcs"
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Iterable
 
 import yaml
@@ -126,3 +127,23 @@ def expect(value: Any, kind: type | tuple, parent: Map | Seq, key, what: str) ->
         raise ConfigError(getattr(parent, "file", "<string>"), line,
                           f"{what} must be {want}, got {type(value).__name__} {value!r}")
     return value
+
+
+def number(m: Map, key: str, default: Any = None, *, what: str | None = None, minimum: float | None = None,
+           maximum: float | None = None, integer: bool = False) -> Any:
+    """m[key] as a number, or `default` when the key is absent. A ConfigError at the key's
+    file:line, naming `what` (default: the key), unless the value is a number (true/false are
+    not), finite, within [minimum, maximum] and, with integer=True, an integer."""
+    if key not in m:
+        return default
+    what = what or key
+    v = expect(m[key], int if integer else (int, float), m, key, what)
+    line = m.line_of(key) if hasattr(m, "line_of") else None
+    file = getattr(m, "file", "<string>")
+    if not math.isfinite(v):
+        raise ConfigError(file, line, f"{what} must be a finite number, got {v}")
+    if minimum is not None and v < minimum:
+        raise ConfigError(file, line, f"{what} must be at least {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ConfigError(file, line, f"{what} must be at most {maximum}, got {v}")
+    return v

@@ -18,16 +18,12 @@ otherwise (`%z`).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 
-from ..parse.framing import LineFramer, count_decode_errors
+from ..parse.framing import FramedReader, stream_chunks
 from ..model.runs import Registry, RunSpec
 from ..parse.timestamps import LineClock
-
-CHUNK = 1 << 20
-
 
 # ---------------------------------------------------------------- replay and sample
 
@@ -106,10 +102,10 @@ def backfill_file(path: str, run_id: str, kind: str, matcher, packs, samples: Sa
     run = registry.add(RunSpec(id=run_id, kind=kind, source="file" if path != "-" else "stdin"), now=0.0)
     st = run.state
     pending: list[str] = []
-    stamped = total = 0
+    stamped = 0
     last_ts: float | None = None
     next_grid: float | None = None
-    framer = LineFramer(max_line)
+    reader = FramedReader(max_line)
 
     def feed(line: str, ts: float) -> None:
         events: list = []
@@ -118,61 +114,50 @@ def backfill_file(path: str, run_id: str, kind: str, matcher, packs, samples: Sa
         for e in events:
             st.apply(e)
 
-    def lines_of(block: bytes):
-        nonlocal total
-        if not block:
-            return
-        run.decode_errors += count_decode_errors(block)
-        for raw in block.split(b"\n")[:-1]:
-            total += 1
-            yield raw.decode("utf-8", "replace")
-
     f = sys.stdin.buffer if path == "-" else open(path, "rb")
     try:
-        while True:
-            chunk = f.read(CHUNK)
-            blocks = [framer.push(chunk)] if chunk else [framer.push(b""), framer.flush()]
-            for block in blocks:
-                for line in lines_of(block):
-                    ts = clock(line)
-                    if ts is None:
-                        if last_ts is None:
-                            pending.append(line)      # before the first timestamp: wait for it
-                            continue
-                        ts = last_ts
-                    else:
-                        stamped += 1
-                        if last_ts is not None and ts < last_ts:
-                            ts = last_ts             # interleaved writers: time does not go back
-                    if next_grid is None:
-                        next_grid = ts
-                    while next_grid < ts:            # scrape every `every` s of log time, as live
-                        samples.scrape(registry, next_grid)
-                        next_grid += every
-                    if pending:
-                        for p in pending:
-                            feed(p, ts)
-                        pending.clear()
-                    feed(line, ts)
-                    last_ts = ts
-            if not chunk:
-                break
+        for block in reader.blocks(stream_chunks(f)):
+            run.decode_errors = reader.decode_errors
+            for raw in block.split(b"\n")[:-1]:
+                line = raw.decode("utf-8", "replace")
+                ts = clock(line)
+                if ts is None:
+                    if last_ts is None:
+                        pending.append(line)      # before the first timestamp: wait for it
+                        continue
+                    ts = last_ts
+                else:
+                    stamped += 1
+                    if last_ts is not None and ts < last_ts:
+                        ts = last_ts             # interleaved writers: time does not go back
+                if next_grid is None:
+                    next_grid = ts
+                while next_grid < ts:            # scrape every `every` s of log time, as live
+                    samples.scrape(registry, next_grid)
+                    next_grid += every
+                if pending:
+                    for p in pending:
+                        feed(p, ts)
+                    pending.clear()
+                feed(line, ts)
+                last_ts = ts
     finally:
         if f is not sys.stdin.buffer:
             f.close()
-    run.lines_cut = framer.lines_cut
+    total = reader.lines
+    run.lines_cut = reader.lines_cut
     if last_ts is not None:
         samples.scrape(registry, last_ts)            # the final state, at the last line's time
     return total, stamped
 
 
 def cmd_backfill(args, packs, matcher) -> int:
-    every = float(getattr(args, "sample_every", 15.0) or 15.0)
+    every = float(args.sample_every or 15.0)      # 0 would never advance the sample grid
     samples = Samples()
-    out_path = getattr(args, "output", None)
+    out_path = args.output
     for path in args.files:
         rid = args.run_id or ("stdin" if path == "-" else os.path.basename(path))
-        total, stamped = backfill_file(path, rid, getattr(args, "kind", None) or "log", matcher, packs, samples,
+        total, stamped = backfill_file(path, rid, "log", matcher, packs, samples,
                                        max_line=args.max_line_bytes, every=every)
         if total and not stamped:
             print(f"runwatch scan --timestamps: {path}: no line has a timestamp runwatch can read; give "

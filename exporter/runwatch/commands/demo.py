@@ -26,7 +26,7 @@ from ..events import Event, make
 from ..parse.packs import Matcher, load_builtin
 from ..model.runs import Ingest, Registry, RunSpec
 from ..web.server import Server, api_token, open_page
-from ..yamlfile import ConfigError, load_file
+from ..yamlfile import ConfigError, load_file, number
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "demo")
 
@@ -37,10 +37,11 @@ class Sample:
         self.path = path
         self.spec = RunSpec(id=data["run_id"], kind=data.get("kind", "job"), source="demo",
                             url=data.get("url", ""), labels=dict(data.get("labels", {})),
-                            cost_rate=data.get("cost_per_hour"), budget=data.get("budget_usd"))
+                            cost_rate=number(data, "cost_per_hour", None, minimum=0),
+                            budget=number(data, "budget_usd", None, minimum=0))
         self.packs = [load_builtin(n, path) for n in data.get("packs", [])]
         self.script = list(data["script"])
-        self.linger = float(data.get("linger_seconds", 20))
+        self.linger = float(number(data, "linger_seconds", 20, minimum=0))
         for step in self.script:      # validate events now, not halfway through the demo
             if "event" in step:
                 fields = dict(step["event"])
@@ -67,8 +68,7 @@ class Player:
 
     def play_once(self) -> bool:
         reg, s = self.registry, self.sample
-        with reg.lock:
-            reg.runs.pop(s.spec.id, None)          # a fresh run each time round
+        reg.remove(s.spec.id)                      # a fresh run each time round
         run = reg.add(s.spec)
         ingest = Ingest(reg, run, Matcher(s.packs), on_block=self.on_block)
         reg.set_source_up(run, "demo", True)
@@ -132,15 +132,14 @@ def cmd_demo(args) -> int:
     history = History.in_dir(scratch.name)   # the demo's own: a second loop shows history-based ETAs
     registry = Registry(history=history)
     say = lambda msg: print(f"runwatch demo: {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    events = getattr(args, "events", False)
-    token = api_token(getattr(args, "token", None), needed=events, say=say)
+    token = api_token(args.token, needed=args.events, say=say)
     from ..export import loki
     try:
         shipper = loki.from_args(args)      # None without --loki-url
     except ValueError as e:
         print(f"runwatch demo: {e}", file=sys.stderr)
         return 2
-    server = Server(registry, args.listen, events=events, token=token,
+    server = Server(registry, args.listen, events=args.events, token=token,
                     shipper=shipper).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
@@ -154,7 +153,7 @@ def cmd_demo(args) -> int:
           f"({', '.join(s.spec.id for s in samples)}) {'once' if args.once else 'looping'} "
           f"at {args.speed:g}x\n  status page: http://{server.address}/\n"
           f"  metrics:     http://{server.address}/metrics\nCtrl-C to stop.", file=sys.stderr, flush=True)
-    if getattr(args, "open", False):
+    if args.open:
         open_page(server.url, say)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, f: stop.set())

@@ -67,19 +67,18 @@ def cmd_run(args, ap) -> int:
                    cost_rate=args.cost_per_hour, budget=args.budget)
     run = registry.add(spec)
     try:
-        redactor = loki.redactor_from(getattr(args, "redact", None))
+        redactor = loki.redactor_from(args.redact)
         shipper = loki.from_args(args)          # None without --loki-url
     except ValueError as e:
         ap.error(f"run: {e}")
-    token = api_token(getattr(args, "token", None), needed=not args.stdin or getattr(args, "events", False),
-                      say=say)
-    server = Server(registry, args.listen, events=getattr(args, "events", False), token=token,
+    token = api_token(args.token, needed=not args.stdin or args.events, say=say)
+    server = Server(registry, args.listen, events=args.events, token=token,
                     shipper=shipper, redactor=redactor).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
     say(f"watching {run_id!r} with packs {', '.join(p.name for p in packs)}; "
         f"status page at {server.url}, metrics at {server.url}metrics")
-    if getattr(args, "open", False):
+    if args.open:
         open_page(server.url, say)
 
     def shutdown() -> None:
@@ -117,7 +116,7 @@ def cmd_run(args, ap) -> int:
         registry.apply(run, [Event("status", {"state": "running"}, time.time())])
         previous = {sig: signal.signal(sig, lambda s, _f: child.signal(s)) for sig in FORWARDED}
         canceled, exited = threading.Event(), threading.Event()
-        kill_after = getattr(args, "kill_after", 10.0)
+        kill_after = args.kill_after
 
         def cancel() -> None:            # called from an HTTP thread
             if canceled.is_set():

@@ -16,13 +16,12 @@ import sys
 import time
 
 from ..events import Event
-from ..parse.framing import LineFramer, count_decode_errors
+from ..parse.framing import FramedReader, file_range, stream_chunks
 from ..export.collector import RunwatchCollector
 from ..export.exposition import render
 from ..parse.packs import Matcher, load_packs
 from ..model.runs import Registry, RunSpec
 
-CHUNK = 1 << 20
 PARALLEL_MIN_BYTES = 16 << 20      # below this, forking costs more than it saves
 
 
@@ -36,29 +35,21 @@ class RangeResult:
 def scan_range(fd: int, start: int, end: int | None, matcher: Matcher, max_line: int,
                last: bool) -> RangeResult:
     """Frame and match bytes [start, end) of fd (end None: to EOF)."""
+    return _scan_chunks(file_range(fd, start, end), matcher, max_line, flush=last)
+
+
+def scan_range_stream(stream, matcher: Matcher, max_line: int) -> RangeResult:
+    return _scan_chunks(stream_chunks(stream), matcher, max_line, flush=True)
+
+
+def _scan_chunks(chunks, matcher: Matcher, max_line: int, flush: bool) -> RangeResult:
     res = RangeResult()
-    framer = LineFramer(max_line)
-    events = res.events
+    reader = FramedReader(max_line)
     ts = time.time()
-    pos = start
-    while end is None or pos < end:
-        n = CHUNK if end is None else min(CHUNK, end - pos)
-        chunk = os.pread(fd, n, pos)
-        if not chunk:
-            break
-        pos += len(chunk)
-        _account(framer.push(chunk), matcher, ts, events, res)
-    if last:
-        _account(framer.flush(), matcher, ts, events, res)
-    res.cut = framer.lines_cut
+    for block in reader.blocks(chunks, flush):
+        matcher.match_block(block, ts, res.events)
+    res.lines, res.cut, res.bad = reader.lines, reader.lines_cut, reader.decode_errors
     return res
-
-
-def _account(block: bytes, matcher: Matcher, ts: float, events: list, res: RangeResult) -> None:
-    if block:
-        res.lines += block.count(b"\n")
-        res.bad += count_decode_errors(block)
-        matcher.match_block(block, ts, events)
 
 
 def _split_points(fd: int, size: int, parts: int) -> list[int]:
@@ -133,20 +124,6 @@ def scan_file(path: str, matcher: Matcher, max_line: int, jobs: int) -> list[Ran
         os.close(fd)
 
 
-def scan_range_stream(stream, matcher: Matcher, max_line: int) -> RangeResult:
-    res = RangeResult()
-    framer = LineFramer(max_line)
-    ts = time.time()
-    while True:
-        chunk = stream.read(CHUNK)
-        if not chunk:
-            break
-        _account(framer.push(chunk), matcher, ts, res.events, res)
-    _account(framer.flush(), matcher, ts, res.events, res)
-    res.cut = framer.lines_cut
-    return res
-
-
 def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind: str = "log",
          max_line: int, jobs: int | None = None) -> Registry:
     """Scan files into a fresh Registry (one run per file, or one run if run_id)."""
@@ -170,7 +147,7 @@ def cmd_scan(args) -> int:
         if f != "-" and not os.path.isfile(f):
             print(f"runwatch scan: {f}: no such file", file=sys.stderr)
             return 2
-    if getattr(args, "timestamps", False):
+    if args.timestamps:
         from .backfill import cmd_backfill
         return cmd_backfill(args, packs, Matcher(packs))
     registry = scan(args.files, Matcher(packs), run_id=args.run_id, max_line=args.max_line_bytes,

@@ -37,7 +37,7 @@ def cmd_serve(args, ap) -> int:
     listen = args.listen or cfg.listen
     from ..model.history import History
     from ..model.persist import Checkpointer, StateDB
-    ddir = data_dir(getattr(args, "data_dir", None) or cfg.data_dir)
+    ddir = data_dir(args.data_dir or cfg.data_dir)
     history = History.in_dir(ddir)
     statedb = StateDB(os.path.join(ddir, STATE_DB))
     registry = Registry(grace_seconds=cfg.grace_seconds, history=history)
@@ -45,7 +45,7 @@ def cmd_serve(args, ap) -> int:
     from ..export.loki import LokiConfig, from_args, redactor_from, spool_dir_for
     try:
         redactor = redactor_from(cfg.redact)
-        lbase = cfg.loki or (LokiConfig(url="") if getattr(args, "loki_url", None) else None)
+        lbase = cfg.loki or (LokiConfig(url="") if args.loki_url else None)
         if lbase is not None and not lbase.spool_dir:
             lbase.spool_dir = spool_dir_for(ddir)
         shipper = from_args(args, lbase)         # None without a Loki URL
@@ -86,9 +86,8 @@ def cmd_serve(args, ap) -> int:
         log.error("%s", e)
         return 2
     from ..web.server import api_token
-    events = getattr(args, "events", False)
-    token = api_token(getattr(args, "token", None), needed=events, say=log.info)
-    server = Server(registry, listen, events=events, token=token,
+    token = api_token(args.token, needed=args.events, say=log.info)
+    server = Server(registry, listen, events=args.events, token=token,
                     shipper=shipper, redactor=redactor).start()
     for t in threads:
         t.start()

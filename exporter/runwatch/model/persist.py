@@ -29,6 +29,8 @@ import sqlite3
 import threading
 import time
 
+from .runs import Run
+
 log = logging.getLogger("runwatch")
 
 SCHEMA_VERSION = 2
@@ -292,20 +294,9 @@ class Checkpointer:
         if saved is not None:
             blob, pos = saved
             try:
-                with self.registry.lock:
-                    spec_cost = _spec_cost(run.spec)
-                    prior = run.state._eta.prior
-                    fresh = run.__class__(run.spec)
-                    load_run(fresh, blob)
-                    run.state, run.lines_cut, run.decode_errors = fresh.state, fresh.lines_cut, fresh.decode_errors
-                    run.recent.clear()
-                    run.recent.extend(fresh.recent)
-                    run.finished_at = fresh.finished_at
-                    run.state.set_prior(prior)
-                    if spec_cost:      # the config's rate and budget win over the saved ones
-                        from ..events import Event
-                        run.state.apply(Event("cost", spec_cost, time.time()))
-                    self.registry._bump()
+                saved_run = Run(run.spec)
+                load_run(saved_run, blob)
+                self.registry.restore(run, saved_run)
                 if follower is None:
                     how = "restored"
                 elif follower.resumed and pos is not None:
@@ -340,7 +331,7 @@ class Checkpointer:
             if (follower is not None) != files:
                 continue
             if follower is None:
-                sig = (getattr(run, "changes", None), run.finished_at)
+                sig = (run.changes, run.finished_at)
                 if self.saved.get(key) != sig:
                     with self.registry.lock:
                         blob = dump_run(run)
@@ -351,7 +342,7 @@ class Checkpointer:
             if cp is None:
                 continue                  # draining a rotated file: keep the previous pair
             ident, offset, tail, stream = cp
-            sig = (ident, offset, stream, getattr(run, "changes", None), run.finished_at)
+            sig = (ident, offset, stream, run.changes, run.finished_at)
             if self.saved.get(key) == sig:
                 continue
             fr = ingest.framers.get(stream)
@@ -369,12 +360,3 @@ class Checkpointer:
 
 
 _FRAMER_SKIP = ("max_line", "lines_cut")     # configuration and a per-process counter
-
-
-def _spec_cost(spec) -> dict:
-    f = {}
-    if getattr(spec, "cost_rate", None) is not None:
-        f["rate_usd_per_hour"] = spec.cost_rate
-    if getattr(spec, "budget", None) is not None:
-        f["budget_usd"] = spec.budget
-    return f

@@ -12,10 +12,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..events import Event
+from ..events import TERMINAL_STATES, Event
 from ..parse.framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
 from ..parse.packs import Matcher
-from .state import TERMINAL, RunState
+from .state import RunState
 
 RECENT_LINES = 50
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -32,6 +32,17 @@ class RunSpec:
     labels: dict = field(default_factory=dict)
     cost_rate: float | None = None   # USD per hour while running
     budget: float | None = None      # USD
+
+
+def spec_cost_event(spec: RunSpec, ts: float) -> Event | None:
+    """The cost event a run's configured rate and budget amount to (--cost-per-hour /
+    --budget, a config's cost_per_hour / budget_usd, a demo sample's); None without either."""
+    fields = {}
+    if spec.cost_rate is not None:
+        fields["rate_usd_per_hour"] = spec.cost_rate
+    if spec.budget is not None:
+        fields["budget_usd"] = spec.budget
+    return Event("cost", fields, ts) if fields else None
 
 
 class Run:
@@ -68,15 +79,28 @@ class Registry:
                 run = self.runs[spec.id] = Run(spec)
                 if self.history is not None:
                     run.state.set_prior(self.history.prior(spec.kind))
-                if spec.cost_rate is not None or spec.budget is not None:
-                    fields = {}
-                    if spec.cost_rate is not None:
-                        fields["rate_usd_per_hour"] = spec.cost_rate
-                    if spec.budget is not None:
-                        fields["budget_usd"] = spec.budget
-                    run.state.apply(Event("cost", fields, now))
+                cost = spec_cost_event(spec, now)
+                if cost is not None:
+                    run.state.apply(cost)
                 self._bump()
             return run
+
+    def restore(self, run: Run, saved: Run, now: float | None = None) -> None:
+        """Put a run read back from the state database (persist.py) in place of `run`'s
+        state and counters. The history prior stays (it is not saved), and the spec's
+        configured cost rate and budget win over the saved ones."""
+        now = time.time() if now is None else now
+        with self.lock:
+            prior = run.state.eta_prior
+            run.state, run.lines_cut, run.decode_errors = saved.state, saved.lines_cut, saved.decode_errors
+            run.recent.clear()
+            run.recent.extend(saved.recent)
+            run.finished_at = saved.finished_at
+            run.state.set_prior(prior)
+            cost = spec_cost_event(run.spec, now)
+            if cost is not None:
+                run.state.apply(cost)
+            self._bump()
 
     def get(self, run_id: str) -> Run | None:
         with self.lock:
@@ -112,6 +136,16 @@ class Registry:
             self.decode_errors_total += bad
             self._after(run, now)
 
+    def set_url(self, run: Run, url: str | None) -> None:
+        """A source learned the run's page (Azure ML studio, W&B): it goes into
+        run_info{url} unless the run has one already (the config's)."""
+        if not url:
+            return
+        with self.lock:
+            if not run.spec.url:
+                run.spec.url = url
+                self._bump()
+
     def set_source_up(self, run: Run, source: str, up: bool) -> None:
         with self.lock:
             if run.sources_up.get(source) != up:
@@ -120,7 +154,7 @@ class Registry:
 
     def _after(self, run: Run, now: float) -> None:
         run.changes += 1
-        if run.state.state in TERMINAL:
+        if run.state.state in TERMINAL_STATES:
             if run.finished_at is None:
                 run.finished_at = now
                 if self.history is not None:
@@ -133,6 +167,12 @@ class Registry:
     def _bump(self) -> None:
         self.version += 1
         self.changed.notify_all()
+
+    def remove(self, run_id: str) -> None:
+        """Forget a run now, finished or not (the demo starts each sample over as a new run)."""
+        with self.lock:
+            if self.runs.pop(run_id, None) is not None:
+                self._bump()
 
     def expire(self, now: float) -> list[str]:
         """Forget finished runs whose grace period is over; their series end."""

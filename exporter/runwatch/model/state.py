@@ -12,12 +12,11 @@ build steps (done / total); a progress bar (tqdm or a job's progress event).
 from __future__ import annotations
 
 from .eta import Tracker
-from ..events import FAILED_RESULTS, RUN_STATES, Event
+from ..events import FAILED_RESULTS, RUN_STATES, TERMINAL_STATES, Event
 
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
-MAX_AGENTS = 1000
-MAX_METRICS = 100        # names of `metric` events kept per run        # agents (and data-flow edges) tracked per run: label cardinality bound
+MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
+MAX_METRICS = 100        # names of `metric` events kept per run
 
 
 class RunState:
@@ -103,7 +102,7 @@ class RunState:
             if self.start_ts is None:
                 self.start_ts = ts
             self.end_ts = None
-        if state in TERMINAL:
+        if state in TERMINAL_STATES:
             if self.start_ts is None:
                 self.start_ts = ts
             self.end_ts = ts
@@ -354,6 +353,11 @@ class RunState:
     def set_prior(self, prior) -> None:
         """What the history says about earlier runs of this kind (eta.Prior or None)."""
         self._eta.prior = prior
+
+    @property
+    def eta_prior(self):
+        """The prior set_prior gave (eta.Prior or None)."""
+        return self._eta.prior
 
     def history_summary(self) -> dict | None:
         """Durations a finished run adds to the history (history.py)."""

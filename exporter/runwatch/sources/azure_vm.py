@@ -187,7 +187,7 @@ VM_KEYS = ("subscription_id", "resource_group", "name", "price_per_hour", "poll_
 
 def parse_config(m, rid: str) -> AzureVMConfig:
     """`azure_vm:` of a run in runwatch.yaml; ConfigError with file:line on problems."""
-    from ..yamlfile import ConfigError, Map, check_keys, expect
+    from ..yamlfile import ConfigError, Map, check_keys, expect, number
     if not isinstance(m, Map):
         raise ConfigError(getattr(m, "file", "<config>"), getattr(m, "line", None),
                           f"run {rid!r}: azure_vm is a mapping with subscription_id, resource_group, name")
@@ -197,16 +197,6 @@ def parse_config(m, rid: str) -> AzureVMConfig:
         if k not in m:
             raise ConfigError(m.file, m.line, f"run {rid!r}: azure_vm needs {k!r}")
         vals[k] = str(expect(m[k], str, m, k, f"run {rid!r}: azure_vm.{k}"))
-    price = _num(m, "price_per_hour", None, rid, 0)
-    poll = _num(m, "poll_seconds", 60.0, rid, 5)
+    price = number(m, "price_per_hour", None, what=f"run {rid!r}: price_per_hour", minimum=0)
+    poll = number(m, "poll_seconds", 60.0, what=f"run {rid!r}: poll_seconds", minimum=5)
     return AzureVMConfig(vals["subscription_id"], vals["resource_group"], vals["name"], price, float(poll))
-
-
-def _num(m, key, default, rid, minimum):
-    from ..yamlfile import ConfigError, expect
-    if key not in m:
-        return default
-    v = expect(m[key], (int, float), m, key, f"run {rid!r}: {key}")
-    if v < minimum:
-        raise ConfigError(m.file, m.line_of(key), f"run {rid!r}: {key} must be at least {minimum}, got {v}")
-    return v

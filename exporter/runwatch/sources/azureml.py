@@ -47,7 +47,8 @@ STATUS = {
     "Canceled": ("canceled", None), "CancelRequested": ("canceled", None),
     "Paused": (None, "paused"),
 }
-TERMINAL = frozenset({"Completed", "Failed", "NotResponding", "Canceled"})
+#: the statuses a job never leaves (CancelRequested is canceled, but not over yet)
+FINAL_STATUSES = frozenset({"Completed", "Failed", "NotResponding", "Canceled"})
 MAX_READ = 8 * 1024 * 1024          # bytes per file per poll (a long backlog is read over several polls)
 
 
@@ -205,7 +206,7 @@ class AzureMLSource:
             if info.status not in STATUS:
                 log.warning("%s: unknown job status %r", self.what, info.status)
         self.status = info.status
-        if info.status in TERMINAL and (not self.cfg.logs or self.ingest is None or self._caught_up):
+        if info.status in FINAL_STATUSES and (not self.cfg.logs or self.ingest is None or self._caught_up):
             self._end_streams()
             self.done = True
         return events
@@ -240,8 +241,7 @@ JOB_KEYS = ("name", "subscription_id", "resource_group", "workspace", "poll_seco
 
 def parse_config(m, rid: str) -> AzureMLConfig:
     """`azureml_job:` of a run: a job name, or a mapping with name and the workspace."""
-    from ..yamlfile import ConfigError, Map, check_keys, expect
-    from .azure_vm import _num
+    from ..yamlfile import ConfigError, Map, check_keys, expect, number
     if isinstance(m, str):
         return AzureMLConfig(m)
     if not isinstance(m, Map):
@@ -254,4 +254,4 @@ def parse_config(m, rid: str) -> AzureMLConfig:
             for k in ("name", "subscription_id", "resource_group", "workspace") if k in m}
     logs = expect(m.get("logs", True), bool, m, "logs", f"run {rid!r}: azureml_job.logs")
     return AzureMLConfig(vals["name"], vals.get("subscription_id"), vals.get("resource_group"),
-                         vals.get("workspace"), float(_num(m, "poll_seconds", 30.0, rid, 5)), logs)
+                         vals.get("workspace"), float(number(m, "poll_seconds", 30.0, what=f"run {rid!r}: poll_seconds", minimum=5)), logs)

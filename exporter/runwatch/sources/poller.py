@@ -31,17 +31,6 @@ from .errors import SourceError
 log = logging.getLogger("runwatch")
 
 
-def set_run_url(registry: Registry, run: Run, url: str) -> None:
-    """A source learned the run's page (Azure ML studio, W&B): show it in run_info{url}
-    unless the config set one."""
-    if not url:
-        return
-    with registry.lock:
-        if not run.spec.url:
-            run.spec.url = url
-            registry._bump()
-
-
 class Poller:
     """Polls one source for one or more runs (a VM can serve several)."""
 
@@ -70,9 +59,7 @@ class Poller:
             if events:
                 self.registry.apply(run, events, now)
             self.registry.set_source_up(run, self.source.source, True)
-            url = getattr(self.source, "url", None)
-            if url:
-                set_run_url(self.registry, run, url)
+            self.registry.set_url(run, getattr(self.source, "url", None))
         if self.failures:
             log.info("%s: recovered after %d failed poll(s)", self.name, self.failures)
         self.failures, self.last_error = 0, None

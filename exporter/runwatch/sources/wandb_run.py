@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..events import Event, make
+from ..events import TERMINAL_STATES, Event, make
 from .errors import SourceError
 
 log = logging.getLogger("runwatch")
@@ -211,7 +211,7 @@ class WandbSource:
                 if reason:
                     fields["reason"] = reason
                 events.append(make("status", fields, now))
-                if state in ("succeeded", "failed", "canceled") and self.end_ts is None:
+                if state in TERMINAL_STATES and self.end_ts is None:
                     self.end_ts = now
             self.state = wstate
         summary = getattr(run, "summary_metrics", None) or {}
@@ -273,8 +273,7 @@ WANDB_KEYS = ("entity", "project", "run_id", "summary", "artifacts", "history_ar
 def parse_config(m, rid: str) -> WandbConfig:
     """`wandb:` of a run in runwatch.yaml. The API key is never in the file: it is
     read from WANDB_API_KEY (or the variable `api_key_env` names) when serving."""
-    from ..yamlfile import ConfigError, Map, Seq, check_keys, expect
-    from .azure_vm import _num
+    from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, number
     if not isinstance(m, Map):
         raise ConfigError(getattr(m, "file", "<config>"), getattr(m, "line", None),
                           f"run {rid!r}: wandb is a mapping with entity, project, run_id")
@@ -307,6 +306,8 @@ def parse_config(m, rid: str) -> WandbConfig:
         if not base.startswith(("http://", "https://")):
             raise ConfigError(m.file, m.line_of("base_url"), f"run {rid!r}: base_url must be an http(s) URL")
     env = str(expect(m.get("api_key_env", "WANDB_API_KEY"), str, m, "api_key_env", f"run {rid!r}: api_key_env"))
+    deadline = number(m, "artifact_deadline_minutes", None, what=f"run {rid!r}: artifact_deadline_minutes",
+                      minimum=0)
+    poll = number(m, "poll_seconds", 60.0, what=f"run {rid!r}: poll_seconds", minimum=5)
     return WandbConfig(vals["entity"], vals["project"], vals["run_id"], lists["summary"], lists["artifacts"],
-                       hist, _num(m, "artifact_deadline_minutes", None, rid, 0),
-                       float(_num(m, "poll_seconds", 60.0, rid, 5)), base, env)
+                       hist, deadline, float(poll), base, env)

@@ -33,6 +33,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
 from . import api
+from ..events import TERMINAL_STATES
 from ..export.collector import RunwatchCollector
 from ..export.exposition import render
 from ..model.runs import Registry
@@ -66,7 +67,7 @@ class Server:
     events: accept POST /api/events (off by default). token: the bearer token
     every write needs (events, cancel); without one, writes are refused."""
 
-    def __init__(self, registry: Registry, listen: tuple[str, int], *, extra_collect=None,
+    def __init__(self, registry: Registry, listen: tuple[str, int], *,
                  events: bool = False, token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
                  rate: float = DEFAULT_RATE, burst: float | None = None, shipper=None, redactor=True):
         """shipper: the Loki shipper, if any: its health goes on /metrics and log
@@ -74,12 +75,11 @@ class Server:
         redactor: what the command's own line path uses (runs.Ingest), so posted
         lines lose the same secrets (built-in rules plus --redact / redact:)."""
         self.registry = registry
-        extra = list(extra_collect or []) + ([shipper.collect] if shipper else []) + [self.api_metrics]
+        extra = ([shipper.collect] if shipper else []) + [self.api_metrics]
         self.collector = RunwatchCollector(registry, extra=extra)
         self.log_lines = api.LogLines(registry, on_block=shipper.ship if shipper else None, redactor=redactor)
         self.prom = CollectorRegistry(auto_describe=False)
         self.prom.register(self.collector)
-        self.started = time.time()
         self.events_enabled = events
         self.token = token or None
         self.max_body = max_body
@@ -281,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
                     v = reg.version
                 cancel = self._cancel_info()
                 runs = api.runs_view(reg, with_lines=True, cancellable=cancel)
-                active = any(r["state"] in ("pending", "running") for r in runs)
+                active = any(r["state"] not in TERMINAL_STATES for r in runs)
                 data = json.dumps({"version": v, "now": time.time(), "runs": runs,
                                    "server": {"version": __version__, "events": srv.events_enabled}},
                                   separators=(",", ":"))
@@ -382,7 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
                          f"(source {run.spec.source!r}); only runs started with `runwatch run -- CMD` "
                          f"can be stopped from here", "run_id": run_id, "state": run.state.state})
         state = run.state.state
-        if state in ("succeeded", "failed", "canceled"):
+        if state in TERMINAL_STATES:
             return self._json(409, {"error": f"run {run_id!r} already ended ({state})",
                                     "run_id": run_id, "state": state})
         canceller.cancel()
