@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from ..export import loki
+from ..export import loki, remote_write
 from ..events import Event
 from ..parse.packs import Matcher, builtin_names, load_packs
 from ..model.runs import RUN_ID_RE, Ingest, Registry, RunSpec
@@ -69,20 +69,26 @@ def cmd_run(args, ap) -> int:
     try:
         redactor = loki.redactor_from(getattr(args, "redact", None))
         shipper = loki.from_args(args)          # None without --loki-url
+        pusher = remote_write.pusher_from(remote_write.from_args(args), args.data_dir)   # None without --remote-write
     except ValueError as e:
         ap.error(f"run: {e}")
     token = api_token(getattr(args, "token", None), needed=not args.stdin or getattr(args, "events", False),
                       say=say)
     server = Server(registry, args.listen, events=getattr(args, "events", False), token=token,
-                    shipper=shipper, redactor=redactor).start()
+                    shipper=shipper, redactor=redactor, extra_collect=[pusher.collect] if pusher else None).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
+    if pusher:
+        pusher.start(server.collector.collect)
+        say(f"pushing metrics every {pusher.cfg.interval:g} s to {', '.join(pusher.urls)}")
     say(f"watching {run_id!r} with packs {', '.join(p.name for p in packs)}; "
         f"status page at {server.url}, metrics at {server.url}metrics")
     if getattr(args, "open", False):
         open_page(server.url, say)
 
     def shutdown() -> None:
+        if pusher:
+            pusher.close()           # the last push ends every series (stale markers); spools what is left
         if shipper:
             shipper.close()          # pushes what is pending for ≤ 5 s, spools the rest
         server.stop()

@@ -96,6 +96,8 @@ def cmd_serve(args, ap) -> int:
         if lbase is not None and not lbase.spool_dir:
             lbase.spool_dir = spool_dir_for(ddir)
         shipper = from_args(args, lbase)         # None without a Loki URL
+        from ..export import remote_write
+        pusher = remote_write.pusher_from(remote_write.from_args(args, cfg.remote_write), ddir)
     except ValueError as e:
         ap.error(f"serve: {e}")
     if shipper:
@@ -135,8 +137,11 @@ def cmd_serve(args, ap) -> int:
     from ..web.server import api_token
     events = getattr(args, "events", False)
     token = api_token(getattr(args, "token", None), needed=events, say=log.info)
-    server = Server(registry, listen, events=events, token=token,
-                    shipper=shipper, redactor=redactor).start()
+    server = Server(registry, listen, events=events, token=token, shipper=shipper, redactor=redactor,
+                    extra_collect=[pusher.collect] if pusher else None).start()
+    if pusher:
+        pusher.start(server.collector.collect)
+        log.info("pushing metrics every %g s to %s", pusher.cfg.interval, ", ".join(pusher.urls))
     for t in threads:
         t.start()
     for p in pollers:
@@ -149,6 +154,8 @@ def cmd_serve(args, ap) -> int:
         checkpoints.checkpoint(files=False)      # runs without a file; file runs: in their reader thread
     for t in threads:
         t.join(timeout=2)
+    if pusher:
+        pusher.close()           # the last push ends every series (stale markers); spools what is left
     if shipper:
         shipper.close()          # pushes what is pending for ≤ flush_timeout, spools the rest
     server.stop()

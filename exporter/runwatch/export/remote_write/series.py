@@ -1,0 +1,84 @@
+"""Metric families -> WriteRequest bodies, with stale markers for series that end.
+
+A `SeriesWriter` is fed the families `/metrics` renders (RunwatchCollector.collect())
+once per push interval. Every sample becomes one series: the sample's name as
+`__name__`, its labels, and the base labels (job, instance, external labels)
+under them: a label the sample carries wins, as with Prometheus' external_labels.
+A series that was in the previous write and is not in this one (its run's grace
+period ended and the registry forgot it) gets the stale marker at this write's
+timestamp; `close()` ends every series the same way when runwatch exits.
+
+Timestamps are milliseconds, strictly increasing from one write to the next.
+Memory is bounded by the series of two consecutive writes.
+"""
+from __future__ import annotations
+
+import time
+
+from ..exposition import text_family
+from .prompb import encode_labels, encode_metadata, encode_sample, encode_series
+
+METADATA_EVERY = 60.0         # seconds between repeats of metadata (type, help), as Prometheus does
+
+
+class SeriesWriter:
+    def __init__(self, base_labels: dict[str, str], metadata_every: float = METADATA_EVERY):
+        self.base = dict(base_labels)
+        self.metadata_every = metadata_every
+        self.live: dict[tuple, bytes] = {}      # series key -> its encoded labels, as last written
+        self.last_ms = 0
+        self.meta_sent_at = None                # monotonic time of the last metadata
+        self.meta_names: frozenset = frozenset()
+
+    def _timestamp(self, now: float | None) -> int:
+        ms = int((time.time() if now is None else now) * 1000)
+        ms = max(ms, self.last_ms + 1)
+        self.last_ms = ms
+        return ms
+
+    def write(self, families, now: float | None = None, *, final: bool = False) -> tuple[bytes, int]:
+        """One WriteRequest (uncompressed) for the families' samples and the stale
+        markers of series that ended; with final=True every series also ends, 1 ms
+        after its last value. Returns (body, number of samples in it)."""
+        ts = self._timestamp(now)
+        parts: list[bytes] = []
+        metas: list[bytes] = []
+        names = set()
+        live: dict[tuple, bytes] = {}
+        old = self.live
+        base = self.base
+        n = 0
+        for fam in families:
+            fname, mtype = text_family(fam)
+            names.add(fname)
+            metas.append(encode_metadata(fname, mtype, fam.documentation, fam.unit or ""))
+            for s in fam.samples:
+                key = (s.name, tuple(sorted(s.labels.items())))
+                lab = old.get(key) or live.get(key)
+                if lab is None:
+                    labels = dict(base)
+                    labels.update(s.labels)
+                    labels["__name__"] = s.name
+                    lab = encode_labels(labels)
+                live[key] = lab
+                samples = encode_sample(s.value, ts)
+                n += 1
+                if final:
+                    samples += encode_sample(0.0, ts + 1, stale=True)
+                    n += 1
+                parts.append(encode_series(lab, samples))
+        for key, lab in old.items():
+            if key not in live:
+                parts.append(encode_series(lab, encode_sample(0.0, ts, stale=True)))
+                n += 1
+        if final:
+            self.last_ms = ts + 1
+            live = {}
+        self.live = live
+        mono = time.monotonic()
+        names = frozenset(names)
+        if (self.meta_sent_at is None or names != self.meta_names
+                or mono - self.meta_sent_at >= self.metadata_every):
+            parts += metas
+            self.meta_sent_at, self.meta_names = mono, names
+        return b"".join(parts), n
