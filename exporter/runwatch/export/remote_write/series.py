@@ -4,6 +4,8 @@ A `SeriesWriter` is fed the families `/metrics` renders (RunwatchCollector.colle
 once per push interval. Every sample becomes one series: the sample's name as
 `__name__`, its labels, and the base labels (job, instance, external labels)
 under them: a label the sample carries wins, as with Prometheus' external_labels.
+Labels with an empty value are left out, as the remote-write spec asks (and as
+a scrape stores them: `url=""` is no `url` label).
 A series that was in the previous write and is not in this one (its run's grace
 period ended and the registry forgot it) gets the stale marker at this write's
 timestamp; `close()` ends every series the same way when runwatch exits.
@@ -59,6 +61,7 @@ class SeriesWriter:
                     labels = dict(base)
                     labels.update(s.labels)
                     labels["__name__"] = s.name
+                    labels = {k: v for k, v in labels.items() if v}     # empty means absent (the spec)
                     lab = encode_labels(labels)
                 live[key] = lab
                 samples = encode_sample(s.value, ts)

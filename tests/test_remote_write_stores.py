@@ -1,0 +1,114 @@
+"""Remote-write into real stores: Prometheus (`--web.enable-remote-write-receiver`,
+Debian `prometheus`) and VictoriaMetrics (Debian `victoria-metrics`).
+
+A `runwatch run` job pushes every 0.5 s. While it runs, its series are
+queryable through the store's HTTP API, equal to what its /metrics shows, with
+job, instance and the external labels. After the run ends (and runwatch exits)
+an instant query no longer returns them: the stale markers, not the store's
+five-minute lookback, end them. The one difference between the stores that
+shows: VictoriaMetrics rounds values to 12 significant digits.
+"""
+from __future__ import annotations
+
+import math
+import socket
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from conftest import free_port, runwatch_cmd, wait_for
+from remote_write_helpers import JOB, MOVING, parse_metrics, run_series
+from stack_helpers import Prom, binary, start, stop, wait_http
+
+
+def _prometheus(tmp):
+    port = free_port()
+    cfg = tmp / "prometheus.yml"
+    cfg.write_text("global: {}\n")              # no scrapes: everything arrives by remote-write
+    proc = start([binary("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'prom-data'}",
+                  f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
+                  "--log.level=warn"], tmp / "prometheus.log")
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/-/ready", 60, proc)
+    return proc, base, f"{base}/api/v1/write"
+
+
+def _victoriametrics(tmp):
+    port = free_port()
+    proc = start([binary("victoria-metrics"), f"-storageDataPath={tmp / 'vm-data'}",
+                  f"-httpListenAddr=127.0.0.1:{port}", "-search.latencyOffset=0s", "-search.disableCache",
+                  "-loggerLevel=WARN"], tmp / "victoria-metrics.log")
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/health", 60, proc)
+    return proc, base, f"{base}/api/v1/write"
+
+
+STORES = {"prometheus": ("prometheus", _prometheus), "victoria-metrics": ("victoria-metrics", _victoriametrics)}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request, tmp_path):
+    exe, starter = STORES[request.param]
+    if binary(exe) is None:
+        pytest.skip(f"{exe} not installed (apt-get install {exe}; scripts/test does)")
+    proc, base, write_url = starter(tmp_path)
+    try:
+        yield request.param, Prom(base), write_url
+    finally:
+        stop(proc)
+
+
+def _stored(prom: Prom, run_id: str) -> dict[tuple, float]:
+    out = {}
+    for r in prom.query(f'{{run_id="{run_id}"}}'):
+        labels = dict(r["metric"])
+        name = labels.pop("__name__")
+        out[(name, tuple(sorted(labels.items())))] = float(r["value"][1])
+    return out
+
+
+def test_pushed_series_equal_scraped_and_end_with_the_run(store, tmp_path):
+    name, prom, write_url = store
+    gate = tmp_path / "gate"
+    port = free_port()
+    p = subprocess.Popen(runwatch_cmd("run", "--listen", f"127.0.0.1:{port}", "--grace", "1", "--run-id", "st-1",
+                                      "--pack", "waa", "--pack", "python", "--data-dir", str(tmp_path / "data"),
+                                      "--remote-write", write_url, "--remote-write-interval", "0.5",
+                                      "--external-label", "cluster=ci-7",
+                                      "--", sys.executable, "-c", JOB, str(gate)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = {"job": "runwatch", "instance": socket.gethostname(), "cluster": "ci-7"}
+    try:
+        wait_for(lambda: _stored(prom, "st-1").get(
+            ("runwatch_tasks_started_total", tuple(sorted(dict(base, run_id="st-1").items())))) == 2,
+            60, 0.5, what=f"the running job's series in {name}")
+        scraped = run_series(parse_metrics(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text), "st-1")
+        assert p.poll() is None, "the job must still be running"
+
+        diff = {}
+        # VictoriaMetrics keeps 12 significant decimal digits of a float (its documented
+        # lossy compression); Prometheus keeps the float exactly.
+        same = (lambda a, b: math.isclose(a, b, rel_tol=1e-11)) if name == "victoria-metrics" else float.__eq__
+
+        def equal():
+            stored = _stored(prom, "st-1")
+            want = {(n, tuple(sorted((k, v) for k, v in dict(dict(labels), **base).items() if v))): v
+                    for (n, labels), v in scraped.items()}     # an empty label value is no label, scraped or pushed
+            diff.update(missing=set(want) - set(stored), extra=set(stored) - set(want),
+                        wrong={k: (v, stored[k]) for k, v in want.items()
+                               if k in stored and k[0] not in MOVING and not same(stored[k], v)})
+            return not any(diff.values())
+        try:
+            wait_for(equal, 30, 0.5, what=f"{name} to hold exactly the scraped series and values")
+        except AssertionError:
+            raise AssertionError(f"{name} differs from /metrics: {diff}") from None
+    finally:
+        gate.touch()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err.decode()
+    # runwatch has exited: the stale markers end every series at once (lookback is 5 minutes)
+    wait_for(lambda: _stored(prom, "st-1") == {}, 60, 0.5, what=f"{name} to stop returning the ended run")
+    # the data is still there for a range query: the run did happen
+    assert prom.query('max_over_time(runwatch_tasks_failed_total{run_id="st-1"}[10m])')[0]["value"][1] == "1"
