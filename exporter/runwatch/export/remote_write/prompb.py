@@ -64,6 +64,24 @@ def encode_series(labels_part: bytes, samples_part: bytes) -> bytes:
     return _field(1, labels_part + samples_part)
 
 
+def sample_tail(timestamp_ms: int) -> bytes:
+    """What follows the 8 value bytes of every sample at this timestamp."""
+    return b"\x10" + _varint(timestamp_ms)
+
+
+def series_head(labels_part: bytes, tail_len: int) -> bytes:
+    """A one-sample series up to its 8 value bytes: `head + pack('<d', v) + tail` is
+    encode_series(labels_part, encode_sample(v, ts)) for any ts whose tail has tail_len
+    bytes. Computed once per series; a write then costs a concatenation per sample."""
+    sample_len = 1 + 8 + tail_len
+    inner = len(labels_part) + 1 + len(_varint(sample_len)) + sample_len
+    return b"\x0a" + _varint(inner) + labels_part + b"\x12" + _varint(sample_len) + b"\x09"
+
+
+def pack_double(value: float) -> bytes:
+    return _DOUBLE.pack(value)
+
+
 def encode_metadata(family: str, mtype: str, help_text: str, unit: str = "") -> bytes:
     body = b"\x08" + _varint(METRIC_TYPES.get(mtype, 0))
     name = family.encode("utf-8")

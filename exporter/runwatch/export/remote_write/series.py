@@ -5,7 +5,8 @@ once per push interval. Every sample becomes one series: the sample's name as
 `__name__`, its labels, and the base labels (job, instance, external labels)
 under them: a label the sample carries wins, as with Prometheus' external_labels.
 Labels with an empty value are left out, as the remote-write spec asks (and as
-a scrape stores them: `url=""` is no `url` label).
+a scrape stores them: `url=""` is no `url` label). A series' bytes up to its
+value are encoded once and reused while it lives.
 A series that was in the previous write and is not in this one (its run's grace
 period ended and the registry forgot it) gets the stale marker at this write's
 timestamp; `close()` ends every series the same way when runwatch exits.
@@ -18,7 +19,8 @@ from __future__ import annotations
 import time
 
 from ..exposition import text_family
-from .prompb import encode_labels, encode_metadata, encode_sample, encode_series
+from .prompb import (encode_labels, encode_metadata, encode_sample, encode_series, pack_double, sample_tail,
+                     series_head)
 
 METADATA_EVERY = 60.0         # seconds between repeats of metadata (type, help), as Prometheus does
 
@@ -27,7 +29,7 @@ class SeriesWriter:
     def __init__(self, base_labels: dict[str, str], metadata_every: float = METADATA_EVERY):
         self.base = dict(base_labels)
         self.metadata_every = metadata_every
-        self.live: dict[tuple, bytes] = {}      # series key -> its encoded labels, as last written
+        self.live: dict[tuple, tuple] = {}      # series key -> its encoded labels (and head), as last written
         self.last_ms = 0
         self.meta_sent_at = None                # monotonic time of the last metadata
         self.meta_names: frozenset = frozenset()
@@ -43,12 +45,16 @@ class SeriesWriter:
         markers of series that ended; with final=True every series also ends, 1 ms
         after its last value. Returns (body, number of samples in it)."""
         ts = self._timestamp(now)
+        tail = sample_tail(ts)
+        tlen = len(tail)
         parts: list[bytes] = []
+        append = parts.append
         metas: list[bytes] = []
         names = set()
-        live: dict[tuple, bytes] = {}
+        live: dict[tuple, tuple] = {}     # key -> (encoded labels, one-sample head, tail length it is for)
         old = self.live
         base = self.base
+        pack = pack_double
         n = 0
         for fam in families:
             fname, mtype = text_family(fam)
@@ -56,23 +62,26 @@ class SeriesWriter:
             metas.append(encode_metadata(fname, mtype, fam.documentation, fam.unit or ""))
             for s in fam.samples:
                 key = (s.name, tuple(sorted(s.labels.items())))
-                lab = old.get(key) or live.get(key)
-                if lab is None:
-                    labels = dict(base)
-                    labels.update(s.labels)
-                    labels["__name__"] = s.name
-                    labels = {k: v for k, v in labels.items() if v}     # empty means absent (the spec)
-                    lab = encode_labels(labels)
-                live[key] = lab
-                samples = encode_sample(s.value, ts)
+                ent = old.get(key) or live.get(key)
+                if ent is None or ent[2] != tlen:
+                    if ent is None:
+                        labels = dict(base)
+                        labels.update(s.labels)
+                        labels["__name__"] = s.name
+                        lab = encode_labels({k: v for k, v in labels.items() if v})   # empty means absent
+                    else:
+                        lab = ent[0]
+                    ent = (lab, series_head(lab, tlen), tlen)
+                live[key] = ent
                 n += 1
                 if final:
-                    samples += encode_sample(0.0, ts + 1, stale=True)
+                    append(encode_series(ent[0], encode_sample(s.value, ts) + encode_sample(0.0, ts + 1, stale=True)))
                     n += 1
-                parts.append(encode_series(lab, samples))
-        for key, lab in old.items():
+                else:
+                    append(ent[1] + pack(s.value) + tail)
+        for key, ent in old.items():
             if key not in live:
-                parts.append(encode_series(lab, encode_sample(0.0, ts, stale=True)))
+                parts.append(encode_series(ent[0], encode_sample(0.0, ts, stale=True)))
                 n += 1
         if final:
             self.last_ms = ts + 1
