@@ -55,7 +55,7 @@ def test_series_headers_metadata_and_stale_markers(tmp_path, receiver):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err.decode()
 
-    host = socket.gethostname()
+    host = f"{socket.gethostname()}:{url.split(':')[2].split('/')[0]}"     # HOST:PORT, as a scrape would say
     pushed = {}
     for labels, samples in receiver.samples.items():
         d = dict(labels)

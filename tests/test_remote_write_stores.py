@@ -79,7 +79,7 @@ def test_pushed_series_equal_scraped_and_end_with_the_run(store, tmp_path):
                                       "--external-label", "cluster=ci-7",
                                       "--", sys.executable, "-c", JOB, str(gate)),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    base = {"job": "runwatch", "instance": socket.gethostname(), "cluster": "ci-7"}
+    base = {"job": "runwatch", "instance": f"{socket.gethostname()}:{port}", "cluster": "ci-7"}
     try:
         wait_for(lambda: _stored(prom, "st-1").get(
             ("runwatch_tasks_started_total", tuple(sorted(dict(base, run_id="st-1").items())))) == 2,

@@ -79,7 +79,7 @@ def cmd_run(args, ap) -> int:
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
     if pusher:
-        pusher.start(server.collector.collect)
+        pusher.start(server.collector.collect, server.httpd.server_address[1])
         say(f"pushing metrics every {pusher.cfg.interval:g} s to {', '.join(pusher.urls)}")
     say(f"watching {run_id!r} with packs {', '.join(p.name for p in packs)}; "
         f"status page at {server.url}, metrics at {server.url}metrics")

@@ -140,7 +140,7 @@ def cmd_serve(args, ap) -> int:
     server = Server(registry, listen, events=events, token=token, shipper=shipper, redactor=redactor,
                     extra_collect=[pusher.collect] if pusher else None).start()
     if pusher:
-        pusher.start(server.collector.collect)
+        pusher.start(server.collector.collect, server.httpd.server_address[1])
         log.info("pushing metrics every %g s to %s", pusher.cfg.interval, ", ".join(pusher.urls))
     for t in threads:
         t.start()

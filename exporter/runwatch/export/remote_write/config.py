@@ -35,7 +35,7 @@ class RemoteWriteConfig:
     interval: float = DEFAULT_INTERVAL
     external_labels: dict[str, str] = field(default_factory=dict)
     job: str = "runwatch"
-    instance: str | None = None        # None: the host name
+    instance: str | None = None        # None: HOST:PORT of the /metrics listener, as a scrape would say
     queue_max_bytes: int = DEFAULT_QUEUE_BYTES
     spool_dir: str | None = None       # None: <data dir>/remote-write-spool
     spool_max_bytes: int = DEFAULT_SPOOL_BYTES

@@ -326,9 +326,7 @@ class Pusher:
     def __init__(self, cfg: RemoteWriteConfig, spool_base: str | None):
         self.cfg = cfg
         self.compress = snappy_compressor()
-        base = {"job": cfg.job, "instance": cfg.instance or socket.gethostname()}
-        base.update(cfg.external_labels)
-        self.writer = SeriesWriter(base)
+        self.writer = None
         self.endpoints = []
         for ep in cfg.endpoints:
             d = None
@@ -346,7 +344,14 @@ class Pusher:
     def urls(self) -> list[str]:
         return [e.url for e in self.endpoints]
 
-    def start(self, collect) -> "Pusher":
+    def start(self, collect, port: int | None = None) -> "Pusher":
+        """collect: the /metrics collector's collect(). port: that of the /metrics
+        listener: the default instance is HOST:PORT, what a scrape of it would say,
+        so two runwatch processes on one machine push distinct series."""
+        instance = self.cfg.instance or (socket.gethostname() + (f":{port}" if port else ""))
+        base = {"job": self.cfg.job, "instance": instance}
+        base.update(self.cfg.external_labels)
+        self.writer = SeriesWriter(base)
         self.collect_fn = collect
         for e in self.endpoints:
             if e.spooling:
