@@ -241,3 +241,11 @@ def test_without_cramjam_the_error_says_what_to_install(tmp_path):
             " '--', 'true']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "pip install 'runwatch[push]'" in r.stderr, r.stderr
+
+
+def test_compose_prometheus_accepts_remote_write():
+    """The stack's Prometheus takes pushes too (docs/remote-write.md)."""
+    from stack_helpers import REPO
+    import yaml
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert "--web.enable-remote-write-receiver" in compose["services"]["prometheus"]["command"]
