@@ -11,6 +11,7 @@ shows: VictoriaMetrics rounds values to 12 significant digits.
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -112,3 +113,38 @@ def test_pushed_series_equal_scraped_and_end_with_the_run(store, tmp_path):
     wait_for(lambda: _stored(prom, "st-1") == {}, 60, 0.5, what=f"{name} to stop returning the ended run")
     # the data is still there for a range query: the run did happen
     assert prom.query('max_over_time(runwatch_tasks_failed_total{run_id="st-1"}[10m])')[0]["value"][1] == "1"
+
+
+def test_serve_ends_a_runs_series_when_its_grace_period_ends(store, tmp_path):
+    """runwatch keeps running; one run finishes, its grace period passes, the registry
+    forgets it: its series end in the store (stale markers) while the other run's stay."""
+    name, prom, write_url = store
+    token = "t0ken-for-the-test"
+    for rid in ("keeps", "ends"):
+        (tmp_path / f"{rid}.log").write_text("Task 1/4: a\n")
+    cfg = tmp_path / "runwatch.yaml"
+    cfg.write_text(f"""\
+data_dir: data
+grace_seconds: 1
+remote_write:
+  interval_seconds: 0.5
+  endpoints: [{{url: "{write_url}"}}]
+runs:
+  - {{id: keeps, file: keeps.log, packs: [waa]}}
+  - {{id: ends, file: ends.log, packs: [waa]}}
+""")
+    port = free_port()
+    p = subprocess.Popen(runwatch_cmd("serve", "-c", str(cfg), "--listen", f"127.0.0.1:{port}", "--events"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, RUNWATCH_TOKEN=token))
+    try:
+        wait_for(lambda: _stored(prom, "ends") and _stored(prom, "keeps"), 60, 0.5, what=f"both runs in {name}")
+        r = requests.post(f"http://127.0.0.1:{port}/api/runs/ends/events", timeout=5,
+                          headers={"Authorization": f"Bearer {token}"},
+                          json={"type": "status", "state": "succeeded", "reason": "done"})
+        assert r.status_code < 300, r.text
+        wait_for(lambda: _stored(prom, "ends") == {}, 60, 0.5, what=f"the ended run gone from {name}")
+        assert _stored(prom, "keeps"), "the other run's series must stay"
+        assert p.poll() is None
+    finally:
+        p.terminate()
+        p.communicate(timeout=30)
