@@ -249,3 +249,64 @@ def test_compose_prometheus_accepts_remote_write():
     import yaml
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert "--web.enable-remote-write-receiver" in compose["services"]["prometheus"]["command"]
+
+
+def test_spool_order_bound_slots_and_a_corrupt_file(tmp_path):
+    from runwatch.export.remote_write.spool import Spool, SpoolCorrupt
+
+    s = Spool(str(tmp_path), max_bytes=100)
+    assert s.append(b"b" * 20, 2) and s.append(b"c" * 20, 3)
+    assert s.put_front([(b"a" * 20, 1), (b"x" * 40, 9)]) == (1, 9)        # the second would pass the bound
+    assert not s.append(b"d" * 40, 4) and s.bytes <= 100
+    other = Spool(str(tmp_path), max_bytes=100)          # a second process on the same data directory
+    assert other.dir != s.dir and len(other) == 0
+    other.close()
+    got = []
+    while (item := s.oldest()) is not None:
+        seq, body, n = item
+        got.append((body[:1], n))
+        s.remove(seq)
+    assert got == [(b"a", 1), (b"b", 2), (b"c", 3)] and s.bytes == 0
+    s.append(b"e" * 10, 5)
+    s.close()
+    with open(s.path(s.seqs[0]), "r+b") as f:
+        f.truncate(15)                                    # a crash mid-write of an older version, say
+    again = Spool(str(tmp_path), max_bytes=100)            # the restart takes the same slot and sees it
+    assert again.dir == s.dir and len(again) == 1
+    with pytest.raises(SpoolCorrupt) as e:
+        again.oldest()
+    assert e.value.args[1:] == ("truncated", 5)
+    again.close()
+
+
+def test_full_memory_queue_spills_to_the_spool_in_order(tmp_path, receiver):
+    from prometheus_client.core import GaugeMetricFamily
+
+    from runwatch.export.remote_write.config import EndpointConfig, RemoteWriteConfig
+    from runwatch.export.remote_write.sender import Endpoint, snappy_compressor
+
+    receiver.go_away()
+    cfg = RemoteWriteConfig(endpoints=[EndpointConfig(url=receiver.url)], queue_max_bytes=1024,
+                            min_backoff=0.05, max_backoff=0.2)
+    ep = Endpoint(cfg.endpoints[0], cfg, str(tmp_path / "spool"))
+    ep.thread.start()
+    w, compress = SeriesWriter({"job": "runwatch", "instance": "h"}), snappy_compressor()
+    try:
+        for i in range(12):
+            g = GaugeMetricFamily("runwatch_runs", "Runs.", value=i)
+            pad = GaugeMetricFamily("runwatch_run_metric", "pad", labels=["run_id", "name"])
+            for k in range(30):                               # ~0.4 KiB per request: the queue holds two
+                pad.add_metric(["r", f"m{k}"], float(k))
+            body, n = w.write([g, pad], now=1000.0 + i)
+            ep.enqueue(compress(body), n)
+        assert ep.spooling and ep.spool.bytes > 0 and ep.q_samples <= 2 * 31
+        receiver.come_back()
+        wait_for(lambda: ep.sent == 12 * 31, 30, what="every request delivered")
+    finally:
+        ep.stop(time.monotonic() + 1)
+        ep.join()
+        ep.release()
+    assert not receiver.rejected
+    (samples,) = receiver.series("runwatch_runs").values()
+    assert samples == [(1000000 + 1000 * i, float(i)) for i in range(12)]
+    assert not any(ep.dropped.values()) and ep.failed > 0

@@ -44,7 +44,8 @@ def _field(tag: int, payload: bytes) -> bytes:
 
 
 def encode_label(name: str, value: str) -> bytes:
-    n, v = name.encode("utf-8"), value.encode("utf-8")
+    # "replace": a lone surrogate (JSON allows them in events) must not fail every later push
+    n, v = name.encode("utf-8", "replace"), value.encode("utf-8", "replace")
     return _field(1, b"\x0a" + _varint(len(n)) + n + b"\x12" + _varint(len(v)) + v)
 
 

@@ -140,10 +140,10 @@ class Endpoint:
             try:
                 seq, body, samples = self.spool.oldest()
             except SpoolCorrupt as e:
-                seq, why = e.args
+                seq, why, samples = e.args
                 log.warning("remote-write: dropping unreadable spool file %s (%s)", self.spool.path(seq), why)
                 self.spool.remove(seq)
-                self.dropped["spool_corrupt"] += 1
+                self.dropped["spool_corrupt"] += samples
                 return self._next()
             return ("spool", seq, body, samples)
         self.spooling = False

@@ -79,10 +79,11 @@ class Spool:
     def put_front(self, records) -> tuple[int, int]:
         """Put requests (oldest first) back before everything spooled; returns
         (samples written, samples that did not fit)."""
-        fitting, dropped = [], 0
+        fitting, dropped, size = [], 0, self.bytes
         for body, samples in records:
-            if self.bytes + sum(_HEAD.size + len(b) for b, _ in fitting) + _HEAD.size + len(body) <= self.max_bytes:
+            if size + _HEAD.size + len(body) <= self.max_bytes:
                 fitting.append((body, samples))
+                size += _HEAD.size + len(body)
             else:
                 dropped += samples
         first = self.seqs[0] if self.seqs else FIRST_SEQ
@@ -93,8 +94,8 @@ class Spool:
         return sum(s for _, s in fitting), dropped
 
     def oldest(self) -> tuple[int, bytes, int] | None:
-        """(seq, body, samples) of the oldest request; SpoolCorrupt (with the seq in
-        args[0]) when its file is unreadable."""
+        """(seq, body, samples) of the oldest request; SpoolCorrupt(seq, why, samples
+        it held if its header says) when its file is unreadable."""
         if not self.seqs:
             return None
         seq = self.seqs[0]
@@ -104,10 +105,12 @@ class Spool:
         except OSError as e:
             raise SpoolCorrupt(seq, str(e)) from None
         if len(data) < _HEAD.size:
-            raise SpoolCorrupt(seq, "short file")
+            raise SpoolCorrupt(seq, "short file", 0)
         magic, samples, blen = _HEAD.unpack_from(data)
-        if magic != _MAGIC or len(data) != _HEAD.size + blen:
-            raise SpoolCorrupt(seq, "bad header or length")
+        if magic != _MAGIC:
+            raise SpoolCorrupt(seq, "bad header", 0)
+        if len(data) != _HEAD.size + blen:
+            raise SpoolCorrupt(seq, "truncated", samples)
         return seq, data[_HEAD.size:], samples
 
     def remove(self, seq: int) -> None:
