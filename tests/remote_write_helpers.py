@@ -38,3 +38,23 @@ def parse_metrics(text: str) -> dict[tuple, float]:
 
 def run_series(metrics: dict[tuple, float], run_id: str) -> dict[tuple, float]:
     return {k: v for k, v in metrics.items() if ("run_id", run_id) in k[1]}
+
+
+def wait_writes_while_down(metrics_url: str, writes: int, timeout: float = 60.0) -> None:
+    """Wait until runwatch has made `writes` more writes while its receiver is down: each one
+    grows what waits (memory queue samples + spool bytes); nothing leaves while it is down."""
+    import time
+
+    import requests
+
+    def waiting() -> float:
+        m = parse_metrics(requests.get(metrics_url, timeout=2).text)
+        return sum(v for (n, _), v in m.items()
+                   if n in ("runwatch_remote_write_queue_samples", "runwatch_remote_write_spool_bytes"))
+    seen = {waiting()}
+    deadline = time.monotonic() + timeout
+    while len(seen) <= writes:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"runwatch made {len(seen) - 1} of {writes} writes in {timeout}s")
+        time.sleep(0.05)
+        seen.add(waiting())

@@ -15,12 +15,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
 from conftest import free_port, runwatch_cmd, wait_for
-from remote_write_helpers import JOB, MOVING, parse_metrics, run_series
+from remote_write_helpers import JOB, MOVING, parse_metrics, run_series, wait_writes_while_down
 from stack_helpers import Prom, binary, start, stop, wait_http
 
 
@@ -148,3 +149,79 @@ runs:
     finally:
         p.terminate()
         p.communicate(timeout=30)
+
+
+def test_prometheus_outage_with_a_runwatch_restart_loses_nothing(tmp_path):
+    """Prometheus is stopped mid-run and started again on the same data; `runwatch serve`
+    is restarted while it is down. Afterwards Prometheus holds a sample for every write
+    of both processes, the outage included, and refused none as out of order (a 400
+    would show in the pushed runwatch_remote_write_samples_dropped_total)."""
+    if binary("prometheus") is None:
+        pytest.skip("prometheus not installed (apt-get install prometheus)")
+    port = free_port()
+    cfgp = tmp_path / "prometheus.yml"
+    cfgp.write_text("global: {}\n")
+    argv = [binary("prometheus"), f"--config.file={cfgp}", f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver", "--log.level=warn"]
+    base = f"http://127.0.0.1:{port}"
+    prom = Prom(base)
+    (tmp_path / "job.log").write_text("Task 1/100: t1\n")
+    cfg = tmp_path / "runwatch.yaml"
+    cfg.write_text(f"""\
+data_dir: data
+remote_write:
+  interval_seconds: 0.5
+  flush_timeout_seconds: 1
+  min_backoff_seconds: 0.1
+  max_backoff_seconds: 0.5
+  endpoints: [{{url: "{base}/api/v1/write"}}]
+runs:
+  - {{id: job-1, file: job.log, packs: [waa]}}
+""")
+    rw_port = free_port()
+
+    def serve():
+        return subprocess.Popen(runwatch_cmd("serve", "-c", str(cfg), "--listen", f"127.0.0.1:{rw_port}"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    p = start(argv, tmp_path / "prometheus.log")
+    a = b = None
+    try:
+        wait_http(f"{base}/-/ready", 60, p)
+        a = serve()
+        wait_for(lambda: prom.query('runwatch_tasks_started_total{run_id="job-1"}'), 60, 0.5, what="first push")
+        stop(p)
+        down_at = time.time()
+        wait_writes_while_down(f"http://127.0.0.1:{rw_port}/metrics", 3)
+        a.terminate()
+        _, err_a = a.communicate(timeout=30)
+        a_stopped = time.time()
+        assert b"spooled" in err_a, err_a.decode()[-2000:]
+        b = serve()
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{rw_port}/healthz", timeout=1).ok, 30, what="serve again")
+        b_started = time.time()
+        wait_writes_while_down(f"http://127.0.0.1:{rw_port}/metrics", 3)
+        up_at = time.time()
+        p = start(argv, tmp_path / "prometheus-2.log")
+        wait_http(f"{base}/-/ready", 60, p)
+
+        def ts_of_writes():
+            r = prom.query('runwatch_runs[10m]')
+            return [float(t) for t, _ in r[0]["values"]] if r else []
+        wait_for(lambda: [t for t in ts_of_writes() if t > up_at], 60, 0.5, what="the writes after the outage")
+        ts = ts_of_writes()
+        dropped = prom.query("max_over_time(runwatch_remote_write_samples_dropped_total[10m]) > 0")
+        b.terminate()
+        _, err_b = b.communicate(timeout=30)
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        stop(p)
+    assert not dropped, dropped
+    assert ts == sorted(ts)
+    for lo, hi in ((down_at, a_stopped), (b_started, up_at)):     # the writes made while it was down
+        window = [t for t in ts if lo < t < hi]
+        assert len(window) >= 3, (lo, hi, ts[-30:], err_a.decode()[-2000:], err_b.decode()[-2000:])
+        assert max(y - x for x, y in zip(window, window[1:])) < 3.0, window
