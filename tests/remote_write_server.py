@@ -115,7 +115,9 @@ def decode_write_request(body: bytes):
 
 
 class RemoteWriteServer:
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, tls: tuple[str, str] | None = None):
+        """tls: (certificate file, key file) to answer https instead of http."""
+        self.tls = tls
         self.lock = threading.Lock()
         self.samples: dict[tuple, list[tuple[int, float]]] = {}
         self.stale: dict[tuple, list[int]] = {}
@@ -135,7 +137,7 @@ class RemoteWriteServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/api/v1/write"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._port}/api/v1/write"
 
     def respond(self, mode, retry_after: str | None = None, count: int | None = None) -> None:
         with self.lock:
@@ -261,6 +263,11 @@ class RemoteWriteServer:
         ThreadingHTTPServer.allow_reuse_address = True
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self.httpd.daemon_threads = True
+        if self.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self._port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

@@ -309,3 +309,28 @@ def test_full_memory_queue_spills_to_the_spool_in_order(tmp_path, receiver):
     (samples,) = receiver.series("runwatch_runs").values()
     assert samples == [(1000000 + 1000 * i, float(i)) for i in range(12)]
     assert not any(ep.dropped.values()) and ep.failed > 0
+
+
+def test_https_receiver_verified_with_the_given_ca_and_refused_without(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    srv = RemoteWriteServer(tls=(str(cert), str(key)))
+    try:
+        # without the CA the certificate is not trusted: nothing accepted, pushes fail and are retried
+        p, gate, url = _start_run(tmp_path, srv, run_id="tls-0")
+        wait_for(lambda: (sample(requests.get(url, timeout=2).text, "runwatch_push_up", url=srv.url) == 0), 30,
+                 what="push_up 0 against an untrusted certificate")
+        assert srv.accepted == 0
+        gate.touch()
+        p.communicate(timeout=60)
+        gate.unlink()
+        # with it: accepted (and the spool of the first process goes first)
+        p, gate, url = _start_run(tmp_path, srv, "--remote-write-ca-file", str(cert), run_id="tls-1")
+        wait_for(lambda: srv.latest("runwatch_tasks_started_total", run_id="tls-1") == 2, 30, what="pushes over https")
+        gate.touch()
+        p.communicate(timeout=60)
+        assert srv.series("runwatch_tasks_started_total", run_id="tls-0") and not srv.rejected
+    finally:
+        srv.stop()
