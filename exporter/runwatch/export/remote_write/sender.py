@@ -41,6 +41,7 @@ from .spool import Spool, SpoolCorrupt
 
 log = logging.getLogger("runwatch.remote_write")
 
+MAX_ANSWER = 64 << 10
 DROP_REASONS = ("bad_request", "unauthorized", "spool_full", "shutdown", "spool_corrupt")
 HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
            "X-Prometheus-Remote-Write-Version": "0.1.0", "User-Agent": "runwatch"}
@@ -150,6 +151,8 @@ class Endpoint:
         return None
 
     def _done(self, item) -> None:
+        if self.closed:                 # close() gave up waiting and spooled it: it is sent again, identical
+            return
         where, seq, body, samples = item
         if where == "q":
             self.q.popleft()
@@ -242,9 +245,9 @@ class Endpoint:
                 conn.sock.settimeout(timeout)
             conn.request("POST", self.path, body, self.headers)
             resp = conn.getresponse()
-            data = resp.read()
+            data = resp.read(MAX_ANSWER)        # a receiver's error text; never all of a huge body
             status, headers = resp.status, resp.headers
-            if resp.will_close:
+            if resp.will_close or not resp.isclosed():
                 self._drop_conn()
             text = data[:1000].decode("utf-8", "replace")
             key = str(status)
