@@ -334,3 +334,24 @@ def test_https_receiver_verified_with_the_given_ca_and_refused_without(tmp_path)
         assert srv.series("runwatch_tasks_started_total", run_id="tls-0") and not srv.rejected
     finally:
         srv.stop()
+
+
+def test_each_receiver_has_its_own_queue(tmp_path, receiver):
+    """Two --remote-write URLs: one answers 503 throughout, the other still gets every push."""
+    broken = RemoteWriteServer()
+    broken.respond(503)
+    try:
+        p, gate, url = _start_run(tmp_path, receiver, "--remote-write", broken.url)
+        wait_for(lambda: receiver.latest("runwatch_tasks_started_total", run_id="rw-1") == 2, 30,
+                 what="pushes to the working receiver")
+        text = wait_for(lambda: (t := requests.get(url, timeout=2).text)
+                        and (sample(t, "runwatch_remote_write_requests_total", url=broken.url, code="503") or 0) >= 2
+                        and t, 30, what="the broken receiver retried")
+        assert sample(text, "runwatch_push_up", url=broken.url) == 0
+        assert sample(text, "runwatch_push_up", url=receiver.url) == 1
+        assert sample(text, "runwatch_remote_write_samples_sent_total", url=broken.url) == 0
+        gate.touch()
+        p.communicate(timeout=60)
+        assert broken.accepted == 0 and len(broken.requests) >= 2
+    finally:
+        broken.stop()
