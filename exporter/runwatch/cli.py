@@ -125,6 +125,29 @@ def _common_loki(p, redact: bool = True):
     data_dir_option(p)
 
 
+def _common_remote_write(p):
+    """Pushing every series by Prometheus remote-write (docs/remote-write.md)."""
+    _opt(p, "--remote-write", action="append", default=None, metavar="URL",
+         help="push every series to this remote-write receiver (e.g. http://prometheus:9090/api/v1/write); "
+              "repeatable; needs runwatch[push]")
+    _opt(p, "--remote-write-interval", type=_seconds, default=None, metavar="SECONDS",
+         help="how often to push (default 15); once more at exit, when every series ends with a stale marker")
+    _opt(p, "--external-label", action="append", default=None, metavar="NAME=VALUE",
+         help="label added to every pushed series (default job=runwatch, instance=host name); repeatable")
+    _opt(p, "--remote-write-tenant", default=None, metavar="ID", help="X-Scope-OrgID tenant header (Mimir, Cortex)")
+    _opt(p, "--remote-write-auth", default=None, metavar="AUTH",
+         help="remote-write credentials: USER:PASSWORD (basic), 'Bearer TOKEN', or @FILE holding one of those "
+              "(prefer @FILE or the env twin: a flag shows in ps)")
+    _opt(p, "--remote-write-ca-file", default=None, metavar="FILE", help="CA bundle to verify an https receiver")
+    _opt(p, "--remote-write-cert-file", default=None, metavar="FILE", help="TLS client certificate (with --remote-write-key-file)")
+    _opt(p, "--remote-write-key-file", default=None, metavar="FILE", help="TLS client key")
+    _opt(p, "--remote-write-spool-max-bytes", type=_size, default=None, metavar="SIZE",
+         help="bound of the disk spool used while a receiver is slow or down (default 1GiB)")
+    _opt(p, "--remote-write-flush-timeout", type=_seconds, default=None, metavar="SECONDS",
+         help="at exit, push pending samples for at most this long, then spool the rest (default 5)")
+    data_dir_option(p)
+
+
 def _common_api(p, open_flag: bool = True):
     _opt(p, "--events", action="store_true", default=False,
          help="accept events over HTTP: POST /api/events (docs/events.md); needs the API token")
@@ -165,6 +188,7 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
          help="when the run is canceled (runwatch cancel): SIGKILL this long after SIGTERM")
     _common_api(p)
     _common_loki(p)
+    _common_remote_write(p)
     _common_lines(p)
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to run")
 
@@ -185,6 +209,7 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     data_dir_option(p)
     _common_api(p, open_flag=False)
     _common_loki(p, redact=False)
+    _common_remote_write(p)
 
     p = sub.add_parser("scan", formatter_class=_Formatter, help="print the metrics a log yields, then exit",
                        description="Read log files once and print the metrics they yield in the Prometheus "

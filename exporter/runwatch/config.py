@@ -16,7 +16,7 @@ from .settings import DEFAULT_LISTEN, DEFAULT_MAX_LINE, parse_listen
 from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, number
 
 TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "file_watch", "data_dir",
-            "checkpoint_seconds", "loki", "redact", "runs")
+            "checkpoint_seconds", "loki", "redact", "remote_write", "runs")
 FILE_WATCH = ("inotify", "poll")
 RUN_KEYS = ("id", "file", "from", "packs", "rules", "kind", "url", "labels", "cost_per_hour", "budget_usd",
             "azureml_job", "azure_vm", "wandb")
@@ -47,6 +47,7 @@ class Config:
     runs: list[RunConfig] = field(default_factory=list)
     loki: object = None                  # loki.LokiConfig from the `loki:` mapping (docs/loki.md)
     redact: list[str] = field(default_factory=list)   # extra redaction regexes
+    remote_write: object = None          # remote_write.RemoteWriteConfig (docs/remote-write.md)
 
 
 def _listen(value, m: Map, key) -> tuple[str, int]:
@@ -82,6 +83,9 @@ def load_config(path: str) -> Config:
     if "redact" in data:
         from .export.loki import redact_from_config
         cfg.redact = redact_from_config(data["redact"], data)
+    if "remote_write" in data:
+        from .export.remote_write import config_from_mapping as remote_write_config
+        cfg.remote_write = remote_write_config(data["remote_write"], os.path.dirname(os.path.abspath(path)))
     runs = data.get("runs")
     if not isinstance(runs, Seq) or not runs:
         raise ConfigError(path, data.line_of("runs"), "'runs:' must be a non-empty list of runs")

@@ -18,6 +18,7 @@ DEFAULT_MAX_LINE = 64 * 1024          # bytes; longer lines are cut and counted
 STATE_DB = "state.db"                 # runs' state across restarts (serve)
 HISTORY_DB = "history.db"             # durations of finished runs, for ETAs from the start
 LOKI_SPOOL = "loki-spool"             # lines waiting while Loki is slow or down
+REMOTE_WRITE_SPOOL = "remote-write-spool"   # samples waiting while a remote-write receiver is down
 PRICE_CACHE = "azure_vm_prices_cache.json"
 
 

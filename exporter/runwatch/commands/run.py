@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from ..export import loki
+from ..export import loki, remote_write
 from ..events import Event
 from ..parse.packs import Matcher, builtin_names, load_packs
 from ..model.runs import RUN_ID_RE, Ingest, Registry, RunSpec
@@ -69,19 +69,25 @@ def cmd_run(args, ap) -> int:
     try:
         redactor = loki.redactor_from(args.redact)
         shipper = loki.from_args(args)          # None without --loki-url
+        pusher = remote_write.pusher_from(remote_write.from_args(args), args.data_dir)   # None without --remote-write
     except ValueError as e:
         ap.error(f"run: {e}")
     token = api_token(args.token, needed=not args.stdin or args.events, say=say)
-    server = Server(registry, args.listen, events=args.events, token=token,
-                    shipper=shipper, redactor=redactor).start()
+    server = Server(registry, args.listen, events=args.events, token=token, shipper=shipper, redactor=redactor,
+                    health=[pusher.collect] if pusher else ()).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
+    if pusher:
+        pusher.start(server.collector.collect, server.httpd.server_address[1])
+        say(f"pushing metrics every {pusher.cfg.interval:g} s to {', '.join(pusher.urls)}")
     say(f"watching {run_id!r} with packs {', '.join(p.name for p in packs)}; "
         f"status page at {server.url}, metrics at {server.url}metrics")
     if args.open:
         open_page(server.url, say)
 
     def shutdown() -> None:
+        if pusher:
+            pusher.close()           # the last push ends every series (stale markers); spools what is left
         if shipper:
             shipper.close()          # pushes what is pending for ≤ 5 s, spools the rest
         server.stop()

@@ -49,6 +49,8 @@ def cmd_serve(args, ap) -> int:
         if lbase is not None and not lbase.spool_dir:
             lbase.spool_dir = spool_dir_for(ddir)
         shipper = from_args(args, lbase)         # None without a Loki URL
+        from ..export import remote_write
+        pusher = remote_write.pusher_from(remote_write.from_args(args, cfg.remote_write), ddir)
     except ValueError as e:
         ap.error(f"serve: {e}")
     if shipper:
@@ -87,8 +89,11 @@ def cmd_serve(args, ap) -> int:
         return 2
     from ..web.server import api_token
     token = api_token(args.token, needed=args.events, say=log.info)
-    server = Server(registry, listen, events=args.events, token=token,
-                    shipper=shipper, redactor=redactor).start()
+    server = Server(registry, listen, events=args.events, token=token, shipper=shipper, redactor=redactor,
+                    health=[pusher.collect] if pusher else ()).start()
+    if pusher:
+        pusher.start(server.collector.collect, server.httpd.server_address[1])
+        log.info("pushing metrics every %g s to %s", pusher.cfg.interval, ", ".join(pusher.urls))
     for t in threads:
         t.start()
     for p in pollers:
@@ -101,6 +106,8 @@ def cmd_serve(args, ap) -> int:
         checkpoints.checkpoint(files=False)      # runs without a file; file runs: in their reader thread
     for t in threads:
         t.join(timeout=2)
+    if pusher:
+        pusher.close()           # the last push ends every series (stale markers); spools what is left
     if shipper:
         shipper.close()          # pushes what is pending for ≤ flush_timeout, spools the rest
     server.stop()

@@ -23,6 +23,12 @@ _TEXT = {"counter": ("_total", "counter"), "info": ("_info", "gauge"), "stateset
 _SPECIAL_SUFFIXES = ("_created", "_gsum", "_gcount")
 
 
+def text_family(m) -> tuple[str, str]:
+    """The family name and type the text format announces (`# TYPE runwatch_errors_total counter`)."""
+    suffix, mtype = _TEXT.get(m.type, ("", m.type))
+    return m.name + suffix, mtype
+
+
 def _esc(v: str) -> str:
     if "\\" in v or "\n" in v or '"' in v:
         return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -62,9 +68,9 @@ def render(families, openmetrics: bool) -> bytes:
             if m.unit:
                 append(f"# UNIT {name} {m.unit}\n")
         else:
-            suffix, mtype = _TEXT.get(m.type, ("", m.type))
+            fname, mtype = text_family(m)
             doc = m.documentation.replace("\\", "\\\\").replace("\n", "\\n")
-            append(f"# HELP {name}{suffix} {doc}\n# TYPE {name}{suffix} {mtype}\n")
+            append(f"# HELP {fname} {doc}\n# TYPE {fname} {mtype}\n")
         for s in m.samples:
             labels, v = s.labels, s.value
             if v == 1:                     # most samples: stateset members, idle counters

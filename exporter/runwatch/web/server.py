@@ -69,13 +69,16 @@ class Server:
 
     def __init__(self, registry: Registry, listen: tuple[str, int], *,
                  events: bool = False, token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 rate: float = DEFAULT_RATE, burst: float | None = None, shipper=None, redactor=True):
+                 rate: float = DEFAULT_RATE, burst: float | None = None, shipper=None, redactor=True,
+                 health=()):
         """shipper: the Loki shipper, if any: its health goes on /metrics and log
         lines posted to the events API are shipped like every other line.
+        health: collect() functions of other components whose self-metrics go on
+        /metrics (the remote-write sender).
         redactor: what the command's own line path uses (runs.Ingest), so posted
         lines lose the same secrets (built-in rules plus --redact / redact:)."""
         self.registry = registry
-        extra = ([shipper.collect] if shipper else []) + [self.api_metrics]
+        extra = ([shipper.collect] if shipper else []) + list(health) + [self.api_metrics]
         self.collector = RunwatchCollector(registry, extra=extra)
         self.log_lines = api.LogLines(registry, on_block=shipper.ship if shipper else None, redactor=redactor)
         self.prom = CollectorRegistry(auto_describe=False)
