@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from . import linear_regex
 from .textsearch import KeywordSet
 
 REDACTED = b"<redacted>"
@@ -68,12 +69,14 @@ def _keep12(m: re.Match) -> bytes:
 
 
 def _keyvalue(m: re.Match) -> bytes:
-    v = m.group(3)
+    # groups: 1 what stands before the name (start of line or a byte that is not
+    # part of a name), 2 the name, 3 the separator, 4 the value
+    v = m.group(4)
     if v[:1] in (b'"', b"'"):
         if len(v) <= 2:                 # "" : nothing to hide
             return m.group(0)
-        return m.group(1) + m.group(2) + v[:1] + REDACTED + v[:1]
-    return m.group(1) + m.group(2) + REDACTED
+        return m.group(1) + m.group(2) + m.group(3) + v[:1] + REDACTED + v[:1]
+    return m.group(1) + m.group(2) + m.group(3) + REDACTED
 
 
 def _pem_inline(m: re.Match) -> bytes:
@@ -82,38 +85,45 @@ def _pem_inline(m: re.Match) -> bytes:
     return m.group(1) + REDACTED + m.group(3)
 
 
-# (pattern, replacement); applied in this order to each triggered line.
-BUILTIN: list[tuple[re.Pattern, object]] = [
+# A name starts a line or follows a byte that cannot be part of one: the
+# lookbehind (?<![\w-]) said the same, but RE2 (linear time) has no lookbehind,
+# so that byte is matched, kept as group 1 and written back.
+_NAME_START = rb"(^|[^\w-])"
+_c = linear_regex.compile
+
+# (pattern, replacement); applied in this order to each triggered line. Every
+# one runs on RE2 (tests/test_linear_time.py holds them to that).
+BUILTIN: list[tuple[object, object]] = [
     # Connection strings: AccountKey=…; SharedAccessKey=…; SharedAccessSignature=sv=…&sig=…
-    (re.compile(rb"(?i)(\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)\s*=\s*)[^;\s\"']+"), _keep1),
+    (_c(rb"(?i)(\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)\s*=\s*)[^;\s\"']+"), _keep1),
     # Azure SAS: …?sv=2021-08-06&se=…&sig=AbC%2Bx%3D
-    (re.compile(rb"(?i)(\bsig=)[^&\s\"'<>;]+"), _keep1),
+    (_c(rb"(?i)(\bsig=)[^&\s\"'<>;]+"), _keep1),
     # Authorization: Bearer x / Basic x / SharedKey acct:x / token x (headers, curl -H, dict dumps)
-    (re.compile(rb"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+    (_c(rb"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
                 rb"((?:basic|bearer|token|digest|sharedkey|sas|negotiate|ntlm|apikey)\s+)?[^\s\"',]+"),
      _keep12),
     # A bare bearer token (long enough to be one, so "bearer authentication" stays)
-    (re.compile(rb"(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]{20,}=*"), _keep1),
+    (_c(rb"(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]{20,}=*"), _keep1),
     # W&B: `wandb login <key>` (WANDB_API_KEY=… is a key=value pair below)
-    (re.compile(rb"(?i)(\bwandb\s+login\b[^\n]*?\s)[0-9A-Za-z_-]{40,}"), _keep1),
+    (_c(rb"(?i)(\bwandb\s+login\b[^\n]*?\s)[0-9A-Za-z_-]{40,}"), _keep1),
     # AWS access key ids
-    (re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    (_c(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
     # Presigned S3 / GCS URLs
-    (re.compile(rb"(?i)([?&]X-(?:Amz|Goog)-Signature=)[^&\s\"'<>]+"), _keep1),
+    (_c(rb"(?i)([?&]X-(?:Amz|Goog)-Signature=)[^&\s\"'<>]+"), _keep1),
     # Well-known key shapes: OpenAI sk-…, GitHub ghp_… / github_pat_…, JWTs (three base64url parts)
-    (re.compile(rb"\b(sk-(?:proj-)?)[A-Za-z0-9_-]{20,}"), _keep1),
-    (re.compile(rb"\b(ghp_|github_pat_)[A-Za-z0-9_]{20,}"), _keep1),
-    (re.compile(rb"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), REDACTED),
+    (_c(rb"\b(sk-(?:proj-)?)[A-Za-z0-9_-]{20,}"), _keep1),
+    (_c(rb"\b(ghp_|github_pat_)[A-Za-z0-9_]{20,}"), _keep1),
+    (_c(rb"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), REDACTED),
     # One-line private keys (JSON service-account files, escaped newlines)
-    (re.compile(rb"(-----BEGIN[A-Z0-9 ]* PRIVATE KEY-----)(.*?)(-----END[A-Z0-9 ]* PRIVATE KEY-----|$)"),
+    (_c(rb"(-----BEGIN[A-Z0-9 ]* PRIVATE KEY-----)(.*?)(-----END[A-Z0-9 ]* PRIVATE KEY-----|$)"),
      _pem_inline),
     # password=… token: … "secret": "…" X-Api-Key: … aws_secret_access_key = … --password=…
-    (re.compile(rb"(?i)(?<![\w-])([\w.-]*?" + _NAMES + rb")([\"']?\s*[:=]\s*)" + _VALUE), _keyvalue),
+    (_c(rb"(?i)" + _NAME_START + rb"([\w.-]*?" + _NAMES + rb")([\"']?\s*[:=]\s*)" + _VALUE), _keyvalue),
     # --password hunter2, -token abc (a flag, a space, a value)
-    (re.compile(rb"(?i)(?<![\w-])(--?[\w-]*?" + _NAMES + rb")(\s+)([^\s\"'-][^\s\"']*)"), _keyvalue),
+    (_c(rb"(?i)" + _NAME_START + rb"(--?[\w-]*?" + _NAMES + rb")(\s+)([^\s\"'-][^\s\"']*)"), _keyvalue),
 ]
 
-_PEM_BEGIN = re.compile(rb"-----BEGIN[A-Z0-9 ]* PRIVATE KEY-----")
+_PEM_BEGIN = _c(rb"-----BEGIN[A-Z0-9 ]* PRIVATE KEY-----")
 _PEM_END = b"-----END"
 
 
@@ -127,10 +137,10 @@ class Redactor:
 
     def __init__(self, extra: Iterable[str | bytes] = (), *, builtin: bool = True):
         self.rules = list(BUILTIN) if builtin else []
-        self.user: list[re.Pattern] = []
+        self.user: list = []
         for p in extra:
             try:
-                rx = re.compile(p.encode("utf-8") if isinstance(p, str) else p)
+                rx = linear_regex.compile(p.encode("utf-8") if isinstance(p, str) else p)
             except re.error as e:
                 raise ValueError(f"redact pattern {p!r}: {e}") from None
             self.user.append(rx)
