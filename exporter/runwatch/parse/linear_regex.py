@@ -328,6 +328,39 @@ class Match:
         return f"<linear_regex.Match span={self.span()} match={self.group(0)!r}>"
 
 
+def _options(is_bytes: bool):
+    opts = re2.Options()
+    opts.max_mem = MAX_MEM
+    opts.log_errors = False
+    if is_bytes:
+        opts.encoding = re2.Options.Encoding.LATIN1
+    return opts
+
+
+class PatternSet:
+    """Which of several RE2 patterns (all bytes, or all str) match a text, in one pass."""
+
+    def __init__(self, patterns: list["LinearPattern"]):
+        is_bytes = {p.is_bytes for p in patterns}
+        if len(is_bytes) > 1:
+            raise ValueError("a PatternSet holds bytes patterns or str patterns, not both")
+        self.is_bytes = is_bytes.pop() if is_bytes else True
+        self._set = _re2.Set(_UNANCHORED, _options(self.is_bytes))
+        for p in patterns:
+            if self._set.Add(p.raw_syntax) < 0:
+                raise ValueError(f"RE2 set refused {p.pattern!r}")
+        if patterns and not self._set.Compile():
+            raise ValueError("RE2 set does not compile")
+        self._n = len(patterns)
+
+    def matching(self, text) -> list[int]:
+        """Indices (in the order given) of the patterns that match somewhere in text."""
+        if not self._n:
+            return []
+        data = text if self.is_bytes else text.encode("utf-8", "surrogatepass")
+        return sorted(self._set.Match(data))
+
+
 class LinearPattern:
     """A pattern compiled by RE2, with re.Pattern's interface (the part runwatch uses).
 
@@ -341,16 +374,9 @@ class LinearPattern:
         self.pattern, self.flags = pattern, flags
         self.is_bytes = isinstance(pattern, bytes)
         syntax = translate(pattern, flags)
-        opts = re2.Options()
-        opts.max_mem = MAX_MEM
-        opts.log_errors = False
-        if self.is_bytes:
-            opts.encoding = re2.Options.Encoding.LATIN1
-            raw = syntax.encode("latin-1")
-        else:
-            raw = syntax.encode("utf-8")
         self.re2_syntax = syntax
-        self._rx = _re2.RE2(raw, opts)
+        self.raw_syntax = syntax.encode("latin-1" if self.is_bytes else "utf-8")
+        self._rx = _re2.RE2(self.raw_syntax, _options(self.is_bytes))
         if not self._rx.ok():
             raise Unsupported(f"RE2 does not take it: {self._rx.error()}")
         self._match = self._rx.Match
