@@ -260,6 +260,19 @@ class Redactor:
             line = rx.sub(repl, line)
         return line
 
+    def fields(self, d: dict, skip=()) -> dict:
+        """A copy of a mapping (an event's fields) with every str value redacted
+        (keys in `skip` left alone); values are copied only if something changed."""
+        out = d
+        for k, v in d.items():
+            if isinstance(v, str) and k not in skip:
+                r = self.text(v)
+                if r != v:
+                    if out is d:
+                        out = dict(d)
+                    out[k] = r
+        return out
+
     def text(self, s: str) -> str:
         """Redact a str (status page, APIs); multi-line PEM bodies included."""
         b = s.encode("utf-8", "surrogateescape")
