@@ -261,7 +261,7 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
             literals = tuple(pre) if not flags else None
         else:
             literals = required_literals(pattern, flags)
-        rules.append(Rule(rname, name, rx, literals, emits, file, r.line))
+        rules.append(Rule(rname, name, rx, literals, emits, file, r.line_of("match")))
     timestamp = None
     if "timestamp" in data:     # optional: how `runwatch scan --timestamps` reads this log's times
         timestamp = parse_timestamp_key(data["timestamp"], data, file, name)
