@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regex figures: the worst cost of a hostile line per rule, and what redaction costs a line.
 
-usage: python3 bench/bench_regex.py [worst] [redact] [--against DIR]
+usage: python3 bench/bench_regex.py [worst] [redact] [packs] [--against DIR]
 
   worst   every rule runwatch ships (pack rules, redaction rules), fed the hostile
           lines of tests/adversarial.py at the 64 KiB line limit: prints each
@@ -12,6 +12,9 @@ usage: python3 bench/bench_regex.py [worst] [redact] [--against DIR]
           interleaved, best of 7. With --against DIR (a source tree with
           exporter/runwatch, e.g. an older checkout), that tree's redactor too,
           loaded side by side in this process.
+  packs   ns per line of Matcher.match_block (packs waa, trials, tqdm, python,
+          docker) on the same corpus, rules on RE2 against the same rules on
+          Python re, interleaved, best of 7: what RE2 costs the common path.
 
 Prints figures, asserts nothing. Run with the package importable (PYTHONPATH=exporter).
 """
@@ -104,13 +107,51 @@ def bench_redact(against: str | None) -> None:
         print(f"  {n:40s} {best[n] / lines * 1e9:8.0f} ns/line  ({best[n] / ref:.2f}x RE2)")
 
 
+def bench_packs() -> None:
+    from bench_loki import corpus
+    from runwatch.parse.linear_regex import BacktrackingPattern
+    from runwatch.parse.packs import Matcher, load_packs
+    data = corpus(200_000)
+    blocks = _blocks(data)
+    lines = data.count(b"\n")
+    names = ["waa", "trials", "tqdm", "python", "docker"]
+    on_re2 = Matcher(load_packs(names, []))
+    on_re = Matcher(load_packs(names, []))
+    on_re.rule_lists = [tuple(_rule_on_re(r) for r in rules) for rules in on_re.rule_lists]
+    best = {"RE2 (shipped)": float("inf"), "same rules on Python re": float("inf")}
+    counts = {}
+    for _ in range(7):
+        for n, m in (("RE2 (shipped)", on_re2), ("same rules on Python re", on_re)):
+            out: list = []
+            t = time.perf_counter()
+            for b in blocks:
+                m.match_block(b, 0.0, out)
+            best[n] = min(best[n], time.perf_counter() - t)
+            counts[n] = len(out)
+    ref = best["RE2 (shipped)"]
+    print(f"packs {', '.join(names)}, {lines:,} lines:")
+    for n, t in best.items():
+        print(f"  {n:40s} {t / lines * 1e9:8.0f} ns/line  ({t / ref:.2f}x RE2), {counts[n]:,} events")
+
+
+def _rule_on_re(rule):
+    import copy
+    from runwatch.parse.linear_regex import BacktrackingPattern
+    r = copy.copy(rule)
+    r.rx = BacktrackingPattern(re.compile(rule.rx.pattern, rule.rx.flags), "bench")
+    r.search = r.rx.search
+    return r
+
+
 def main(argv: list[str]) -> int:
     against = argv[argv.index("--against") + 1] if "--against" in argv else None
-    what = [a for a in argv if a in ("worst", "redact")] or ["worst", "redact"]
+    what = [a for a in argv if a in ("worst", "redact", "packs")] or ["worst", "redact", "packs"]
     if "worst" in what:
         bench_worst()
     if "redact" in what:
         bench_redact(against)
+    if "packs" in what:
+        bench_packs()
     return 0
 
 
