@@ -151,3 +151,13 @@ def test_property_a_secret_inside_ordinary_text_is_gone_and_the_text_stays(text,
     out = default_redactor().text(full)
     assert secret not in out
     assert out.startswith(f"{text} | ") or text.strip() == ""
+
+
+def test_mixed_case_names_are_found_when_their_letter_is_common_in_the_block():
+    """The folded trigger search gives up hunting a letter after too many false hits and
+    lowers the block instead: the names must still be found."""
+    noise = b"kayak kiosk kk kiwi Kurt kept the keel\n" * 3000
+    block = noise + b"SeCrEt=abc123\n" + noise + b"x ApIkEy: zzz999\n"
+    out = Redactor().block(block, RedactState())
+    assert b"abc123" not in out and b"zzz999" not in out
+    assert out.count(b"\n") == block.count(b"\n") and out.startswith(noise)

@@ -42,7 +42,8 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse as _p  # type: ignore
 
 MAX_COUNT = 1000            # RE2's limit on {n,m}
-MAX_MEM = 64 << 20          # RE2's budget for one pattern's automata (its default is 8 MiB)
+MAX_MEM = 8 << 20           # RE2's memory budget per pattern (its default): past it, a DFA gives way
+                            # to the NFA, slower but still linear, so no line can grow memory
 
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START

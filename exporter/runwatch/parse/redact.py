@@ -178,9 +178,12 @@ class Redactor:
         # One RE2 pass tells which rules can match a triggered line; only those run
         # (a rule on Python re, a user's with a lookaround, always runs).
         linear = [i for i, (rx, _) in enumerate(self.rules) if rx.engine == "re2"]
+        try:
+            self._set = linear_regex.PatternSet([self.rules[i][0] for i in linear])
+        except ValueError:               # RE2 would not take them together: each rule on every line
+            self._set, linear = linear_regex.PatternSet([]), []
         self._linear_index = linear
         self._always = [i for i in range(len(self.rules)) if i not in set(linear)]
-        self._set = linear_regex.PatternSet([self.rules[i][0] for i in linear])
         self.triggers = KeywordSet(TRIGGERS_EXACT if builtin else [])
         self.words = FoldedKeywordSet([w.encode() for w in TRIGGER_WORDS] if builtin else [])
 
