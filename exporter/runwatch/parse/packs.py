@@ -10,6 +10,10 @@ match must contain is derived from its regex (`Task ` in `Task (\\d+)/(\\d+)`);
 A rule whose regex has no usable literal makes the matcher look at every line:
 correct, only slower.
 
+Regexes run on RE2 (linear time, see linear_regex.py) unless they need what
+only Python's backtracking `re` has (lookarounds, backreferences);
+`runwatch check` names such rules.
+
 Within a pack the first matching rule wins; every pack sees every line.
 """
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from .. import events as ev
 from ..events import Event
+from . import linear_regex
 from .textsearch import KeywordSet
 from .timestamps import parse_timestamp_key
 from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
@@ -242,7 +247,7 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
         pattern = expect(r["match"], str, r, "match", f"{where}: match")
         flags = re.IGNORECASE if r.get("ignore_case") else 0
         try:
-            rx = re.compile(pattern, flags)
+            rx = linear_regex.compile(pattern, flags)     # RE2 where it can; .engine says which
         except re.error as e:
             raise ConfigError(file, r.line_of("match"),
                               f"{where}: regex does not compile: {e.msg} at position {e.pos}") from None
@@ -256,7 +261,7 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
             literals = tuple(pre) if not flags else None
         else:
             literals = required_literals(pattern, flags)
-        rules.append(Rule(rname, name, rx, literals, emits, file, r.line))
+        rules.append(Rule(rname, name, rx, literals, emits, file, r.line_of("match")))
     timestamp = None
     if "timestamp" in data:     # optional: how `runwatch scan --timestamps` reads this log's times
         timestamp = parse_timestamp_key(data["timestamp"], data, file, name)

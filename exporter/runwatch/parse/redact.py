@@ -1,18 +1,27 @@
 """Secrets out of log lines, before a line leaves the process.
 
 Every line runwatch reads goes through here before it reaches Loki, the status
-page's recent lines or any API: Azure SAS signatures (`sig=`), storage account
-keys and connection strings, bearer tokens and `Authorization:` headers, W&B
-API keys, AWS access keys and secrets, `password=` / `token=` / `secret=` /
-`api_key=` pairs (also JSON style `"password": "…"`), and the body of
-`-----BEGIN … PRIVATE KEY-----` blocks. Users add their own patterns
-(`redact:` in the config, `--redact` on the command line).
+page's recent lines or any API, and so do the text fields of posted events:
+Azure SAS signatures (`sig=`), storage account keys and connection strings
+(`AccountKey=`), `Authorization:` headers and bare `Bearer …` / `Basic …`
+credentials, `Set-Cookie` values, W&B API keys, AWS access keys, the password
+of a URL (`https://user:pass@`, `postgres://`, `redis://`), `mysql -pX` and
+`docker login -p X`, well-known token shapes (OpenAI `sk-`, GitHub `ghp_` and
+`github_pat_`, GitLab `glpat-`, Slack `xoxb-`, Stripe `sk_live_`, Google
+`AIza…`, Hugging Face `hf_`, JWTs), `password=` / `token=` / `secret=` /
+`api_key=` / `pwd=` / `passphrase:` pairs with the name in any case (also JSON
+style `"password": "…"`, escaped JSON `{\\"password\\": \\"…\\"}`, ANSI colour codes
+around the name), and the body of `-----BEGIN … PRIVATE KEY-----` blocks (PEM,
+OpenSSH, PGP). Users add their own patterns (`redact:` in the config,
+`--redact` on the command line).
 
 The line path works on *blocks* (bytes of complete lines, each ending in
-b"\\n"), so this does too. A cheap prefilter runs first: the block is lowered
-once and searched for a handful of trigger substrings with `bytes.find`; the
-regular expressions run only on the lines that hold a trigger. A block without
-a trigger (nearly all of them) comes back as the very same object.
+b"\\n"), so this does too. A cheap prefilter runs first: the block is searched
+for a handful of trigger words (in any case) and exact markers at memchr speed
+(textsearch.py); the regular expressions run only on the lines that hold a
+trigger. A block without a trigger (nearly all of them) comes back as the very
+same object. Every rule runs on RE2 (linear_regex.py): no line can make
+redaction backtrack.
 
 The secret is replaced by `<redacted>`; what names it (`sig=`, `AccountKey=`,
 `Authorization: Bearer`) stays, so a reader still sees what was there.
@@ -22,39 +31,38 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .textsearch import KeywordSet
+from . import linear_regex
+from .textsearch import FoldedKeywordSet, KeywordSet
 
 REDACTED = b"<redacted>"
 
-# A line is examined only if it holds one of these words, written in lower
-# case, Capitalised or UPPER case (x-api-key, X-Api-Key, X-API-KEY, apiKey).
-# Each variant is found with a memchr of its rarest byte (textsearch.py), so a
-# block without any costs a few C-level scans and no per-line Python work.
-TRIGGER_WORDS = ("key", "token", "secret", "passw", "bearer", "authorization", "wandb")
+# A line is examined only if it holds one of these words, in any mix of cases
+# (x-api-key, X-Api-Key, PassWord). Each is found with a memchr of both cases of
+# its rarest letter (textsearch.py), so a block without any costs a few C-level
+# scans and no per-line Python work.
+TRIGGER_WORDS = ("key", "token", "secret", "passw", "pwd", "passphrase", "bearer", "authorization", "cookie",
+                 "wandb")
 # Case-sensitive by definition: AWS key ids are upper case; a SAS signature is
 # the query parameter `sig=` (after ? or &, as in every SAS URL and
-# SharedAccessSignature=sv=…&sig=…).
+# SharedAccessSignature=sv=…&sig=…); token prefixes are written as issued.
 TRIGGERS_EXACT = (b"AKIA", b"ASIA", b"&sig=", b"?sig=",
                   b"Signature=",        # presigned S3 / GCS URLs: X-Amz-Signature=, X-Goog-Signature=
                   b"sk-",               # OpenAI-style API keys
-                  b"eyJ")               # JWTs: base64 of '{"'
-# Not triggers, because every byte of them is common in logs and each would cost
-# a full pass: GitHub tokens (ghp_…), caught when a key name precedes them
-# (GITHUB_TOKEN=ghp_…) or another trigger is on the line. Add a `redact:`
-# pattern to catch them anywhere.
+                  b"eyJ",               # JWTs: base64 of '{"'
+                  b"@",                 # URL userinfo: scheme://user:pass@host
+                  b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_", b"glpat-",
+                  b"xox",               # Slack xoxb- xoxp- xoxa- …
+                  b"k_live_", b"k_test_",   # Stripe sk_live_ rk_live_ sk_test_
+                  b"AIza",              # Google API keys
+                  b"hf_",               # Hugging Face
+                  b"Basic ",            # a bare Basic credential (the header form is under "authorization")
+                  b"mysql", b"login")   # the commands: mysql -pX, docker login -p X
 
 
-
-def _trigger_variants() -> list[bytes]:
-    words = {v.encode() for w in TRIGGER_WORDS for v in (w, w.capitalize(), w.upper())}
-    # The bearer scheme is written "Bearer" (RFC 6750); a lower-case one comes after an
-    # "authorization" header name, which is a trigger of its own.
-    words.discard(b"bearer")
-    return sorted(words | set(TRIGGERS_EXACT))
-
-
-_VALUE = rb"""("[^"\n]*"|'[^'\n]*'|[^\s"',;&]+)"""
-_NAMES = (rb"(?:password|passwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|"
+# A value: escaped-quoted (\"x\" inside a JSON string), quoted, or up to a delimiter.
+_VALUE = rb"""(\\["'][^"'\\\n]*\\["']|"[^"\n]*"|'[^'\n]*'|[^\s"',;&]+)"""
+_ANSI = rb"(?:\x1b\[[0-9;]*m)*"      # colour codes between a name and its value
+_NAMES = (rb"(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|"
           rb"private[_-]?key|account[_-]?key|client[_-]?secret|auth[_-]?token|access[_-]?token|"
           rb"refresh[_-]?token|sas[_-]?token)")
 
@@ -63,17 +71,25 @@ def _keep1(m: re.Match) -> bytes:
     return m.group(1) + REDACTED
 
 
+def _keep1_at(m: re.Match) -> bytes:
+    return m.group(1) + REDACTED + m.group(2)
+
+
 def _keep12(m: re.Match) -> bytes:
     return m.group(1) + (m.group(2) or b"") + REDACTED
 
 
 def _keyvalue(m: re.Match) -> bytes:
-    v = m.group(3)
+    # groups: 1 what stands before the name (start of line or a byte that is not
+    # part of a name), 2 the name, 3 the separator, 4 the value
+    v = m.group(4)
+    if v[:1] == b"\\":                   # escaped JSON inside a string: \"password\": \"x\"
+        return m.group(1) + m.group(2) + m.group(3) + v[:2] + REDACTED + v[:2]
     if v[:1] in (b'"', b"'"):
         if len(v) <= 2:                 # "" : nothing to hide
             return m.group(0)
-        return m.group(1) + m.group(2) + v[:1] + REDACTED + v[:1]
-    return m.group(1) + m.group(2) + REDACTED
+        return m.group(1) + m.group(2) + m.group(3) + v[:1] + REDACTED + v[:1]
+    return m.group(1) + m.group(2) + m.group(3) + REDACTED
 
 
 def _pem_inline(m: re.Match) -> bytes:
@@ -82,38 +98,62 @@ def _pem_inline(m: re.Match) -> bytes:
     return m.group(1) + REDACTED + m.group(3)
 
 
-# (pattern, replacement); applied in this order to each triggered line.
-BUILTIN: list[tuple[re.Pattern, object]] = [
+# A name starts a line or follows a byte that cannot be part of one: the
+# lookbehind (?<![\w-]) said the same, but RE2 (linear time) has no lookbehind,
+# so that byte is matched, kept as group 1 and written back.
+_NAME_START = rb"(^|[^\w-])"
+_c = linear_regex.compile
+
+# (pattern, replacement); applied in this order to each triggered line. Every
+# one runs on RE2 (tests/test_linear_time.py holds them to that).
+BUILTIN: list[tuple[object, object]] = [
     # Connection strings: AccountKey=…; SharedAccessKey=…; SharedAccessSignature=sv=…&sig=…
-    (re.compile(rb"(?i)(\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)\s*=\s*)[^;\s\"']+"), _keep1),
+    (_c(rb"(?i)(\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)\s*=\s*)[^;\s\"']+"), _keep1),
     # Azure SAS: …?sv=2021-08-06&se=…&sig=AbC%2Bx%3D
-    (re.compile(rb"(?i)(\bsig=)[^&\s\"'<>;]+"), _keep1),
+    (_c(rb"(?i)(\bsig=)[^&\s\"'<>;]+"), _keep1),
     # Authorization: Bearer x / Basic x / SharedKey acct:x / token x (headers, curl -H, dict dumps)
-    (re.compile(rb"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
-                rb"((?:basic|bearer|token|digest|sharedkey|sas|negotiate|ntlm|apikey)\s+)?[^\s\"',]+"),
+    (_c(rb"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+        rb"((?:basic|bearer|token|digest|sharedkey|sas|negotiate|ntlm|apikey)\s+)?[^\s\"',]+"),
      _keep12),
     # A bare bearer token (long enough to be one, so "bearer authentication" stays)
-    (re.compile(rb"(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]{20,}=*"), _keep1),
+    (_c(rb"(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]{20,}=*"), _keep1),
+    # A bare Basic credential: base64 with a digit, + / or = in it ("Basic configuration" stays)
+    (_c(rb"(\bBasic\s+)(?:[A-Za-z0-9+/]{3,}[0-9+/=][A-Za-z0-9+/=]*|[0-9+/=][A-Za-z0-9+/=]{3,})"), _keep1),
+    # Cookies: Set-Cookie: session=…; Path=/ (the first cookie's value)
+    (_c(rb"(?i)(\b(?:set-)?cookie\s*:\s*[^=;\s]+=)[^;\s]+"), _keep1),
+    # The password of a URL: https://user:pass@host, postgres://u:p@db, redis://:p@cache
+    (_c(rb"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(@)"), _keep1_at),
+    # mysql -pX (the password glued to -p), docker login -p X
+    (_c(rb"(\bmysql(?:dump|admin|sh)?\b[^\n]*?\s-p)[^\s\"']+"), _keep1),
+    (_c(rb"(\bdocker\s+login\b[^\n]*?\s-p\s+)[^\s\"']+"), _keep1),
     # W&B: `wandb login <key>` (WANDB_API_KEY=… is a key=value pair below)
-    (re.compile(rb"(?i)(\bwandb\s+login\b[^\n]*?\s)[0-9A-Za-z_-]{40,}"), _keep1),
+    (_c(rb"(?i)(\bwandb\s+login\b[^\n]*?\s)[0-9A-Za-z_-]{40,}"), _keep1),
     # AWS access key ids
-    (re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    (_c(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
     # Presigned S3 / GCS URLs
-    (re.compile(rb"(?i)([?&]X-(?:Amz|Goog)-Signature=)[^&\s\"'<>]+"), _keep1),
-    # Well-known key shapes: OpenAI sk-…, GitHub ghp_… / github_pat_…, JWTs (three base64url parts)
-    (re.compile(rb"\b(sk-(?:proj-)?)[A-Za-z0-9_-]{20,}"), _keep1),
-    (re.compile(rb"\b(ghp_|github_pat_)[A-Za-z0-9_]{20,}"), _keep1),
-    (re.compile(rb"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), REDACTED),
+    (_c(rb"(?i)([?&]X-(?:Amz|Goog)-Signature=)[^&\s\"'<>]+"), _keep1),
+    # Well-known key shapes, the prefix kept: OpenAI sk-…, GitHub ghp_… / github_pat_…, GitLab glpat-…,
+    # Slack xoxb-…, Stripe sk_live_…, Google AIza…, Hugging Face hf_…, and JWTs (three base64url parts)
+    (_c(rb"\b(sk-(?:proj-)?)[A-Za-z0-9_-]{20,}"), _keep1),
+    (_c(rb"\b(gh[pousr]_|github_pat_)[A-Za-z0-9_]{20,}"), _keep1),
+    (_c(rb"\b(glpat-)[A-Za-z0-9_-]{20,}"), _keep1),
+    (_c(rb"\b(xox[abposr]-)[A-Za-z0-9-]{10,}"), _keep1),
+    (_c(rb"\b([sr]k_(?:live|test)_)[A-Za-z0-9]{10,}"), _keep1),
+    (_c(rb"\b(AIza)[0-9A-Za-z_-]{35}"), _keep1),
+    (_c(rb"\b(hf_)[A-Za-z0-9]{30,}"), _keep1),
+    (_c(rb"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), REDACTED),
     # One-line private keys (JSON service-account files, escaped newlines)
-    (re.compile(rb"(-----BEGIN[A-Z0-9 ]* PRIVATE KEY-----)(.*?)(-----END[A-Z0-9 ]* PRIVATE KEY-----|$)"),
-     _pem_inline),
-    # password=… token: … "secret": "…" X-Api-Key: … aws_secret_access_key = … --password=…
-    (re.compile(rb"(?i)(?<![\w-])([\w.-]*?" + _NAMES + rb")([\"']?\s*[:=]\s*)" + _VALUE), _keyvalue),
+    (_c(rb"(-----BEGIN[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----)(.*?)"
+        rb"(-----END[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----|$)"), _pem_inline),
+    # password=… token: … "secret": "…" X-Api-Key: … aws_secret_access_key = … --password=… PassWord=…
+    # {\"password\": \"…\"} and \x1b[1mpassword\x1b[0m: …
+    (_c(rb"(?i)" + _NAME_START + rb"([\w.-]*?" + _NAMES + rb")(" + _ANSI + rb"\\?[\"']?" + _ANSI +
+        rb"\s*[:=]\s*" + _ANSI + rb")" + _VALUE), _keyvalue),
     # --password hunter2, -token abc (a flag, a space, a value)
-    (re.compile(rb"(?i)(?<![\w-])(--?[\w-]*?" + _NAMES + rb")(\s+)([^\s\"'-][^\s\"']*)"), _keyvalue),
+    (_c(rb"(?i)" + _NAME_START + rb"(--?[\w-]*?" + _NAMES + rb")(\s+)([^\s\"'-][^\s\"']*)"), _keyvalue),
 ]
 
-_PEM_BEGIN = re.compile(rb"-----BEGIN[A-Z0-9 ]* PRIVATE KEY-----")
+_PEM_BEGIN = _c(rb"-----BEGIN[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = b"-----END"
 
 
@@ -127,15 +167,25 @@ class Redactor:
 
     def __init__(self, extra: Iterable[str | bytes] = (), *, builtin: bool = True):
         self.rules = list(BUILTIN) if builtin else []
-        self.user: list[re.Pattern] = []
+        self.user: list = []
         for p in extra:
             try:
-                rx = re.compile(p.encode("utf-8") if isinstance(p, str) else p)
+                rx = linear_regex.compile(p.encode("utf-8") if isinstance(p, str) else p)
             except re.error as e:
                 raise ValueError(f"redact pattern {p!r}: {e}") from None
             self.user.append(rx)
             self.rules.append((rx, _user_sub))
-        self.triggers = KeywordSet(_trigger_variants() if builtin else [])
+        # One RE2 pass tells which rules can match a triggered line; only those run
+        # (a rule on Python re, a user's with a lookaround, always runs).
+        linear = [i for i, (rx, _) in enumerate(self.rules) if rx.engine == "re2"]
+        try:
+            self._set = linear_regex.PatternSet([self.rules[i][0] for i in linear])
+        except ValueError:               # RE2 would not take them together: each rule on every line
+            self._set, linear = linear_regex.PatternSet([]), []
+        self._linear_index = linear
+        self._always = [i for i in range(len(self.rules)) if i not in set(linear)]
+        self.triggers = KeywordSet(TRIGGERS_EXACT if builtin else [])
+        self.words = FoldedKeywordSet([w.encode() for w in TRIGGER_WORDS] if builtin else [])
 
     # ---------------------------------------------------------------- blocks
 
@@ -147,6 +197,7 @@ class Redactor:
             return head + self.block(block, state)
         spans: list[int] = []
         self.triggers.find_lines(block, spans)
+        self.words.find_lines(block, spans)
         for rx in self.user:
             for m in rx.finditer(block):
                 spans.append(block.rfind(b"\n", 0, m.start()) + 1)
@@ -203,9 +254,27 @@ class Redactor:
     # ----------------------------------------------------------------- lines
 
     def line(self, line: bytes) -> bytes:
-        for rx, repl in self.rules:
+        hits = [self._linear_index[j] for j in self._set.matching(line)]
+        if self._always:
+            hits = sorted(hits + self._always)
+        rules = self.rules
+        for i in hits:                  # in rule order, as if every rule ran
+            rx, repl = rules[i]
             line = rx.sub(repl, line)
         return line
+
+    def fields(self, d: dict, skip=()) -> dict:
+        """A copy of a mapping (an event's fields) with every str value redacted
+        (keys in `skip` left alone); values are copied only if something changed."""
+        out = d
+        for k, v in d.items():
+            if isinstance(v, str) and k not in skip:
+                r = self.text(v)
+                if r != v:
+                    if out is d:
+                        out = dict(d)
+                    out[k] = r
+        return out
 
     def text(self, s: str) -> str:
         """Redact a str (status page, APIs); multi-line PEM bodies included."""

@@ -161,3 +161,58 @@ def _hunt_shared(block: bytes, byte: bytes, fs: list, starts: list) -> None:
                     f.find_lines(block, starts)
                 return
             i = find(byte, i + 1)
+
+
+class FoldedKeywordSet:
+    """Lower-case keywords found in any mix of cases (`PassWord`, `SeCrEt`), at memchr speed.
+
+    Each keyword hunts both cases of its rarest letter (`k`/`K` for `key`) and
+    checks the keyword, lowered, around each hit; keywords that chose the same
+    letter share the scans. When a block holds more false hits than the budget
+    (that letter is common in this log), the block is lowered once (a C-level
+    copy) and each keyword found in it with plain find.
+    """
+
+    __slots__ = ("kws", "hunts")
+
+    def __init__(self, keywords):
+        self.kws = sorted({k.lower() for k in keywords})
+        hunts: dict[bytes, list] = {}
+        for kw in self.kws:
+            letters = [i for i in range(len(kw)) if 0x61 <= kw[i] <= 0x7A] or [0]
+            off = min(letters, key=lambda i: (rarity(kw[i]), -i))
+            for b in {kw[off:off + 1], kw[off:off + 1].upper()}:
+                hunts.setdefault(b, []).append((kw, off, len(kw)))
+        self.hunts = list(hunts.items())
+
+    def find_lines(self, block: bytes, starts: list) -> None:
+        find, rfind = block.find, block.rfind
+        budget = (len(block) >> 10) + 64
+        for byte, checks in self.hunts:
+            i = find(byte)
+            while i >= 0:
+                for kw, off, n in checks:
+                    j = i - off
+                    if j >= 0 and block[j:j + n].lower() == kw:
+                        starts.append(rfind(b"\n", 0, i) + 1)
+                        e = find(b"\n", i)
+                        i = find(byte, e + 1) if e >= 0 else -1
+                        break
+                else:
+                    budget -= 1
+                    if budget < 0:
+                        self._lowered(block, starts)
+                        return
+                    i = find(byte, i + 1)
+
+    def _lowered(self, block: bytes, starts: list) -> None:
+        low = block.lower()
+        find, rfind = low.find, low.rfind
+        for kw in self.kws:
+            i = find(kw)
+            while i >= 0:
+                starts.append(rfind(b"\n", 0, i) + 1)
+                e = find(b"\n", i)
+                if e < 0:
+                    break
+                i = find(kw, e)

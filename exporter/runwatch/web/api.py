@@ -193,6 +193,17 @@ class LogLines:
         self.lock = threading.Lock()          # concurrent POSTs for one run share its framer
         self.matcher = Matcher([])
 
+    def redact_item(self, item):
+        """A posted event with its free-text fields (message, reason, phase, task,
+        action, name, ...) redacted as lines are, before they reach state, labels,
+        Loki or the status page; type, run_id, ts and kind are validated as sent."""
+        red = self.redactor
+        if red is True:
+            red = default_redactor()
+        if not red or not isinstance(item, dict):
+            return item
+        return red.fields(item, skip=RESERVED)
+
     def write(self, run: Run, block: bytes) -> None:
         with self.lock:
             ing = self.ingests.get(run.spec.id)
@@ -228,7 +239,7 @@ def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
 
     for i, item in enumerate(items):
         try:
-            rid, kind, ev = _check(item, path_run_id, now)
+            rid, kind, ev = _check(log_lines.redact_item(item), path_run_id, now)
             run = registry.get(rid)
             if run is None:
                 with registry.lock:

@@ -1,0 +1,84 @@
+"""The regex engine: RE2 where a pattern allows, with Python's meaning; Python re otherwise."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from runwatch.parse import linear_regex
+from runwatch.parse.packs import builtin_names, load_builtin
+from runwatch.parse.redact import BUILTIN
+
+# (pattern, flags, texts): RE2's answer must equal Python's on each text.
+SAME_AS_PYTHON = [
+    (r"(?P<n>\d+)/(?P<m>\d+)", 0, ["Task 3/10", "٣/٤ arabic-indic digits", "x/y", ""]),
+    (r"\s+(?P<w>\w+)", 0, ["a\u00a0\u2003héllo", "tab\there", "\x1cfile-sep word", "none"]),
+    (r"[^\S\n]+end", 0, ["a \t end", "a\n end", "a\u3000end"]),
+    (r"\bStep (?P<i>\d+):\s+(?P<a>[A-Za-z_]+)", 0, ["Step 4: CLICK", "xStep 4: CLICK", "Step 4:\x0bTYPE"]),
+    (r"error$", 0, ["an error", "an error\n", "error here"]),
+    (r"^=+ (?P<m>.+?) Position (?P<c>\d+) =+", 0, ["=== XGB Position 1 ===", "== a Position 2 == b Position 3 =="]),
+    (r"x{,3}y", 0, ["xxxxy", "y", "x{,3}y"]),
+    (r"(?i)task (?P<t>[a-z]+)", 0, ["TASK Abc", "Task ÀB", "tAsK z9"]),
+    (r"(?i:ab)c", 0, ["ABc", "ABC", "abc"]),
+    (r"a.c", re.DOTALL, ["a\nc", "abc"]),
+    (r"(?m)^b$", 0, ["a\nb\nc", "b"]),
+    (r"caf\u00e9|\u00fcber", 0, ["café", "über", "cafe"]),
+    (r"(a)|(b)", 0, ["b", "a", "c"]),
+    (r"\Aab\Z", 0, ["ab", "ab\n", "xab"]),
+    (rb"(?i)(sig=)[^&\s]+", 0, [b"SIG=abc&x", b"sig=\xff\xfe x", b"s\xc9g=1"]),
+    (rb"(?i)\xe9t\xc9", 0, [b"\xe9t\xc9", b"\xc9T\xe9", b"\xe9T\xc9"]),      # bytes: ASCII-only case folding
+    (rb"[^\w-]key\s*=", 0, [b".key =", b"-key=", b"\xffkey\x0b="]),
+    (rb"(.*?)(END|$)", 0, [b"abc\n", b"abcEND", b""]),
+]
+
+
+@pytest.mark.parametrize("pattern,flags,texts", SAME_AS_PYTHON, ids=[str(p[0]) for p in SAME_AS_PYTHON])
+def test_re2_gives_the_groups_python_gives(pattern, flags, texts):
+    ours = linear_regex.compile(pattern, flags)
+    assert ours.engine == "re2", ours.fallback_reason
+    py = re.compile(pattern, flags)
+    assert ours.groups == py.groups and ours.groupindex == dict(py.groupindex)
+    for t in texts:
+        a, b = ours.search(t), py.search(t)
+        assert (a is None) == (b is None), (pattern, t)
+        if a is not None:
+            assert a.span() == b.span() and a.groups() == b.groups() and a.groupdict() == b.groupdict(), (pattern, t)
+        assert [m.span() for m in ours.finditer(t)] == [m.span() for m in py.finditer(t)], (pattern, t)
+        repl = (lambda m: b"<" + m.group(0) + b">") if isinstance(t, bytes) else (lambda m: "<" + m.group(0) + ">")
+        assert ours.sub(repl, t) == py.sub(repl, t), (pattern, t)
+
+
+@pytest.mark.parametrize("pattern,reason", [
+    (r"(?<=a)b", "lookahead or lookbehind"),
+    (r"(?<!a)b", "negative lookahead or lookbehind"),
+    (r"(a)\1", "backreference"),
+    (r"(a)?(?(1)b|c)", "conditional"),
+    (r"(?>ab)", "atomic"),
+    (r"a++", "possessive"),
+    (r"a{2000}", "above 1000"),
+])
+def test_what_re2_cannot_run_falls_back_to_python_with_the_reason(pattern, reason):
+    rx = linear_regex.compile(pattern)
+    assert rx.engine == "re" and reason in rx.fallback_reason
+    py = re.compile(pattern)
+    for t in ("ab", "aab", "b", "c", "a" * 2001):
+        assert bool(rx.search(t)) == bool(py.search(t))
+
+
+def test_a_pattern_python_rejects_raises_pythons_error():
+    with pytest.raises(re.error):
+        linear_regex.compile(r"(unclosed")
+
+
+def test_lone_surrogates_in_text_are_matched_not_an_error():
+    rx = linear_regex.compile(r"phase (?P<p>.+)")
+    m = rx.search("phase a\udcffb")
+    assert m.group("p") == "a\udcffb"
+
+
+def test_every_rule_runwatch_ships_runs_on_re2():
+    shipped = [(f"pack {n} rule {r.name}", r.rx) for n in builtin_names() for r in load_builtin(n).rules]
+    shipped += [(f"redaction rule {i}: {rx.pattern[:40]!r}", rx) for i, (rx, _) in enumerate(BUILTIN)]
+    backtracking = [(what, rx.fallback_reason) for what, rx in shipped if rx.engine != "re2"]
+    assert not backtracking
+    assert len(shipped) > 30
