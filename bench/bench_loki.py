@@ -6,7 +6,7 @@ usage: python3 bench/bench_loki.py [ship] [scan] [--lines N] [--mtail]
   ship   lines/s shipped end to end: bytes in chunks of 64 KiB (what a
          command's pipe gives) -> Ingest (framing, redaction, packs, run
          state) -> shipper (queue, batches, JSON, gzip) -> HTTP -> the Loki
-         double (tests/loki_server.py, its own process: it validates every
+         double (tests/support/loki_double.py, its own process: it validates every
          entry) -> 204. Timed until Loki acknowledged the last line.
          Target >= 100k lines/s on the 2-core dev machine.
   scan   `runwatch scan` throughput with redaction off (as shipped: scan does
@@ -32,7 +32,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench")
-sys.path.insert(0, os.path.join(ROOT, "exporter"))
 
 
 def patch_scan_with_redaction() -> None:
@@ -82,7 +81,7 @@ def bench_ship(lines: int) -> None:
     from runwatch.model.runs import Ingest, Registry, RunSpec
 
     port = free_port()
-    srv = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "loki_server.py"), str(port)],
+    srv = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "support", "loki_double.py"), str(port)],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     srv.stdout.readline()
     data = corpus(lines)

@@ -72,8 +72,8 @@ def test_timeline_through_the_real_azure_source(tmp_path):
     from runwatch.sources.pricing import RetailPrices
     from runwatch.model.runs import Registry, RunSpec
     from runwatch.sources.azure_vm import AzureVMConfig, AzureVMSource, compute_client
-    from tests.fakes.azure_cloud import RG, SUB, FakeAzure, FakeCredential, VMScript
-    from tests.fakes.prices_server import FakePrices
+    from support.fakes.azure_cloud import RG, SUB, FakeAzure, FakeCredential, VMScript
+    from support.fakes.prices_server import FakePrices
 
     prices = FakePrices()
     try:

@@ -1,5 +1,6 @@
 """`runwatch demo`: live metrics from the bundled samples within seconds."""
-from conftest import sample, wait_for
+from support.prom_text import sample
+from support.waits import wait_for
 
 RUNS = ("demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train")
 

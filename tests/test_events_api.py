@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from conftest import sample
+from support.prom_text import sample
 from runwatch.model.runs import Registry
 from runwatch.web.server import Server
 

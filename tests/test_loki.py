@@ -15,9 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, parse_size, read_segment
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import free_port, runwatch_cmd, sample, wait_for  # noqa: E402
-from loki_server import LokiServer  # noqa: E402
+from support.loki_double import LokiServer
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
 
 SKEY = ("eval", "command")
 

@@ -9,7 +9,10 @@ import time
 
 import requests
 
-from conftest import free_port, runwatch_cmd, sample, wait_for
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
 
 CHILD = textwrap.dedent("""
     import os, sys, time

@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from conftest import runwatch_cmd, sample
+from support.procs import runwatch_cmd
+from support.prom_text import sample
 
 
 def make_log(path, lines: int, seed: int = 1):

@@ -7,7 +7,10 @@ import textwrap
 import pytest
 import requests
 
-from conftest import free_port, runwatch_cmd, sample, wait_for
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
 
 
 def write_config(tmp_path, body: str) -> str:
@@ -82,6 +85,7 @@ def test_bad_input_is_counted_and_the_exporter_keeps_serving(tmp_path, serve):
     assert rss_kb < 200_000, f"RSS {rss_kb} kB: the 50 MB line was buffered"
 
 
+@pytest.mark.stack("promtool")
 def test_metrics_pass_promtool_and_speak_openmetrics(tmp_path, serve):
     log = tmp_path / "a.log"
     log.write_text("Task 1/3: a\nStep 1: CLICK\nTask a: FAIL\n")
