@@ -10,6 +10,8 @@ from support.ports import free_port
 from support.procs import Proc
 from support.tools import TOOLS, missing
 
+pytest_plugins = ("pytester",)     # tests/test_support.py runs scratch suites with this conftest
+
 # Python packages the tests drive for real ('.[test]' installs them).
 TEST_MODULES = ("azure.ai.ml", "azure.mgmt.compute", "wandb", "playwright")
 

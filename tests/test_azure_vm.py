@@ -205,6 +205,7 @@ def test_config_errors_name_file_and_line(tmp_path, snippet, msg):
     assert msg in str(e.value) and e.value.line in (2, 3)
 
 
+@pytest.mark.stack
 def test_serve_without_the_sdk_says_what_to_install(tmp_path):
     p = tmp_path / "runwatch.yaml"
     p.write_text(CLOUD_YAML.split("  - id: train-7")[0])

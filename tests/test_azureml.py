@@ -16,6 +16,9 @@ from support.ports import free_port
 from support.procs import child_env
 from support.prom_text import sample
 
+# azure-ai-ml takes seconds to import; the `az ml job stream` run waits on a child
+pytestmark = pytest.mark.stack
+
 JOB = "calm_kettle_7x1"
 
 

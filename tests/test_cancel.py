@@ -8,12 +8,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from support.procs import child_env, runwatch_cmd
 from support.waits import wait_for
 from runwatch.model.runs import Registry, RunSpec
 from runwatch.web.server import Server
+
+pytestmark = pytest.mark.stack     # each test waits on a real child through grace and kill periods
 
 TOKEN = "cancel-token"
 

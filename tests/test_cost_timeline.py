@@ -66,6 +66,7 @@ def test_a_rate_change_mid_run_accrues_each_part_at_its_rate():
     assert st.cost(at(12)) == pytest.approx(0.40 + 0.80)
 
 
+@pytest.mark.stack
 def test_timeline_through_the_real_azure_source(tmp_path):
     pytest.importorskip("azure.mgmt.compute")
     from runwatch.sources.poller import Poller

@@ -102,6 +102,7 @@ def test_wrong_credentials_drop_and_count(srv, tmp_path):
     assert sh.dropped["unauthorized"] == 10 and not srv.entries
 
 
+@pytest.mark.stack
 def test_429_storm_every_line_once_in_order(srv, tmp_path):
     srv.respond(429, count=25, retry_after="0.02")
     sh = shipper(srv, tmp_path)
@@ -112,6 +113,7 @@ def test_429_storm_every_line_once_in_order(srv, tmp_path):
     assert sh.requests["429"] == 25 and sum(sh.dropped.values()) == 0
 
 
+@pytest.mark.stack
 def test_5xx_hang_and_resets(srv, tmp_path):
     sh = shipper(srv, tmp_path)
     srv.respond(500)
@@ -128,6 +130,7 @@ def test_5xx_hang_and_resets(srv, tmp_path):
     assert sum(sh.dropped.values()) == 0
 
 
+@pytest.mark.stack
 def test_outage_with_restart_in_the_middle(srv, tmp_path):
     srv.go_away()
     sh1 = shipper(srv, tmp_path, queue_max_bytes=64 << 10, flush_timeout=0.3)
@@ -147,6 +150,7 @@ def test_outage_with_restart_in_the_middle(srv, tmp_path):
     assert sh2.spool.bytes == 0 and sum(sh2.dropped.values()) == 0
 
 
+@pytest.mark.stack
 def test_ten_minute_outage_at_1000_lines_per_second_loses_nothing(srv, tmp_path):
     srv.go_away()
     sh = shipper(srv, tmp_path, max_backoff=0.3, queue_max_bytes=4 << 20)
@@ -216,6 +220,7 @@ def test_helpers():
     assert level_of("errors: 0") == "unknown"
 
 
+@pytest.mark.stack
 def test_runwatch_run_ships_and_a_restart_resends_the_spool(srv, tmp_path):
     """Real processes: Loki is down, runwatch is stopped with SIGTERM, lines are
     spooled; the next `runwatch run` on the same data dir sends them first."""

@@ -104,6 +104,7 @@ def start_serve(cfg, port, env):
     return p, url
 
 
+@pytest.mark.stack
 def test_sigkill_mid_file_with_rotation_loses_nothing_and_counts_nothing_twice(tmp_path):
     from support.ports import free_port
     log = tmp_path / "app.log"

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import requests
 
 from support.ports import free_port
@@ -136,6 +137,7 @@ def test_usage_errors():
     assert p.returncode == 2 and "expected HOST:PORT" in p.stderr
 
 
+@pytest.mark.stack
 def test_a_second_run_of_a_kind_has_an_eta_before_its_first_progress_line(tmp_path):
     """`runwatch run` keeps a history in --data-dir: run 2 is estimated from run 1."""
     first = textwrap.dedent("""

@@ -34,6 +34,7 @@ def make_log(path, lines: int, seed: int = 1):
     return truth
 
 
+@pytest.mark.stack
 def test_parallel_scan_equals_a_single_pass(tmp_path):
     log = tmp_path / "big.log"
     truth = make_log(log, 260_000)          # ~22 MB: above the 16 MB parallel threshold

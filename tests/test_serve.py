@@ -58,6 +58,7 @@ def test_serve_follows_files_and_waits_for_late_ones(tmp_path, serve):
     assert sample(rw.metrics(), "runwatch_source_up", run_id="later", source="file") == 1
 
 
+@pytest.mark.stack
 def test_bad_input_is_counted_and_the_exporter_keeps_serving(tmp_path, serve):
     log = tmp_path / "bad.log"
     with open(log, "wb") as f:
