@@ -180,6 +180,7 @@ def test_bad_request_drops_the_batch_and_counts(srv, tmp_path):
     assert sample(text, "runwatch_loki_entries_dropped_total", reason="too_old") == 50
 
 
+@pytest.mark.stack
 def test_spool_bound_respected_and_overflow_counted(srv, tmp_path):
     srv.go_away()
     bound = 100 << 10
@@ -201,6 +202,7 @@ def test_spool_bound_respected_and_overflow_counted(srv, tmp_path):
     assert sample(metrics(sh), "runwatch_loki_entries_dropped_total", reason="spool_full") == full
 
 
+@pytest.mark.stack
 def test_big_blocks_split_into_batches_of_at_most_the_limit(srv, tmp_path):
     sh = shipper(srv, tmp_path, batch_max_bytes=64 << 10)
     feed(sh, 0, 30000, per_block=30000)            # one ~300 KB block
