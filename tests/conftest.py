@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
 
 from support.ports import free_port
 from support.procs import Proc
-from support.tools import TOOLS, missing
+from support.tools import in_ci, missing, stack_tools
 
 pytest_plugins = ("pytester",)     # tests/test_support.py runs scratch suites with this conftest
 
 # Python packages the tests drive for real ('.[test]' installs them).
 TEST_MODULES = ("azure.ai.ml", "azure.mgmt.compute", "wandb", "playwright")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 @pytest.fixture
@@ -44,16 +39,6 @@ def pytest_sessionstart(session):
         absent = [m for m in TEST_MODULES if importlib.util.find_spec(m) is None]
         if absent:
             raise pytest.UsageError(f"CI: {', '.join(absent)} not installed; scripts/test installs '.[test]'")
-
-
-def stack_tools(item) -> list[str]:
-    """The system tools an item's `stack` markers name (none: it only takes long)."""
-    names = [n for m in item.iter_markers("stack") for n in m.args]
-    unknown = sorted(set(names) - set(TOOLS))
-    if unknown:
-        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.stack names unknown tool(s) {unknown}; "
-                                f"known: {sorted(TOOLS)} (tests/support/tools.py)")
-    return names
 
 
 def pytest_collection_finish(session):

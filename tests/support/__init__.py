@@ -7,7 +7,8 @@
                  processes in their own group with a log file
     prom_text    reading samples out of Prometheus text exposition
     events       hand-built events for the pure reducer and its neighbours
-    tools        the system tools the stack tests run, and what installs them
+    tools        the system tools the stack tests run, what installs them,
+                 the stack marker read, and whether this is CI
     stack        the project's Prometheus config and rules run for real,
                  the dashboards' JSON read as data
     loki_double  a local Loki push API that validates like Loki

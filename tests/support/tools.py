@@ -8,7 +8,10 @@ when a selected test's tool is missing instead of letting the test skip.
 """
 from __future__ import annotations
 
+import os
 import shutil
+
+import pytest
 
 TOOLS = {
     "prometheus": "prometheus",
@@ -27,3 +30,19 @@ def binary(name: str) -> str | None:
 def missing(names) -> dict[str, str]:
     """{tool: Debian package} for each of names not on PATH."""
     return {n: TOOLS[n] for n in sorted(set(names)) if binary(n) is None}
+
+
+def in_ci() -> bool:
+    """CI=true (or any value but empty, 0, false, no): every selected test must run."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def stack_tools(item: pytest.Item) -> list[str]:
+    """The tools a test's `stack` markers name (none: it only takes long);
+    a name not in TOOLS is a usage error, not a silent no-op."""
+    names = [n for m in item.iter_markers("stack") for n in m.args]
+    unknown = sorted(set(names) - set(TOOLS))
+    if unknown:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.stack names unknown tool(s) {unknown}; "
+                                f"known: {sorted(TOOLS)} (tests/support/tools.py)")
+    return names
