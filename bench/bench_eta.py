@@ -27,13 +27,11 @@ import statistics
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "exporter"))
-
-from runwatch.commands.demo import load_samples  # noqa: E402
-from runwatch.events import Event, make  # noqa: E402
-from runwatch.model.history import History  # noqa: E402
-from runwatch.parse.packs import Matcher, load_builtin  # noqa: E402
-from runwatch.model.state import RunState  # noqa: E402
+from runwatch.commands.demo import load_samples
+from runwatch.events import Event, make
+from runwatch.model.history import History
+from runwatch.parse.packs import Matcher, load_builtin
+from runwatch.model.state import RunState
 
 QUANTILES = (0.25, 0.5, 0.75)
 

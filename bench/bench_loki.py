@@ -6,7 +6,7 @@ usage: python3 bench/bench_loki.py [ship] [scan] [--lines N] [--mtail]
   ship   lines/s shipped end to end: bytes in chunks of 64 KiB (what a
          command's pipe gives) -> Ingest (framing, redaction, packs, run
          state) -> shipper (queue, batches, JSON, gzip) -> HTTP -> the Loki
-         double (tests/loki_server.py, its own process: it validates every
+         double (tests/support/loki_double.py, its own process: it validates every
          entry) -> 204. Timed until Loki acknowledged the last line.
          Target >= 100k lines/s on the 2-core dev machine.
   scan   `runwatch scan` throughput with redaction off (as shipped: scan does
@@ -32,9 +32,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "exporter"))
-sys.path.insert(0, HERE)
-from make_mixed_log import ensure_log  # noqa: E402 - a sibling script, not a package
+from make_mixed_log import ensure_log  # noqa: E402 - a sibling script (the script's folder is on sys.path)
 
 
 def patch_scan_with_redaction() -> None:
@@ -84,7 +82,7 @@ def bench_ship(lines: int) -> None:
     from runwatch.model.runs import Ingest, Registry, RunSpec
 
     port = free_port()
-    srv = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "loki_server.py"), str(port)],
+    srv = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "support", "loki_double.py"), str(port)],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     srv.stdout.readline()
     data = corpus(lines)

@@ -15,10 +15,11 @@ from runwatch.sources.poller import Poller  # noqa: E402
 from runwatch.sources.pricing import RetailPrices  # noqa: E402
 from runwatch.model.runs import Registry, RunSpec  # noqa: E402
 from runwatch.sources.azure_vm import AzureVMConfig, AzureVMSource, compute_client  # noqa: E402
-from tests.fakes.azure_cloud import (AUTH_401, AUTH_403, RG, SUB, THROTTLED_429, FakeAzure,  # noqa: E402
-                                     FakeCredential, VMScript)
-from tests.fakes.netguard import no_network  # noqa: E402,F401
-from tests.fakes.prices_server import FakePrices  # noqa: E402
+from support.fakes.azure_cloud import (AUTH_401, AUTH_403, RG, SUB, THROTTLED_429, FakeAzure,  # noqa: E402
+                                       FakeCredential, VMScript)
+from support.fakes.netguard import no_network  # noqa: E402,F401
+from support.fakes.prices_server import FakePrices  # noqa: E402
+from support.procs import child_env  # noqa: E402
 
 
 class Clock:
@@ -164,12 +165,10 @@ runs:
 
 
 def _py(code: str, *args):
-    import os
     import subprocess
     import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.path.join(root, "exporter"))
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=child_env(),
+                          timeout=60)
 
 
 def test_check_validates_cloud_sources_offline_without_importing_sdks(tmp_path):
@@ -206,6 +205,7 @@ def test_config_errors_name_file_and_line(tmp_path, snippet, msg):
     assert msg in str(e.value) and e.value.line in (2, 3)
 
 
+@pytest.mark.stack
 def test_serve_without_the_sdk_says_what_to_install(tmp_path):
     p = tmp_path / "runwatch.yaml"
     p.write_text(CLOUD_YAML.split("  - id: train-7")[0])

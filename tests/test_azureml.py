@@ -11,10 +11,14 @@ import time
 import pytest
 import requests
 
-from tests.conftest import free_port, sample
-from tests.fakes.netguard import no_network  # noqa: F401
+from support.fakes.netguard import no_network  # noqa: F401
+from support.ports import free_port
+from support.procs import child_env
+from support.prom_text import sample
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# azure-ai-ml takes seconds to import; the `az ml job stream` run waits on a child
+pytestmark = pytest.mark.stack
+
 JOB = "calm_kettle_7x1"
 
 
@@ -37,8 +41,8 @@ def aml():
     from runwatch.sources.poller import Poller
     from runwatch.model.runs import Ingest, Registry, RunSpec
     from runwatch.sources.azureml import AzureMLClient, AzureMLConfig, AzureMLSource
-    from tests.fakes.azure_cloud import RG, SUB, FakeAzure, FakeCredential
-    from tests.fakes.azureml_service import WS, FakeAzureML
+    from support.fakes.azure_cloud import RG, SUB, FakeAzure, FakeCredential
+    from support.fakes.azureml_service import WS, FakeAzureML
 
     fake = FakeAzure()
     svc = FakeAzureML(fake, JOB)
@@ -133,7 +137,7 @@ def test_status_transitions_and_growing_logs(aml, capsys):
 
 
 def test_auth_failure_is_source_down(aml, caplog):
-    from tests.fakes.azure_cloud import AUTH_403
+    from support.fakes.azure_cloud import AUTH_403
     aml.fake.route("GET", r"/jobs/" + JOB + r"\?", lambda req, m: AUTH_403)
     d = aml.poller.step()
     assert d >= 300 and aml.val("runwatch_source_up", source="azureml") == 0
@@ -191,7 +195,7 @@ sleep 1.5
 """)
     az.chmod(az.stat().st_mode | stat.S_IEXEC)
     port = free_port()
-    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", PYTHONPATH=os.path.join(ROOT, "exporter"))
+    env = child_env(PATH=f"{bindir}:{os.environ['PATH']}")
     p = subprocess.Popen([sys.executable, "-m", "runwatch", "run", "--listen", f"127.0.0.1:{port}", "--pack", "waa",
                           "--run-id", "aml-job", "--grace", "5", "--", "az", "ml", "job", "stream", "--name", JOB],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

@@ -11,7 +11,9 @@ import time
 import pytest
 import requests
 
-from conftest import free_port, runwatch_cmd, wait_for
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.waits import wait_for
 from runwatch.parse.timestamps import LineClock, TimestampFormat
 from runwatch.parse.packs import parse_pack
 from runwatch.yamlfile import ConfigError, load_file
@@ -76,6 +78,7 @@ def write_eval_log(path, t0):
     return marks
 
 
+@pytest.mark.stack("promtool", "prometheus")
 @pytest.mark.skipif(not (shutil.which("promtool") and shutil.which("prometheus")), reason="needs prometheus")
 def test_promtool_imports_and_prometheus_answers_at_the_logs_own_times(tmp_path):
     t0 = float(int(time.time()) - 3 * 3600)        # recent enough for the default retention

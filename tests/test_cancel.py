@@ -8,11 +8,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
-from conftest import ROOT, runwatch_cmd, wait_for
+from support.procs import child_env, runwatch_cmd
+from support.waits import wait_for
 from runwatch.model.runs import Registry, RunSpec
 from runwatch.web.server import Server
+
+pytestmark = pytest.mark.stack     # each test waits on a real child through grace and kill periods
 
 TOKEN = "cancel-token"
 
@@ -30,9 +34,7 @@ def alive(pid: int) -> bool:
 
 
 def env(**kw):
-    e = dict(os.environ, RUNWATCH_TOKEN=TOKEN, **kw)
-    e["PYTHONPATH"] = os.path.join(ROOT, "exporter") + os.pathsep + e.get("PYTHONPATH", "")
-    return e
+    return child_env(RUNWATCH_TOKEN=TOKEN, **kw)
 
 
 def test_cancel_sleep_through_api_and_cli(runwatch_proc):

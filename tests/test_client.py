@@ -11,7 +11,8 @@ import time
 import pytest
 import requests
 
-from conftest import sample, wait_for
+from support.prom_text import sample
+from support.waits import wait_for
 from runwatch.client import RunwatchClient, RunwatchLogHandler
 from runwatch.model.runs import Registry
 from runwatch.web.server import Server

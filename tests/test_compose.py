@@ -10,13 +10,16 @@ import subprocess
 import pytest
 import yaml
 
-from stack_helpers import GRAFANA_DIR, PROM_DIR, REPO, binary
+from support.paths import REPO
+from support.stack import GRAFANA_DIR, PROM_DIR
+from support.tools import binary
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
+@pytest.mark.stack("docker-compose")
 def test_docker_compose_config_accepts_file():
     exe = binary("docker-compose")
     if exe is None:

@@ -5,13 +5,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from runwatch.export.collector import RunwatchCollector
-from runwatch.events import Event
 from runwatch.model.runs import Registry, RunSpec
 from runwatch.model.state import RunState
-
-
-def ev(t, ts, **f):
-    return Event(t, f, ts)
+from support.events import ev
 
 
 def test_configured_rate_over_running_time_with_a_rate_change():

@@ -66,14 +66,15 @@ def test_a_rate_change_mid_run_accrues_each_part_at_its_rate():
     assert st.cost(at(12)) == pytest.approx(0.40 + 0.80)
 
 
+@pytest.mark.stack
 def test_timeline_through_the_real_azure_source(tmp_path):
     pytest.importorskip("azure.mgmt.compute")
     from runwatch.sources.poller import Poller
     from runwatch.sources.pricing import RetailPrices
     from runwatch.model.runs import Registry, RunSpec
     from runwatch.sources.azure_vm import AzureVMConfig, AzureVMSource, compute_client
-    from tests.fakes.azure_cloud import RG, SUB, FakeAzure, FakeCredential, VMScript
-    from tests.fakes.prices_server import FakePrices
+    from support.fakes.azure_cloud import RG, SUB, FakeAzure, FakeCredential, VMScript
+    from support.fakes.prices_server import FakePrices
 
     prices = FakePrices()
     try:

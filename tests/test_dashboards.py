@@ -13,13 +13,14 @@ import subprocess
 import pytest
 import yaml
 
-from stack_helpers import (DASHBOARD_DIR, GRAFANA_DIR, PROM_DIR, binary, datasource_uid, iter_panels, iter_targets,
+from support.stack import (DASHBOARD_DIR, GRAFANA_DIR, PROM_DIR, datasource_uid, iter_panels, iter_targets,
                            load_dashboards, substitute)
+from support.tools import binary
 
 DASHBOARDS = load_dashboards()
 DATASOURCE_UIDS = {"prometheus", "loki", "alertmanager"}
 
-# Metric contract: docs in /work/shared/DESIGN.md + the additions agreed for issue 3.
+# Metric contract: the metrics README.md ("Metrics") and docs/ of this repo describe.
 CONTRACT = {
     "runwatch_run_info", "runwatch_run_state", "runwatch_run_phase_info", "runwatch_run_start_timestamp_seconds",
     "runwatch_run_end_timestamp_seconds", "runwatch_run_last_progress_timestamp_seconds",
@@ -191,6 +192,7 @@ def test_promql_metrics_exist(panel, target):
     assert not unknown, f"not in the metric contract nor a recording rule: {unknown}"
 
 
+@pytest.mark.stack("promtool")
 def test_promql_syntax_with_promtool(tmp_path):
     """Every dashboard query parses (promtool checks rule expressions)."""
     promtool = binary("promtool")

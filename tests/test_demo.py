@@ -1,5 +1,10 @@
 """`runwatch demo`: live metrics from the bundled samples within seconds."""
-from conftest import sample, wait_for
+import pytest
+
+from support.prom_text import sample
+from support.waits import wait_for
+
+pytestmark = pytest.mark.stack     # waits for the demo's runs to move and one to fail
 
 RUNS = ("demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train")
 

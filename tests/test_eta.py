@@ -4,13 +4,9 @@ from __future__ import annotations
 import pytest
 
 from runwatch.model.eta import Prior, Tracker, overdue
-from runwatch.events import Event
 from runwatch.parse.packs import Matcher, load_builtin
 from runwatch.model.state import RunState
-
-
-def ev(t, ts, **f):
-    return Event(t, f, ts)
+from support.events import ev
 
 
 def tasks(st, n, durations, t0=0.0):

@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from conftest import sample
+from support.prom_text import sample
 from runwatch.model.runs import Registry
 from runwatch.web.server import Server
 
@@ -203,6 +203,7 @@ def test_rate_limit_429(server):
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
 
 
+@pytest.mark.stack
 def test_concurrent_posters_exact_counts(server):
     srv = server()
     threads, per_thread, batch = 8, 25, 4

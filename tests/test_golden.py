@@ -5,7 +5,9 @@ import subprocess
 
 import pytest
 
-from conftest import TESTS, runwatch_cmd, sample
+from support.paths import TESTS
+from support.procs import runwatch_cmd
+from support.prom_text import sample
 
 GOLDEN = os.path.join(TESTS, "golden")
 LOGS = sorted(glob.glob(os.path.join(GOLDEN, "*.log")))

@@ -5,13 +5,9 @@ import os
 
 import pytest
 
-from runwatch.events import Event
 from runwatch.model.history import History
 from runwatch.model.runs import Registry, RunSpec
-
-
-def ev(t, ts, **f):
-    return Event(t, f, ts)
+from support.events import ev
 
 
 def play_eval(reg, rid, t0, boot=200.0, task=60.0, n=5):

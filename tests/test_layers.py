@@ -149,6 +149,7 @@ def test_help_imports_only_the_command_line():
     assert loaded == ["runwatch", "runwatch.cli", "runwatch.settings"], loaded
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("mod", sorted(all_modules()))
 def test_module_imports_cleanly_on_its_own(mod):
     if mod == "runwatch.__main__":

@@ -15,9 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, parse_size, read_segment
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import free_port, runwatch_cmd, sample, wait_for  # noqa: E402
-from loki_server import LokiServer  # noqa: E402
+from support.loki_double import LokiServer
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
 
 SKEY = ("eval", "command")
 
@@ -100,6 +102,7 @@ def test_wrong_credentials_drop_and_count(srv, tmp_path):
     assert sh.dropped["unauthorized"] == 10 and not srv.entries
 
 
+@pytest.mark.stack
 def test_429_storm_every_line_once_in_order(srv, tmp_path):
     srv.respond(429, count=25, retry_after="0.02")
     sh = shipper(srv, tmp_path)
@@ -110,6 +113,7 @@ def test_429_storm_every_line_once_in_order(srv, tmp_path):
     assert sh.requests["429"] == 25 and sum(sh.dropped.values()) == 0
 
 
+@pytest.mark.stack
 def test_5xx_hang_and_resets(srv, tmp_path):
     sh = shipper(srv, tmp_path)
     srv.respond(500)
@@ -126,6 +130,7 @@ def test_5xx_hang_and_resets(srv, tmp_path):
     assert sum(sh.dropped.values()) == 0
 
 
+@pytest.mark.stack
 def test_outage_with_restart_in_the_middle(srv, tmp_path):
     srv.go_away()
     sh1 = shipper(srv, tmp_path, queue_max_bytes=64 << 10, flush_timeout=0.3)
@@ -145,6 +150,7 @@ def test_outage_with_restart_in_the_middle(srv, tmp_path):
     assert sh2.spool.bytes == 0 and sum(sh2.dropped.values()) == 0
 
 
+@pytest.mark.stack
 def test_ten_minute_outage_at_1000_lines_per_second_loses_nothing(srv, tmp_path):
     srv.go_away()
     sh = shipper(srv, tmp_path, max_backoff=0.3, queue_max_bytes=4 << 20)
@@ -174,6 +180,7 @@ def test_bad_request_drops_the_batch_and_counts(srv, tmp_path):
     assert sample(text, "runwatch_loki_entries_dropped_total", reason="too_old") == 50
 
 
+@pytest.mark.stack
 def test_spool_bound_respected_and_overflow_counted(srv, tmp_path):
     srv.go_away()
     bound = 100 << 10
@@ -195,6 +202,7 @@ def test_spool_bound_respected_and_overflow_counted(srv, tmp_path):
     assert sample(metrics(sh), "runwatch_loki_entries_dropped_total", reason="spool_full") == full
 
 
+@pytest.mark.stack
 def test_big_blocks_split_into_batches_of_at_most_the_limit(srv, tmp_path):
     sh = shipper(srv, tmp_path, batch_max_bytes=64 << 10)
     feed(sh, 0, 30000, per_block=30000)            # one ~300 KB block
@@ -214,6 +222,7 @@ def test_helpers():
     assert level_of("errors: 0") == "unknown"
 
 
+@pytest.mark.stack
 def test_runwatch_run_ships_and_a_restart_resends_the_spool(srv, tmp_path):
     """Real processes: Loki is down, runwatch is stopped with SIGTERM, lines are
     spooled; the next `runwatch run` on the same data dir sends them first."""

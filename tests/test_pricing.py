@@ -6,8 +6,8 @@ import json
 import pytest
 
 from runwatch.sources.pricing import Price, PriceUnavailable, RetailPrices, load_fallback, pick_price
-from tests.fakes.netguard import no_network  # noqa: F401
-from tests.fakes.prices_server import FakePrices, d8s_v3_items, item
+from support.fakes.netguard import no_network  # noqa: F401
+from support.fakes.prices_server import FakePrices, d8s_v3_items, item
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
 import time
 
 import pytest
@@ -12,10 +11,8 @@ from runwatch.parse.redact import REDACTED, Redactor, RedactState, default_redac
 from runwatch.model.runs import Ingest, Registry, RunSpec
 from runwatch.parse.packs import Matcher, load_packs
 
-sys.path.insert(0, os.path.dirname(__file__))
-from loki_server import LokiServer  # noqa: E402
-
-TESTS = os.path.dirname(os.path.abspath(__file__))
+from support.loki_double import LokiServer
+from support.paths import TESTS
 
 # (line, secrets that must not survive)
 SECRET_LINES = [

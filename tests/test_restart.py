@@ -18,7 +18,9 @@ import time
 import pytest
 import requests
 
-from conftest import runwatch_cmd, sample, wait_for
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
 from runwatch.events import Event
 from runwatch.model.persist import StateDB, decode, dump_run, encode, load_run
 from runwatch.model.runs import Registry, Run, RunSpec
@@ -102,8 +104,9 @@ def start_serve(cfg, port, env):
     return p, url
 
 
+@pytest.mark.stack
 def test_sigkill_mid_file_with_rotation_loses_nothing_and_counts_nothing_twice(tmp_path):
-    from conftest import free_port
+    from support.ports import free_port
     log = tmp_path / "app.log"
     data = tmp_path / "data"
     cfg = tmp_path / "runwatch.yaml"
@@ -235,7 +238,7 @@ def test_corrupt_state_db_is_set_aside_and_serve_still_starts(tmp_path, caplog):
 
 
 def test_serve_with_a_corrupt_state_db_starts_fresh(tmp_path):
-    from conftest import free_port
+    from support.ports import free_port
     data = tmp_path / "data"
     data.mkdir()
     (data / "state.db").write_bytes(b"\x00garbage" * 500)

@@ -13,7 +13,9 @@ import subprocess
 import pytest
 import yaml
 
-from stack_helpers import PROM_DIR, REPO, binary, override_thresholds, render_prometheus_dir
+from support.paths import REPO
+from support.stack import PROM_DIR, override_thresholds, render_prometheus_dir
+from support.tools import binary
 
 RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROM_DIR / "tests").glob("*.yml"))
@@ -57,11 +59,13 @@ RECORDS = [r for r in _rules() if "record" in r]
 
 # ------------------------------------------------------------------ promtool
 
+@pytest.mark.stack("promtool")
 def test_promtool_check_config():
     out = _run([_tool("promtool"), "check", "config", str(PROM_DIR / "prometheus.yml")])
     assert "SUCCESS" in out
 
 
+@pytest.mark.stack("promtool")
 def test_promtool_check_config_as_the_tests_render_it(tmp_path):
     """The rendered copy (only intervals + targets differ) is valid too."""
     cfg = render_prometheus_dir(tmp_path, runwatch=["127.0.0.1:9897"], prometheus=["127.0.0.1:9090"],
@@ -69,16 +73,19 @@ def test_promtool_check_config_as_the_tests_render_it(tmp_path):
     _run([_tool("promtool"), "check", "config", str(cfg)])
 
 
+@pytest.mark.stack("promtool")
 def test_promtool_check_rules():
     out = _run([_tool("promtool"), "check", "rules", *map(str, RULE_FILES)])
     assert out.count("SUCCESS") == len(RULE_FILES)
 
 
+@pytest.mark.stack("promtool")
 def test_promtool_test_rules():
     out = _run([_tool("promtool"), "test", "rules", *map(str, TEST_FILES)], cwd=PROM_DIR)
     assert "FAILED" not in out
 
 
+@pytest.mark.stack("amtool")
 def test_amtool_check_config():
     _run([_tool("amtool"), "check-config", str(PROM_DIR / "alertmanager.yml")])
 

@@ -7,9 +7,13 @@ import sys
 import textwrap
 import time
 
+import pytest
 import requests
 
-from conftest import free_port, runwatch_cmd, sample, wait_for
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
 
 CHILD = textwrap.dedent("""
     import os, sys, time
@@ -133,6 +137,7 @@ def test_usage_errors():
     assert p.returncode == 2 and "expected HOST:PORT" in p.stderr
 
 
+@pytest.mark.stack
 def test_a_second_run_of_a_kind_has_an_eta_before_its_first_progress_line(tmp_path):
     """`runwatch run` keeps a history in --data-dir: run 2 is estimated from run 1."""
     first = textwrap.dedent("""

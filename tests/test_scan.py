@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from conftest import runwatch_cmd, sample
+from support.procs import runwatch_cmd
+from support.prom_text import sample
 
 
 def make_log(path, lines: int, seed: int = 1):
@@ -37,6 +38,7 @@ def make_log(path, lines: int, seed: int = 1):
     return truth
 
 
+@pytest.mark.stack
 def test_parallel_scan_equals_a_single_pass(tmp_path):
     log = tmp_path / "big.log"
     truth = make_log(log, 260_000)          # ~22 MB: above the 16 MB parallel threshold

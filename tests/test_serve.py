@@ -7,7 +7,10 @@ import textwrap
 import pytest
 import requests
 
-from conftest import free_port, runwatch_cmd, sample, wait_for
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
 
 
 def write_config(tmp_path, body: str) -> str:
@@ -55,6 +58,7 @@ def test_serve_follows_files_and_waits_for_late_ones(tmp_path, serve):
     assert sample(rw.metrics(), "runwatch_source_up", run_id="later", source="file") == 1
 
 
+@pytest.mark.stack
 def test_bad_input_is_counted_and_the_exporter_keeps_serving(tmp_path, serve):
     log = tmp_path / "bad.log"
     with open(log, "wb") as f:
@@ -82,6 +86,7 @@ def test_bad_input_is_counted_and_the_exporter_keeps_serving(tmp_path, serve):
     assert rss_kb < 200_000, f"RSS {rss_kb} kB: the 50 MB line was buffered"
 
 
+@pytest.mark.stack("promtool")
 def test_metrics_pass_promtool_and_speak_openmetrics(tmp_path, serve):
     log = tmp_path / "a.log"
     log.write_text("Task 1/3: a\nStep 1: CLICK\nTask a: FAIL\n")

@@ -20,13 +20,15 @@ import time
 
 import pytest
 
-from loki_server import LokiServer
+from support.loki_double import LokiServer
 
-from stack_helpers import (Prom, binary, datasource_uid, demo_available, iter_targets, load_dashboards,
-                           running_demo, running_prometheus, substitute)
+from support.stack import (Prom, datasource_uid, demo_available, iter_targets, load_dashboards, running_demo,
+                           running_prometheus, substitute)
+from support.tools import binary
 
-pytestmark = pytest.mark.skipif(binary("prometheus") is None,
-                                reason="prometheus not installed (apt-get install prometheus)")
+pytestmark = [pytest.mark.stack("prometheus"),
+              pytest.mark.skipif(binary("prometheus") is None,
+                                 reason="prometheus not installed (apt-get install prometheus)")]
 
 DEMO_RUNS = {"demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train", "demo-workflow"}
 # demo-agent-eval goes ~31 demo-seconds without progress (VM provision and
@@ -34,7 +36,7 @@ DEMO_RUNS = {"demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo
 # RunwatchRunStalled fires for ~4 s per loop (~25 s).
 DEMO_SPEED = 5
 # Thresholds lowered to seconds via prometheus/rules/runwatch-config.yml's
-# documented override (tests/stack_helpers.py:override_thresholds).
+# documented override (tests/support/stack.py:override_thresholds).
 THRESHOLDS = {
     "runwatch_config:stall_threshold:seconds": 2,
     "runwatch_config:artifact_missing_threshold:seconds": 3,

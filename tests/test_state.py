@@ -3,6 +3,7 @@ import pytest
 
 from runwatch.events import RUN_STATES, TERMINAL_STATES, Event, make
 from runwatch.model.state import RunState
+from support.events import ev as E
 
 
 def run(*evs):
@@ -10,10 +11,6 @@ def run(*evs):
     for e in evs:
         st.apply(e)
     return st
-
-
-def E(t, ts=0.0, **f):
-    return Event(t, f, ts)
 
 
 def test_first_activity_makes_a_pending_run_running():

@@ -13,7 +13,10 @@ import time
 import pytest
 import requests
 
-from conftest import ROOT, wait_for
+from support.paths import ROOT
+from support.waits import wait_for
+
+pytestmark = pytest.mark.stack("chromium")
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download needed)")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import sys
 import threading
 import time
 import tracemalloc
@@ -20,11 +19,7 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from runwatch.sources.tail import FileFollower
-except ImportError:  # package not installed: run from the source tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "exporter"))
-    from runwatch.sources.tail import FileFollower
+from runwatch.sources.tail import FileFollower
 
 
 

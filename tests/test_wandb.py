@@ -14,8 +14,8 @@ from runwatch.export.collector import RunwatchCollector  # noqa: E402
 from runwatch.sources.poller import Poller  # noqa: E402
 from runwatch.model.runs import Registry, RunSpec  # noqa: E402
 from runwatch.sources.wandb_run import WandbConfig, WandbSource  # noqa: E402
-from tests.fakes.netguard import no_network  # noqa: E402,F401
-from tests.fakes.wandb_server import FakeWandb, membership_node, run_node  # noqa: E402
+from support.fakes.netguard import no_network  # noqa: E402,F401
+from support.fakes.wandb_server import FakeWandb, membership_node, run_node  # noqa: E402
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 HIST = ("ent", "proj", "run-abc123-history:latest")
@@ -48,6 +48,7 @@ def val(prom, metric, **labels):
     return prom.get_sample_value(metric, {"run_id": "train-7", **labels})
 
 
+@pytest.mark.stack
 def test_state_summary_url_and_history_artifact_after_n_polls(fake):
     fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "running", {"loss": 0.9, "acc": 0.5, "_step": 9})
     src, reg, run, poller, prom = setup(fake, summary=["acc", "loss", "absent"])
@@ -101,6 +102,7 @@ def test_configured_artifacts_and_pending_artifact(fake):
     assert val(prom, "runwatch_artifact_available", artifact="model-abc123") == 1
 
 
+@pytest.mark.stack
 def test_server_error_is_source_down_never_artifact_missing(fake, caplog):
     fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {})
     fake.artifacts[HIST] = membership_node(*HIST)
@@ -140,6 +142,7 @@ def test_malformed_artifact_answer_is_an_error_not_missing(fake, monkeypatch):
     assert val(prom, "runwatch_artifact_available", artifact="run-abc123-history") == 0   # unchanged
 
 
+@pytest.mark.stack
 def test_rate_limited_backs_off_and_recovers(fake):
     fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "running", {})
     src, reg, run, poller, prom = setup(fake, history_artifact=False)

@@ -18,34 +18,23 @@ How the tests use prometheus/ without keeping a copy of it:
 from __future__ import annotations
 
 import contextlib
-import os
 import pathlib
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import typing
 
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from .paths import REPO
+from .ports import free_port
+from .procs import runwatch_cmd, start_logged, stop_group
+from .tools import binary
+from .waits import wait_http
+
 PROM_DIR = REPO / "prometheus"
 GRAFANA_DIR = REPO / "grafana"
 DASHBOARD_DIR = GRAFANA_DIR / "dashboards"
 CONFIG_RULES = "runwatch-config.yml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def binary(name: str) -> str | None:
-    return shutil.which(name)
 
 
 def render_prometheus_dir(dest: pathlib.Path, *, runwatch: list[str], prometheus: list[str] | None = None,
@@ -87,51 +76,10 @@ def override_thresholds(text: str, thresholds: dict[str, float]) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            r = requests.get(url, timeout=1)
-            if r.status_code == 200:
-                return
-            last = r.status_code
-        except requests.RequestException as e:  # not up yet
-            last = e
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout}s (last: {last})")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process this module started (its own process group)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
-def start(argv: list[str], log: pathlib.Path, **kw) -> subprocess.Popen:
-    fh = open(log, "wb")
-    try:
-        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, **kw)
-    finally:
-        fh.close()
-
-
 def demo_available() -> str | None:
     """None if `python -m runwatch demo` can run here, else why not."""
     try:
-        r = subprocess.run([sys.executable, "-m", "runwatch", "demo", "--help"],
+        r = subprocess.run(runwatch_cmd("demo", "--help"),
                            capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         return "`python -m runwatch demo --help` hung"
@@ -146,17 +94,17 @@ def running_demo(tmp: pathlib.Path, speed: float | None = None,
     """Start `python -m runwatch demo` on a free loopback port; yield host:port."""
     port = free_port()
     addr = f"127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "runwatch", "demo", "--listen", addr, "--data-dir", str(tmp / "runwatch-data")]
+    argv = runwatch_cmd("demo", "--listen", addr, "--data-dir", str(tmp / "runwatch-data"))
     if speed is not None:
         argv += ["--speed", str(speed)]
     if loki_url:
         argv += ["--loki-url", loki_url]
-    proc = start(argv, tmp / "demo.log")
+    proc = start_logged(argv, tmp / "demo.log")
     try:
         wait_http(f"http://{addr}/metrics", 30, proc)
         yield addr
     finally:
-        stop(proc)
+        stop_group(proc)
 
 
 @contextlib.contextmanager
@@ -169,13 +117,13 @@ def running_prometheus(tmp: pathlib.Path, runwatch: list[str], thresholds: dict[
     addr = f"127.0.0.1:{port}"
     cfg = render_prometheus_dir(tmp / "prometheus", runwatch=runwatch, prometheus=[addr],
                                 interval=interval, thresholds=thresholds)
-    proc = start([prom, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'prom-data'}",
+    proc = start_logged([prom, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'prom-data'}",
                   f"--web.listen-address={addr}", "--log.level=warn"], tmp / "prometheus.log")
     try:
         wait_http(f"http://{addr}/-/ready", 30, proc)
         yield f"http://{addr}"
     finally:
-        stop(proc)
+        stop_group(proc)
 
 
 class Prom:
