@@ -10,7 +10,7 @@ figure), K writes are timed two ways, side by side, alternating:
            ratio against rendering the same families as /metrics text (the
            reference: what a scrape costs runwatch).
   push     the above plus HTTP to a real Prometheus (`--web.enable-remote-write-receiver`;
-           --receiver double: the recording receiver of tests/remote_write_server.py,
+           --receiver double: the recording receiver of tests/support/remote_write_double.py,
            which decodes in Python and is the slower side) until it answered:
            samples/s end to end.
   wire     bytes per sample on the wire (snappy protobuf), against the /metrics
@@ -25,10 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "exporter"))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+DOUBLE = os.path.join(ROOT, "tests", "support", "remote_write_double.py")
 
 from runwatch.export.collector import RunwatchCollector  # noqa: E402
 from runwatch.export.exposition import render  # noqa: E402
@@ -53,10 +53,10 @@ def registry_with(n: int) -> Registry:
 
 def receiver(kind: str, tmp: str) -> tuple[subprocess.Popen, str]:
     if kind == "double":
-        p = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "remote_write_server.py")],
+        p = subprocess.Popen([sys.executable, DOUBLE],
                              stdout=subprocess.PIPE, text=True)
         return p, p.stdout.readline().strip()
-    from stack_helpers import free_port, wait_http
+    from bench_core import free_port
     port = free_port()
     cfg = os.path.join(tmp, "prometheus.yml")
     with open(cfg, "w") as f:
@@ -64,7 +64,15 @@ def receiver(kind: str, tmp: str) -> tuple[subprocess.Popen, str]:
     p = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp}/data",
                           f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
                           "--log.level=warn"], stderr=subprocess.DEVNULL)
-    wait_http(f"http://127.0.0.1:{port}/-/ready", 60, p)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2).close()
+            break
+        except OSError:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("prometheus did not start")
+            time.sleep(0.2)
     return p, f"http://127.0.0.1:{port}/api/v1/write"
 
 

@@ -45,7 +45,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
 from make_mixed_log import ensure_log  # noqa: E402 - a sibling script, not a package
 
 PACKS = ("waa", "docker", "python")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import textwrap
 
-from conftest import runwatch_cmd
+from support.procs import runwatch_cmd
 
 PACK = textwrap.dedent("""\
     pack: mine

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import wait_for
+from support.waits import wait_for
 from runwatch.model.runs import Ingest, Registry, RunSpec
 from runwatch.parse.packs import Matcher, load_builtin
 from runwatch.sources import watch

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import wait_for
+from support.waits import wait_for
 from runwatch.sources.command import Handoff
 
 

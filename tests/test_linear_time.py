@@ -5,7 +5,7 @@ that makes a regex backtrack quadratically holds the GIL, and /metrics,
 /healthz and every other run wait (a 64 KiB line of dots ending in `apikey`
 once took minutes). Every pack rule and redaction rule runs on RE2; these tests
 hold that, against hostile lines made from each rule's own regex
-(tests/adversarial.py), timed against a plain line of the same length in the
+(tests/support/adversarial.py), timed against a plain line of the same length in the
 same process, and against a live `runwatch run`.
 """
 from __future__ import annotations
@@ -20,7 +20,10 @@ import time
 
 import requests
 
-from conftest import free_port, runwatch_cmd, sample, wait_for
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 # A hostile line may cost this many times the reference: the slowest shipped rule
@@ -31,10 +34,10 @@ RATIO = 50
 
 
 def run_hostile_lines(*args: str) -> tuple[list[tuple[str, str, float]], float, str | None]:
-    """Runs tests/adversarial.py in a child and watches it. Returns
+    """Runs tests/support/adversarial.py in a child and watches it. Returns
     ([(rule, what, seconds)], reference seconds, what stalled or None): a match that
     takes 100x the reference so far plus 10 s is a stall; the child is killed."""
-    p = subprocess.Popen([sys.executable, os.path.join(TESTS, "adversarial.py"), *args],
+    p = subprocess.Popen([sys.executable, os.path.join(TESTS, "support", "adversarial.py"), *args],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results, rule, ref, current, buf = [], None, 0.0, None, ""
     try:

@@ -8,7 +8,8 @@ import zipfile
 
 import requests
 
-from conftest import free_port, wait_for
+from support.ports import free_port
+from support.waits import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PKG = ROOT / "exporter" / "runwatch"

@@ -1,5 +1,5 @@
 """Remote-write push against a local receiver that decodes the real snappy+protobuf body
-(tests/remote_write_server.py): headers, labels, metadata, stale markers, 4xx/5xx/429
+(tests/support/remote_write_double.py): headers, labels, metadata, stale markers, 4xx/5xx/429
 handling, and an outage of the receiver with a runwatch restart in the middle of it."""
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import time
 import pytest
 import requests
 
-from conftest import free_port, runwatch_cmd, sample, wait_for
-from remote_write_helpers import JOB, MOVING, parse_metrics, run_series, wait_writes_while_down
-from remote_write_server import RemoteWriteServer, decode_write_request
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.prom_text import sample
+from support.waits import wait_for
+from support.remote_write import JOB, MOVING, parse_metrics, run_series, wait_writes_while_down
+from support.remote_write_double import RemoteWriteServer, decode_write_request
 
 from runwatch.export.remote_write.prompb import STALE_NAN_BITS
 from runwatch.export.remote_write.series import SeriesWriter
@@ -244,7 +247,7 @@ def test_without_cramjam_the_error_says_what_to_install(tmp_path):
 
 def test_compose_prometheus_accepts_remote_write():
     """The stack's Prometheus takes pushes too (docs/remote-write.md)."""
-    from stack_helpers import REPO
+    from support.paths import REPO
     import yaml
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert "--web.enable-remote-write-receiver" in compose["services"]["prometheus"]["command"]
@@ -311,6 +314,7 @@ def test_full_memory_queue_spills_to_the_spool_in_order(tmp_path, receiver):
     assert not any(ep.dropped.values()) and ep.failed > 0
 
 
+@pytest.mark.stack("openssl")
 def test_https_receiver_verified_with_the_given_ca_and_refused_without(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),

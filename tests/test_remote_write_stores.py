@@ -20,9 +20,16 @@ import time
 import pytest
 import requests
 
-from conftest import free_port, runwatch_cmd, wait_for
-from remote_write_helpers import JOB, MOVING, parse_metrics, run_series, wait_writes_while_down
-from stack_helpers import Prom, binary, start, stop, wait_http
+from support.ports import free_port
+from support.procs import runwatch_cmd
+from support.waits import wait_for
+from support.remote_write import JOB, MOVING, parse_metrics, run_series, wait_writes_while_down
+from support.procs import start_logged as start, stop_group as stop
+from support.stack import Prom
+from support.tools import binary
+from support.waits import wait_http
+
+pytestmark = pytest.mark.stack("prometheus", "victoria-metrics")
 
 
 def _prometheus(tmp):
@@ -53,8 +60,6 @@ STORES = {"prometheus": ("prometheus", _prometheus), "victoria-metrics": ("victo
 @pytest.fixture(params=sorted(STORES))
 def store(request, tmp_path):
     exe, starter = STORES[request.param]
-    if binary(exe) is None:
-        pytest.skip(f"{exe} not installed (apt-get install {exe}; scripts/test does)")
     proc, base, write_url = starter(tmp_path)
     try:
         yield request.param, Prom(base), write_url

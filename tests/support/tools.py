@@ -19,6 +19,8 @@ TOOLS = {
     "amtool": "prometheus-alertmanager",
     "docker-compose": "docker-compose",
     "chromium": "chromium",
+    "victoria-metrics": "victoria-metrics",
+    "openssl": "openssl",
 }
 
 

@@ -235,7 +235,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import os
     import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "exporter"))
     sys.exit(main(sys.argv[1:]))
