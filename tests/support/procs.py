@@ -4,9 +4,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import requests
 
@@ -27,12 +29,28 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 
 class Proc:
-    """A runwatch subprocess with its address; always killed at teardown."""
+    """A runwatch subprocess with its address; always killed at teardown.
+
+    Its output goes to files (`stderr_text()`), never to a pipe nobody reads: a
+    chatty process must not block on a full pipe. Unless the test says otherwise
+    (env with RUNWATCH_DATA_DIR, or --data-dir), it keeps its state and history
+    in a directory of its own, so no test sees another's history or the user's."""
 
     def __init__(self, args, port, **kw):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.p = subprocess.Popen(runwatch_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="runwatch-test-"))
+        env = dict(kw.pop("env", None) or os.environ)
+        env.setdefault("RUNWATCH_DATA_DIR", str(self.dir / "data"))
+        self._out = open(self.dir / "stdout", "wb")
+        self._err = open(self.dir / "stderr", "wb")
+        kw.setdefault("stdout", self._out)
+        kw.setdefault("stderr", self._err)
+        self.p = subprocess.Popen(runwatch_cmd(*args), env=env, **kw)
+
+    def stderr_text(self) -> str:
+        self._err.flush()
+        return (self.dir / "stderr").read_text(errors="replace")
 
     def metrics(self) -> str:
         return requests.get(self.url + "/metrics", timeout=5).text
@@ -42,6 +60,12 @@ class Proc:
         return self
 
     def stop(self):
+        self._stop()
+        self._out.close()
+        self._err.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _stop(self):
         if self.p.poll() is None:
             self.p.terminate()
             try:
