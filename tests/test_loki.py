@@ -13,7 +13,8 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, parse_size, read_segment
+from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, read_segment
+from runwatch.settings import parse_size
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import free_port, runwatch_cmd, sample, wait_for  # noqa: E402
@@ -133,7 +134,7 @@ def test_outage_with_restart_in_the_middle(srv, tmp_path):
     assert metrics(sh1).count("runwatch_loki_spool_bytes") and sh1.spool.bytes > 0
     sh1.close()                                   # pending lines go to the front of the spool
     sh1.release()
-    spooled = sum(r[5] for f in sorted(os.listdir(tmp_path / "spool" / "0")) if f.endswith(".seg")
+    spooled = sum(r.lines for f in sorted(os.listdir(tmp_path / "spool" / "0")) if f.endswith(".seg")
                   for r in read_segment(str(tmp_path / "spool" / "0" / f))[0])
     assert spooled == 20000
     sh2 = shipper(srv, tmp_path, queue_max_bytes=64 << 10)       # "restart": same data dir
@@ -279,3 +280,30 @@ def test_config_loki_and_redact_keys(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(str(bad))
     assert e.value.line == 3
+
+
+# Two records as the shipper wrote them before records had named fields (a
+# segment left by an older runwatch must still be resent after an upgrade).
+OLD_SEGMENT = (b'RWL1\x1f\x00\x00\x00\x0e\x00\x00\x00\x00\x80\xc0sQ\xda\x0c\x18\x02\x00\x00\x00'
+               b'["eval","command","r1","bench"]line 0\nline 1\n'
+               b'RWL1\x18\x00\x00\x00\x0b\x00\x00\x00\x05\x80\xc0sQ\xda\x0c\x18\x01\x00\x00\x00'
+               b'["train","file","r2",""]\xc3\xbc ERROR x\n')
+
+
+def test_a_segment_written_by_an_older_runwatch_reads_back_and_is_resent(srv, tmp_path):
+    seg = tmp_path / "spool" / "0" / f"{10 ** 12:016d}.seg"
+    seg.parent.mkdir(parents=True)
+    seg.write_bytes(OLD_SEGMENT + b"RWL1\x05")                    # and a torn record at the end
+    recs, bad = read_segment(str(seg))
+    assert bad == 5
+    assert [(r.stream, r.run_id, r.phase, r.first_ns, r.block, r.lines) for r in recs] == [
+        (("eval", "command"), "r1", "bench", 1733000000000000000, b"line 0\nline 1\n", 2),
+        (("train", "file"), "r2", "", 1733000000000000005, "ü ERROR x\n".encode(), 1)]
+    sh = shipper(srv, tmp_path, max_age=10 ** 10)                 # the old segment's lines are from 2024
+    wait_for(lambda: len(srv.entries) == 3, 10, what="the old segment's lines")
+    sh.close()
+    assert [(dict(e[0])["kind"], e[1], e[2], e[3]) for e in srv.entries] == [
+        ("eval", 1733000000000000000, "line 0", {"run_id": "r1", "phase": "bench", "level": "unknown"}),
+        ("eval", 1733000000000000001, "line 1", {"run_id": "r1", "phase": "bench", "level": "unknown"}),
+        ("train", 1733000000000000005, "ü ERROR x", {"run_id": "r2", "level": "error"})]
+    assert sh.dropped["spool_corrupt"] == 1 and not seg.exists()
