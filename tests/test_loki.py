@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, read_segment
+from runwatch.export.loki.shipper import MIN_BATCH_BYTES
 from runwatch.settings import parse_size
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -157,6 +158,49 @@ def test_ten_minute_outage_at_1000_lines_per_second_loses_nothing(srv, tmp_path)
     sh.close()
     assert sum(sh.dropped.values()) == 0
     assert srv.entries[0][1] // 10**9 == int(start)               # lines keep their own time
+
+
+def test_a_loki_slower_than_the_timeout_gets_smaller_batches_and_every_line_once(srv, tmp_path):
+    """Loki needs longer than the push timeout for a full batch. Retrying that same
+    request would time out forever (nothing delivered); the shipper retries its lines
+    as smaller batches, so they all arrive, once each and in order."""
+    # 1 MiB of these lines is ~7.7 MB of JSON: ~1.9 s at this rate, ~4x the 0.5 s timeout;
+    # a 64 KiB batch takes ~0.12 s.
+    srv.slow(per_byte=0.25e-6)
+    srv.go_away()
+    sh = shipper(srv, tmp_path)                   # batch_max_bytes 1 MiB (the default), timeout 0.5 s
+    assert sh.cfg.batch_max_bytes == 1 << 20 and sh.cfg.timeout == 0.5
+    feed(sh, 0, 200_000, per_block=1000)          # 2.4 MB waiting: the first push is a full batch
+    srv.come_back()
+    expect_all(srv, 200_000, timeout=120)
+    assert sh.requests.get("error", 0) >= 1        # the full batch did time out ...
+    assert sh.batch_bytes < sh.cfg.batch_max_bytes  # ... and the batches got smaller
+    srv.slow(0)
+    feed(sh, 200_000, 20_000)                     # and on, with Loki fast again
+    expect_all(srv, 220_000, timeout=60)
+    sh.close()
+    assert sum(sh.dropped.values()) == 0 and sh.sent == 220_000
+
+
+def test_batch_size_halves_on_a_timeout_to_a_floor_and_doubles_back_when_pushes_are_quick(srv, tmp_path):
+    sh = shipper(srv, tmp_path, timeout=10.0)
+    full = sh.cfg.batch_max_bytes
+    assert sh._shrink(full, 1000) and sh.batch_bytes == full // 2
+    assert sh._shrink(300 << 10, 1000) and sh.batch_bytes == 150 << 10     # half of what timed out
+    while sh._shrink(sh.batch_bytes, 1000):
+        pass
+    assert sh.batch_bytes == MIN_BATCH_BYTES
+    assert not sh._shrink(10 << 20, 1)             # one line cannot be split: retried as it is
+    sh._grow(MIN_BATCH_BYTES, 3.0)                 # twice as big would take 6 s: over half the timeout
+    assert sh.batch_bytes == MIN_BATCH_BYTES
+    sh._grow(MIN_BATCH_BYTES // 8, 0.5)            # a small batch: scaled to twice the size, 8 s
+    assert sh.batch_bytes == MIN_BATCH_BYTES
+    sh._grow(MIN_BATCH_BYTES, 2.0)                 # 4 s < 5 s
+    assert sh.batch_bytes == 2 * MIN_BATCH_BYTES
+    for _ in range(20):
+        sh._grow(sh.batch_bytes, 0.01)
+    assert sh.batch_bytes == full                  # never above batch_max_bytes
+    sh.close()
 
 
 def test_bad_request_drops_the_batch_and_counts(srv, tmp_path):

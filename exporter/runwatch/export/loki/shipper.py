@@ -13,6 +13,7 @@ import random
 import socket
 import threading
 import time
+from typing import NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -24,6 +25,22 @@ log = logging.getLogger("runwatch.loki")
 
 DROP_REASONS = ("bad_request", "unauthorized", "too_old", "spool_full", "queue_full", "shutdown", "spool_corrupt")
 PUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MIN_BATCH_BYTES = 16 << 10      # a push that times out is retried as halves, down to this
+
+
+class Answer(NamedTuple):
+    """What one POST got: an HTTP status, or None (no answer: connection error or timeout)."""
+    status: int | None
+    headers: object
+    text: str              # the body's start, or the error's name
+    seconds: float
+    timed_out: bool        # no answer in time after connecting: sending the body or waiting for the answer
+
+
+# What _push did with a batch.
+DONE = "done"              # accepted, or rejected and dropped (counted)
+SMALLER = "smaller"        # it timed out: batch_bytes is smaller now; push its records again in smaller batches
+STOPPED = "stopped"        # the stop deadline came first; the batch is still in flight
 
 
 class Shipper:
@@ -52,7 +69,9 @@ class Shipper:
 
         self.segbuf: collections.deque = collections.deque()   # records read from a spool segment
         self.seg_seq: int | None = None
-        self.inflight: list = []
+        self.inflight: collections.deque = collections.deque()   # taken, not yet accepted or dropped
+        self.batch_bytes = cfg.batch_max_bytes      # the batch size now: halved on a timeout, grown back after
+        self.failures = 0                           # retryable failures in a row, for the backoff
         self.conn = None
         self._metas: dict = {}
         self._labels: dict = {}
@@ -128,17 +147,16 @@ class Shipper:
                     break
                 if not batch:
                     continue
-                self.inflight = batch        # spooled at exit unless accepted or dropped
-                if not self._push(batch):
+                self.inflight.extend(batch)        # spooled at exit unless accepted or dropped
+                if not self._push_inflight():
                     break
-                self.inflight = []
         except Exception:       # noqa: BLE001 - never lose the queue to a bug silently
             log.exception("loki: shipper thread failed; spooling what is left")
         finally:
             self._final_spool()
 
     def _next_batch(self):
-        """A list of records (≤ batch_max_bytes), [] to come round again, None when done."""
+        """A list of records (≤ batch_bytes), [] to come round again, None when done."""
         cfg = self.cfg
         if not self.segbuf and self.seg_seq is not None:     # all of that segment acked or dropped
             with self.lock:
@@ -172,7 +190,7 @@ class Shipper:
                 if self.spool is not None:
                     self.spool.flush()
             first = self.q[0].queued_at
-            while not self.stopping and self.q_bytes < cfg.batch_max_bytes:
+            while not self.stopping and self.q_bytes < self.batch_bytes:
                 left = first + cfg.batch_wait - time.monotonic()
                 if left <= 0:
                     break
@@ -180,8 +198,8 @@ class Shipper:
             return self._take(self.q, self)
 
     def _take(self, src: collections.deque, mem) -> list:
-        """Pop records up to batch_max_bytes (splitting a big one at a line)."""
-        cap = self.cfg.batch_max_bytes
+        """Pop records up to batch_bytes (splitting a big one at a line)."""
+        cap = self.batch_bytes
         size = 0
         batch = []
         oldest = int((time.time() - self.cfg.max_age) * 1e9)
@@ -256,47 +274,99 @@ class Shipper:
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return gzip.compress(raw, compresslevel=self.cfg.gzip_level)
 
-    def _push(self, batch) -> bool:
-        """Push one batch until accepted or dropped (True), or the stop deadline passes (False)."""
+    def _push_inflight(self) -> bool:
+        """Push the in-flight records in order, as batches of at most batch_bytes; False when stopping first.
+
+        The batch being pushed stays at the front of `inflight` until it is
+        accepted or dropped, so an exit in the middle spools it. After a timeout
+        the same records go again in smaller batches with the same timestamps:
+        what Loki had in fact accepted is sent again and ignored as a duplicate.
+        """
+        while self.inflight:
+            with self.lock:
+                part = self._take(self.inflight, None)      # may split a record at a line
+                self.inflight.extendleft(reversed(part))
+            if not part:                                    # what was left was too old: dropped
+                continue
+            outcome = self._push(part)
+            if outcome == STOPPED:
+                return False
+            if outcome == DONE:
+                with self.lock:
+                    for _ in range(min(len(part), len(self.inflight))):   # close() may have spooled them
+                        self.inflight.popleft()
+        return True
+
+    def _push(self, batch) -> str:
+        """Push one batch until it is accepted or dropped (DONE), a timeout calls for smaller batches
+        (SMALLER), or the stop deadline passes (STOPPED)."""
         n = sum(r.lines for r in batch)
+        size = sum(len(r.block) for r in batch)
         body = self.encode(batch)
-        attempt = 0
         while True:
             timeout = self.cfg.timeout
             if self.stopping:
                 left = self.stop_deadline - time.monotonic()
                 if left <= 0.05:
-                    return False
+                    return STOPPED
                 timeout = min(timeout, left)
-            status, headers, text = self._post(body, timeout)
+            ans = self._post(body, timeout)
+            status = ans.status
             if status is not None and 200 <= status < 300:
                 self.sent += n
+                self.failures = 0
                 if self._last_problem:
                     log.info("loki: pushing again to %s", self.url_for_humans)
                     self._last_problem = None
-                return True
+                self._grow(size, ans.seconds)
+                return DONE
             if status is None or status == 429 or status >= 500:
                 delay = None
                 if status == 429:
-                    delay = retry_after_seconds(headers.get("Retry-After"), cap=self.cfg.max_retry_after)
+                    delay = retry_after_seconds(ans.headers.get("Retry-After"), cap=self.cfg.max_retry_after)
                 if delay is None:
-                    d = min(self.cfg.max_backoff, self.cfg.min_backoff * (2 ** min(attempt, 30)))
+                    d = min(self.cfg.max_backoff, self.cfg.min_backoff * (2 ** min(self.failures, 30)))
                     delay = d / 2 + random.uniform(0, d / 2)
-                attempt += 1
-                problem = text if status is None else f"HTTP {status}"
+                self.failures += 1
+                problem = ans.text if status is None else f"HTTP {status}"
                 if problem != self._last_problem:
                     log.warning("loki: push to %s failed (%s); retrying with backoff", self.url_for_humans,
                                 problem)
                     self._last_problem = problem
                 if not self._sleep(delay):
-                    return False
+                    return STOPPED
+                if ans.timed_out and self._shrink(size, n):
+                    return SMALLER
                 continue
+            self.failures = 0
             reason = ("unauthorized" if status in (401, 403) else
-                      "too_old" if ("too old" in text or "too far behind" in text) else "bad_request")
+                      "too_old" if ("too old" in ans.text or "too far behind" in ans.text) else "bad_request")
             self.dropped[reason] += n
             log.warning("loki: %s rejected a batch of %d lines (HTTP %d: %s); dropped", self.url_for_humans,
-                        n, status, text[:200].strip())
-            return True
+                        n, status, ans.text[:200].strip())
+            return DONE
+
+    def _shrink(self, size: int, lines: int) -> bool:
+        """After a push of `size` bytes timed out: halve the batch size (not below MIN_BATCH_BYTES).
+        False when this batch cannot get smaller (then it is retried as it is)."""
+        floor = min(MIN_BATCH_BYTES, self.cfg.batch_max_bytes)
+        if lines < 2 or size <= floor:
+            return False
+        self.batch_bytes = max(floor, size // 2)
+        log.warning("loki: a push of %d bytes of lines timed out after %.1f s; sending batches of at most %d bytes",
+                    size, self.cfg.timeout, self.batch_bytes)
+        return True
+
+    def _grow(self, size: int, seconds: float) -> None:
+        """After a push of `size` bytes was accepted in `seconds`: double the batch size (up to
+        batch_max_bytes) when a batch twice as big would, at the same rate, take under half the timeout."""
+        top = self.cfg.batch_max_bytes
+        if self.batch_bytes >= top or size <= 0:
+            return
+        if seconds * (2 * self.batch_bytes / size) < self.cfg.timeout / 2:
+            self.batch_bytes = min(top, 2 * self.batch_bytes)
+            if self.batch_bytes == top:
+                log.info("loki: pushes are quick again; batches back to %d bytes", top)
 
     def _sleep(self, delay: float) -> bool:
         """Back off; False when stopping and the deadline comes first."""
@@ -318,16 +388,20 @@ class Shipper:
             else:
                 self.wake.wait(min(end - now, 1.0))
 
-    def _post(self, body: bytes, timeout: float):
+    def _post(self, body: bytes, timeout: float) -> Answer:
         t0 = time.perf_counter()
+        connected = False
         try:
             if self.conn is None:
                 cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
                 self.conn = cls(self.host, self.port, timeout=timeout)
             conn = self.conn
             conn.timeout = timeout
-            if conn.sock is not None:
+            if conn.sock is None:
+                conn.connect()              # a timeout here is an unreachable Loki, not a big batch
+            else:
                 conn.sock.settimeout(timeout)
+            connected = True
             conn.request("POST", self.path, body, self.headers)
             resp = conn.getresponse()
             data = resp.read()
@@ -337,11 +411,13 @@ class Shipper:
                 self._drop_conn()
             text = data[:1000].decode("utf-8", "replace")
             key = str(status)
+            timed_out = False
         except (OSError, http.client.HTTPException) as e:
             self._drop_conn()
             status, headers = None, {}
             text = type(e).__name__ + (f": {e.strerror}" if getattr(e, "strerror", None) else "")
             key = "error"
+            timed_out = connected and isinstance(e, TimeoutError)
         dt = time.perf_counter() - t0
         self.requests[key] = self.requests.get(key, 0) + 1
         self.push_count += 1
@@ -349,7 +425,7 @@ class Shipper:
         for i, b in enumerate(PUSH_BUCKETS):
             if dt <= b:
                 self.push_buckets[i] += 1
-        return status, headers, text
+        return Answer(status, headers, text, dt, timed_out)
 
     def _drop_conn(self) -> None:
         if self.conn is not None:
@@ -390,7 +466,7 @@ class Shipper:
                 return
             self.closed = True
             rest = list(self.inflight) + list(self.segbuf) + list(self.q)
-            self.inflight = []
+            self.inflight.clear()
             self.segbuf.clear()
             self.q.clear()
             self.q_bytes = self.q_lines = 0
