@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, read_segment
-from runwatch.export.loki.shipper import MIN_BATCH_BYTES
+from runwatch.export.loki.shipper import GROW_AFTER, MIN_BATCH_BYTES
 from runwatch.settings import parse_size
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -49,8 +49,16 @@ def feed(sh, start, count, per_block=100, run_id="r1", ts=None, step=0.0):
             time.sleep(0.001)
 
 
-def expect_all(srv, n, timeout=20.0):
-    wait_for(lambda: len(srv.entries) >= n, timeout, what=f"{n} entries (have {len(srv.entries)})")
+def expect_all(srv, n, stall=30.0):
+    """Wait for n entries; fail when their number has not grown for `stall` seconds
+    (delivery stuck), however slow the machine is otherwise."""
+    have, since = len(srv.entries), time.monotonic()
+    while have < n:
+        time.sleep(0.05)
+        now = len(srv.entries)
+        if now > have:
+            have, since = now, time.monotonic()
+        assert time.monotonic() - since < stall, f"no new entries for {stall:.0f} s: have {have} of {n}"
     time.sleep(0.1)
     got = srv.lines()
     assert len(got) == n, f"{len(got)} entries, expected {n} (duplicates?)"
@@ -154,7 +162,7 @@ def test_ten_minute_outage_at_1000_lines_per_second_loses_nothing(srv, tmp_path)
     feed(sh, 0, 600_000, per_block=1000, ts=start, step=1.0)      # 1,000 lines/s for 10 minutes
     assert sh.spool.bytes > 0
     srv.come_back()
-    expect_all(srv, 600_000, timeout=40)
+    expect_all(srv, 600_000)
     sh.close()
     assert sum(sh.dropped.values()) == 0
     assert srv.entries[0][1] // 10**9 == int(start)               # lines keep their own time
@@ -172,11 +180,11 @@ def test_a_loki_slower_than_the_timeout_gets_smaller_batches_and_every_line_once
     assert sh.cfg.batch_max_bytes == 1 << 20 and sh.cfg.timeout == 0.5
     feed(sh, 0, 200_000, per_block=1000)          # 2.4 MB waiting: the first push is a full batch
     srv.come_back()
-    expect_all(srv, 200_000, timeout=120)
+    expect_all(srv, 200_000)
     assert sh.batch_bytes < sh.cfg.batch_max_bytes  # pushes timed out and the batches got smaller
     srv.slow(0)
     feed(sh, 200_000, 20_000)                     # and on, with Loki fast again
-    expect_all(srv, 220_000, timeout=60)
+    expect_all(srv, 220_000)
     sh.close()
     assert sum(sh.dropped.values()) == 0 and sh.sent == 220_000
 
@@ -197,7 +205,7 @@ def test_an_exit_while_pushing_smaller_batches_spools_exactly_what_was_not_accep
     assert 0 < sh1.sent < 150_000 and spooled == 150_000 - sh1.sent
     srv.slow(0)
     sh2 = shipper(srv, tmp_path)                  # the next start sends the rest, after what Loki has
-    expect_all(srv, 150_000, timeout=60)
+    expect_all(srv, 150_000)
     sh2.close()
     assert sum(sh1.dropped.values()) + sum(sh2.dropped.values()) == 0
 
@@ -205,21 +213,23 @@ def test_an_exit_while_pushing_smaller_batches_spools_exactly_what_was_not_accep
 def test_batch_size_halves_on_a_timeout_to_a_floor_and_doubles_back_when_pushes_are_quick(srv, tmp_path):
     sh = shipper(srv, tmp_path, timeout=10.0)
     full = sh.cfg.batch_max_bytes
-    assert sh._shrink(full, 1000) and sh.batch_bytes == full // 2
-    assert sh._shrink(300 << 10, 1000) and sh.batch_bytes == 150 << 10     # half of what timed out
-    while sh._shrink(sh.batch_bytes, 1000):
+    assert sh._shrink(full, 1000, 10.0) and sh.batch_bytes == full // 2
+    assert sh._shrink(300 << 10, 1000, 10.0) and sh.batch_bytes == 150 << 10     # half of what timed out
+    while sh._shrink(sh.batch_bytes, 1000, 10.0):
         pass
     assert sh.batch_bytes == MIN_BATCH_BYTES
-    assert not sh._shrink(10 << 20, 1)             # one line cannot be split: retried as it is
-    sh._grow(MIN_BATCH_BYTES, 3.0)                 # twice as big would take 6 s: over half the timeout
-    assert sh.batch_bytes == MIN_BATCH_BYTES
-    sh._grow(MIN_BATCH_BYTES // 8, 0.5)            # a small batch: scaled to twice the size, 8 s
-    assert sh.batch_bytes == MIN_BATCH_BYTES
-    sh._grow(MIN_BATCH_BYTES, 2.0)                 # 4 s < 5 s
-    assert sh.batch_bytes == 2 * MIN_BATCH_BYTES
-    for _ in range(20):
-        sh._grow(sh.batch_bytes, 0.01)
-    assert sh.batch_bytes == full                  # never above batch_max_bytes
+    assert not sh._shrink(10 << 20, 1, 10.0)       # one line cannot be split: retried as it is
+
+    def grow(size, seconds, times=GROW_AFTER):
+        for _ in range(times):
+            sh._grow(size, seconds)
+        return sh.batch_bytes
+    assert grow(MIN_BATCH_BYTES, 1.5) == MIN_BATCH_BYTES        # twice as big: 3 s, over a quarter of the timeout
+    assert grow(MIN_BATCH_BYTES // 8, 0.2) == MIN_BATCH_BYTES   # a small batch, scaled to twice the size: 3.2 s
+    assert grow(MIN_BATCH_BYTES, 1.0, GROW_AFTER - 1) == MIN_BATCH_BYTES      # 2 s < 2.5 s, but not yet ...
+    assert grow(MIN_BATCH_BYTES, 1.5, 1) == MIN_BATCH_BYTES     # ... and a slow one starts the count again
+    assert grow(MIN_BATCH_BYTES, 1.0) == 2 * MIN_BATCH_BYTES    # GROW_AFTER quick ones in a row
+    assert grow(sh.batch_bytes, 0.01, 20 * GROW_AFTER) == full  # never above batch_max_bytes
     sh.close()
 
 

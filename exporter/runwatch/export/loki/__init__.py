@@ -20,7 +20,8 @@ honoured), 5xx, connection errors and timeouts. Other 4xx drop the batch; every
 dropped line is counted in runwatch_loki_entries_dropped_total{reason}.
 A push that times out (a Loki slower than `timeout` for a batch that big) is
 retried as batches of half its size, down to 16 KiB, with the same timestamps;
-the size doubles back, up to `batch_max_bytes`, after pushes quick enough.
+the size doubles back, up to `batch_max_bytes`, after a few pushes in a row
+quick enough.
 
 `close()` (SIGTERM, end of `runwatch run`) pushes what is pending for at most
 `flush_timeout` seconds, then writes the rest to the front of the spool.

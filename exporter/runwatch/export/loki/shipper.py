@@ -26,6 +26,7 @@ log = logging.getLogger("runwatch.loki")
 DROP_REASONS = ("bad_request", "unauthorized", "too_old", "spool_full", "queue_full", "shutdown", "spool_corrupt")
 PUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MIN_BATCH_BYTES = 16 << 10      # a push that times out is retried as halves, down to this
+GROW_AFTER = 4                  # quick accepted pushes in a row before the batch size doubles back
 
 
 class Answer(NamedTuple):
@@ -72,6 +73,7 @@ class Shipper:
         self.inflight: collections.deque = collections.deque()   # taken, not yet accepted or dropped
         self.batch_bytes = cfg.batch_max_bytes      # the batch size now: halved on a timeout, grown back after
         self.failures = 0                           # retryable failures in a row, for the backoff
+        self.quick = 0                              # accepted pushes in a row quick enough to grow
         self.conn = None
         self._metas: dict = {}
         self._labels: dict = {}
@@ -118,7 +120,7 @@ class Shipper:
             self.q.append(rec)
             self.q_bytes += len(block)
             self.q_lines += n
-            if empty or self.q_bytes >= self.cfg.batch_max_bytes:
+            if empty or self.q_bytes >= self.batch_bytes:
                 self.cond.notify()
 
     def _spill(self, rec: Record) -> None:
@@ -335,7 +337,7 @@ class Shipper:
                     self._last_problem = problem
                 if not self._sleep(delay):
                     return STOPPED
-                if ans.timed_out and self._shrink(size, n):
+                if ans.timed_out and self._shrink(size, n, ans.seconds):
                     return SMALLER
                 continue
             self.failures = 0
@@ -346,24 +348,31 @@ class Shipper:
                         n, status, ans.text[:200].strip())
             return DONE
 
-    def _shrink(self, size: int, lines: int) -> bool:
+    def _shrink(self, size: int, lines: int, seconds: float) -> bool:
         """After a push of `size` bytes timed out: halve the batch size (not below MIN_BATCH_BYTES).
         False when this batch cannot get smaller (then it is retried as it is)."""
         floor = min(MIN_BATCH_BYTES, self.cfg.batch_max_bytes)
+        self.quick = 0
         if lines < 2 or size <= floor:
             return False
         self.batch_bytes = max(floor, size // 2)
         log.warning("loki: a push of %d bytes of lines timed out after %.1f s; sending batches of at most %d bytes",
-                    size, self.cfg.timeout, self.batch_bytes)
+                    size, seconds, self.batch_bytes)
         return True
 
     def _grow(self, size: int, seconds: float) -> None:
         """After a push of `size` bytes was accepted in `seconds`: double the batch size (up to
-        batch_max_bytes) when a batch twice as big would, at the same rate, take under half the timeout."""
+        batch_max_bytes) once GROW_AFTER pushes in a row were quick enough that a batch twice as big
+        would, at the same rate, take under a quarter of the timeout."""
         top = self.cfg.batch_max_bytes
         if self.batch_bytes >= top or size <= 0:
             return
-        if seconds * (2 * self.batch_bytes / size) < self.cfg.timeout / 2:
+        if seconds * (2 * self.batch_bytes / size) >= self.cfg.timeout / 4:
+            self.quick = 0
+            return
+        self.quick += 1
+        if self.quick >= GROW_AFTER:
+            self.quick = 0
             self.batch_bytes = min(top, 2 * self.batch_bytes)
             if self.batch_bytes == top:
                 log.info("loki: pushes are quick again; batches back to %d bytes", top)
