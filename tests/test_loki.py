@@ -13,7 +13,9 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, parse_size, read_segment
+from runwatch.export.loki import LokiConfig, Shipper, level_of, parse_auth, read_segment
+from runwatch.export.loki.shipper import GROW_AFTER, MIN_BATCH_BYTES
+from runwatch.settings import parse_size
 
 from support.loki_double import LokiServer
 from support.ports import free_port
@@ -49,8 +51,16 @@ def feed(sh, start, count, per_block=100, run_id="r1", ts=None, step=0.0):
             time.sleep(0.001)
 
 
-def expect_all(srv, n, timeout=20.0):
-    wait_for(lambda: len(srv.entries) >= n, timeout, what=f"{n} entries (have {len(srv.entries)})")
+def expect_all(srv, n, stall=30.0):
+    """Wait for n entries; fail when their number has not grown for `stall` seconds
+    (delivery stuck), however slow the machine is otherwise."""
+    have, since = len(srv.entries), time.monotonic()
+    while have < n:
+        time.sleep(0.05)
+        now = len(srv.entries)
+        if now > have:
+            have, since = now, time.monotonic()
+        assert time.monotonic() - since < stall, f"no new entries for {stall:.0f} s: have {have} of {n}"
     time.sleep(0.1)
     got = srv.lines()
     assert len(got) == n, f"{len(got)} entries, expected {n} (duplicates?)"
@@ -138,7 +148,7 @@ def test_outage_with_restart_in_the_middle(srv, tmp_path):
     assert metrics(sh1).count("runwatch_loki_spool_bytes") and sh1.spool.bytes > 0
     sh1.close()                                   # pending lines go to the front of the spool
     sh1.release()
-    spooled = sum(r[5] for f in sorted(os.listdir(tmp_path / "spool" / "0")) if f.endswith(".seg")
+    spooled = sum(r.lines for f in sorted(os.listdir(tmp_path / "spool" / "0")) if f.endswith(".seg")
                   for r in read_segment(str(tmp_path / "spool" / "0" / f))[0])
     assert spooled == 20000
     sh2 = shipper(srv, tmp_path, queue_max_bytes=64 << 10)       # "restart": same data dir
@@ -158,10 +168,75 @@ def test_ten_minute_outage_at_1000_lines_per_second_loses_nothing(srv, tmp_path)
     feed(sh, 0, 600_000, per_block=1000, ts=start, step=1.0)      # 1,000 lines/s for 10 minutes
     assert sh.spool.bytes > 0
     srv.come_back()
-    expect_all(srv, 600_000, timeout=40)
+    expect_all(srv, 600_000)
     sh.close()
     assert sum(sh.dropped.values()) == 0
     assert srv.entries[0][1] // 10**9 == int(start)               # lines keep their own time
+
+
+def test_a_loki_slower_than_the_timeout_gets_smaller_batches_and_every_line_once(srv, tmp_path):
+    """Loki needs longer than the push timeout for a full batch. Retrying that same
+    request would time out forever (nothing delivered); the shipper retries its lines
+    as smaller batches, so they all arrive, once each and in order."""
+    # 1 MiB of these lines is ~7.7 MB of JSON: ~1.9 s at this rate, ~4x the 0.5 s timeout;
+    # a 64 KiB batch takes ~0.12 s.
+    srv.slow(per_byte=0.25e-6)
+    srv.go_away()
+    sh = shipper(srv, tmp_path)                   # batch_max_bytes 1 MiB (the default), timeout 0.5 s
+    assert sh.cfg.batch_max_bytes == 1 << 20 and sh.cfg.timeout == 0.5
+    feed(sh, 0, 200_000, per_block=1000)          # 2.4 MB waiting: the first push is a full batch
+    srv.come_back()
+    expect_all(srv, 200_000)
+    assert sh.batch_bytes < sh.cfg.batch_max_bytes  # pushes timed out and the batches got smaller
+    srv.slow(0)
+    feed(sh, 200_000, 20_000)                     # and on, with Loki fast again
+    expect_all(srv, 220_000)
+    sh.close()
+    assert sum(sh.dropped.values()) == 0 and sh.sent == 220_000
+
+
+def test_an_exit_while_pushing_smaller_batches_spools_exactly_what_was_not_accepted(srv, tmp_path):
+    srv.slow(per_byte=0.25e-6)                    # as above: a full batch times out
+    srv.go_away()
+    sh1 = shipper(srv, tmp_path, flush_timeout=0.3)
+    feed(sh1, 0, 150_000, per_block=1000)
+    srv.come_back()
+    wait_for(lambda: sh1.sent > 0 and sh1.batch_bytes < sh1.cfg.batch_max_bytes, 60,
+             what="an accepted push after a timeout")
+    sh1.close()
+    sh1.release()
+    spool = tmp_path / "spool" / "0"
+    spooled = sum(r.lines for f in sorted(os.listdir(spool)) if f.endswith(".seg")
+                  for r in read_segment(str(spool / f))[0])
+    assert 0 < sh1.sent < 150_000 and spooled == 150_000 - sh1.sent
+    srv.slow(0)
+    sh2 = shipper(srv, tmp_path)                  # the next start sends the rest, after what Loki has
+    expect_all(srv, 150_000)
+    sh2.close()
+    assert sum(sh1.dropped.values()) + sum(sh2.dropped.values()) == 0
+
+
+def test_batch_size_halves_on_a_timeout_to_a_floor_and_doubles_back_when_pushes_are_quick(srv, tmp_path):
+    sh = shipper(srv, tmp_path, timeout=10.0)
+    full = sh.cfg.batch_max_bytes
+    assert sh._shrink(full, 1000, 10.0) and sh.batch_bytes == full // 2
+    assert sh._shrink(300 << 10, 1000, 10.0) and sh.batch_bytes == 150 << 10     # half of what timed out
+    while sh._shrink(sh.batch_bytes, 1000, 10.0):
+        pass
+    assert sh.batch_bytes == MIN_BATCH_BYTES
+    assert not sh._shrink(10 << 20, 1, 10.0)       # one line cannot be split: retried as it is
+
+    def grow(size, seconds, times=GROW_AFTER):
+        for _ in range(times):
+            sh._grow(size, seconds)
+        return sh.batch_bytes
+    assert grow(MIN_BATCH_BYTES, 1.5) == MIN_BATCH_BYTES        # twice as big: 3 s, over a quarter of the timeout
+    assert grow(MIN_BATCH_BYTES // 8, 0.2) == MIN_BATCH_BYTES   # a small batch, scaled to twice the size: 3.2 s
+    assert grow(MIN_BATCH_BYTES, 1.0, GROW_AFTER - 1) == MIN_BATCH_BYTES      # 2 s < 2.5 s, but not yet ...
+    assert grow(MIN_BATCH_BYTES, 1.5, 1) == MIN_BATCH_BYTES     # ... and a slow one starts the count again
+    assert grow(MIN_BATCH_BYTES, 1.0) == 2 * MIN_BATCH_BYTES    # GROW_AFTER quick ones in a row
+    assert grow(sh.batch_bytes, 0.01, 20 * GROW_AFTER) == full  # never above batch_max_bytes
+    sh.close()
 
 
 def test_bad_request_drops_the_batch_and_counts(srv, tmp_path):
@@ -288,3 +363,30 @@ def test_config_loki_and_redact_keys(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(str(bad))
     assert e.value.line == 3
+
+
+# Two records as the shipper wrote them before records had named fields (a
+# segment left by an older runwatch must still be resent after an upgrade).
+OLD_SEGMENT = (b'RWL1\x1f\x00\x00\x00\x0e\x00\x00\x00\x00\x80\xc0sQ\xda\x0c\x18\x02\x00\x00\x00'
+               b'["eval","command","r1","bench"]line 0\nline 1\n'
+               b'RWL1\x18\x00\x00\x00\x0b\x00\x00\x00\x05\x80\xc0sQ\xda\x0c\x18\x01\x00\x00\x00'
+               b'["train","file","r2",""]\xc3\xbc ERROR x\n')
+
+
+def test_a_segment_written_by_an_older_runwatch_reads_back_and_is_resent(srv, tmp_path):
+    seg = tmp_path / "spool" / "0" / f"{10 ** 12:016d}.seg"
+    seg.parent.mkdir(parents=True)
+    seg.write_bytes(OLD_SEGMENT + b"RWL1\x05")                    # and a torn record at the end
+    recs, bad = read_segment(str(seg))
+    assert bad == 5
+    assert [(r.stream, r.run_id, r.phase, r.first_ns, r.block, r.lines) for r in recs] == [
+        (("eval", "command"), "r1", "bench", 1733000000000000000, b"line 0\nline 1\n", 2),
+        (("train", "file"), "r2", "", 1733000000000000005, "ü ERROR x\n".encode(), 1)]
+    sh = shipper(srv, tmp_path, max_age=10 ** 10)                 # the old segment's lines are from 2024
+    wait_for(lambda: len(srv.entries) == 3, 10, what="the old segment's lines")
+    sh.close()
+    assert [(dict(e[0])["kind"], e[1], e[2], e[3]) for e in srv.entries] == [
+        ("eval", 1733000000000000000, "line 0", {"run_id": "r1", "phase": "bench", "level": "unknown"}),
+        ("eval", 1733000000000000001, "line 1", {"run_id": "r1", "phase": "bench", "level": "unknown"}),
+        ("train", 1733000000000000005, "ü ERROR x", {"run_id": "r2", "level": "error"})]
+    assert sh.dropped["spool_corrupt"] == 1 and not seg.exists()

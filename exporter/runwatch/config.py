@@ -78,10 +78,10 @@ def load_config(path: str) -> Config:
         d = expect(data["data_dir"], str, data, "data_dir", "data_dir")
         cfg.data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(d))
     if "loki" in data:
-        from .export.loki import config_from_mapping
+        from .export.loki.config import config_from_mapping
         cfg.loki = config_from_mapping(data["loki"], os.path.dirname(os.path.abspath(path)))
     if "redact" in data:
-        from .export.loki import redact_from_config
+        from .parse.redact import redact_from_config
         cfg.redact = redact_from_config(data["redact"], data)
     if "remote_write" in data:
         from .export.remote_write import config_from_mapping as remote_write_config

@@ -12,11 +12,14 @@ one 400 with a reason. Then it can misbehave on purpose:
     srv.respond("hang") / srv.respond("reset")     # no answer / TCP RST
     srv.go_away(); srv.come_back()                 # close the port, reopen it
     srv.respond(None)                              # behave again
+    srv.slow(per_byte=1e-6)                        # a slow Loki: each good push takes this long
+                                                   # per byte of its (decompressed) JSON body
 
 Accepted entries are kept in arrival order: `srv.entries` holds
 (labels, ts_ns, line, metadata) tuples. Like Loki, an entry identical to one
 already stored (same stream, timestamp and line: a push resent after a timeout
-that Loki had in fact accepted) is ignored; `srv.duplicates` counts them.
+that Loki had in fact accepted) is ignored; `srv.duplicates` counts them. A
+slow push whose client gave up waiting is still stored, as Loki may well do.
 
 Run it alone: python tests/support/loki_double.py [PORT]
 """
@@ -88,6 +91,7 @@ class LokiServer:
         self.retry_after = None
         self.body_text = ""
         self.hang_release = threading.Event()
+        self.delay_per_byte = 0.0
         self.last_ts: dict = {}
         self.out_of_order = 0
         self.seen: set = set()
@@ -109,6 +113,11 @@ class LokiServer:
                 self.hang_release.set()
             else:
                 self.hang_release.clear()
+
+    def slow(self, per_byte: float):
+        """Take `per_byte` seconds per byte of JSON to store a good push (0: full speed)."""
+        with self.lock:
+            self.delay_per_byte = per_byte
 
     def go_away(self):
         """Close the listening socket (and so refuse connections)."""
@@ -179,13 +188,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, code: int, text: str = "", headers: dict | None = None):
         body = text.encode()
-        self.send_response(code)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
+        try:
+            self.send_response(code)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):     # the client stopped waiting
+            self.close_connection = True
+            return
         self.loki.statuses.append(code)
 
     def do_POST(self):  # noqa: N802
@@ -223,6 +236,8 @@ class _Handler(BaseHTTPRequestHandler):
             entries = validate(json.loads(raw))
         except (ValueError, BadPush) as e:
             return self._reply(400, f"{e}\n")
+        if loki.delay_per_byte:
+            time.sleep(loki.delay_per_byte * len(raw))
         loki._accept(entries)
         self._reply(204)
 

@@ -42,7 +42,8 @@ def cmd_serve(args, ap) -> int:
     statedb = StateDB(os.path.join(ddir, STATE_DB))
     registry = Registry(grace_seconds=cfg.grace_seconds, history=history)
     checkpoints = Checkpointer(statedb, registry, cfg.path, cfg.checkpoint_seconds)
-    from ..export.loki import LokiConfig, from_args, redactor_from, spool_dir_for
+    from ..export.loki.config import LokiConfig, from_args, spool_dir_for
+    from ..parse.redact import redactor_from
     try:
         redactor = redactor_from(cfg.redact)
         lbase = cfg.loki or (LokiConfig(url="") if args.loki_url else None)

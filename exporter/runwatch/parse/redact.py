@@ -322,3 +322,28 @@ def default_redactor() -> Redactor:
     if _DEFAULT is None:
         _DEFAULT = Redactor()
     return _DEFAULT
+
+
+def redactor_from(patterns) -> Redactor:
+    """The Ingest redactor: built-in rules plus the user's patterns (`redact:` / --redact)."""
+    return Redactor(patterns) if patterns else default_redactor()
+
+
+def redact_from_config(value, m) -> list[str]:
+    """The top-level `redact:` list of regexes of a config mapping `m`; ConfigError with the line of a bad one."""
+    from ..yamlfile import ConfigError
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(m.file, m.line_of("redact"), "redact: must be a list of regular expressions")
+    out = []
+    for i, p in enumerate(value):
+        line = value.line_of(i) if hasattr(value, "line_of") else m.line_of("redact")
+        if not isinstance(p, str):
+            raise ConfigError(m.file, line, f"redact: each pattern must be a string, got {p!r}")
+        try:
+            out += compile_patterns([p])
+        except ValueError as e:
+            raise ConfigError(m.file, line, str(e)) from None
+    return out

@@ -1,0 +1,192 @@
+"""Records (blocks of lines on their way to Loki) and the disk spool that keeps them while Loki is away.
+
+A record is a block of complete lines of one stream and run, with the
+timestamp of its first line; line i has timestamp first_ns + i. The spool is a
+directory of segment files, each a sequence of encoded records, oldest first.
+
+Segment format (little endian), one record after another:
+
+    b"RWL1"  u32 meta length  u32 block length  i64 first_ns  u32 lines
+    meta: JSON [kind, source, run_id, phase]      block: the lines' bytes
+
+A torn record at the end of a segment (a crash while writing) ends the read;
+its bytes are reported so the caller can count them.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import struct
+import time
+from typing import NamedTuple
+
+SEGMENT_BYTES = 8 << 20
+
+
+class Record(NamedTuple):
+    stream: tuple          # (kind, source): the Loki stream it belongs to
+    run_id: str
+    phase: str             # the run's phase when the block was read ("" before any)
+    first_ns: int          # timestamp of the first line; line i has first_ns + i
+    block: bytes           # complete lines, each ending in b"\n"
+    lines: int             # number of lines in block
+    queued_at: float       # time.monotonic() when queued (read back: when read), for batch_wait
+
+    def split(self, cut: int, lines: int) -> tuple["Record", "Record"]:
+        """The first `lines` lines (the first `cut` bytes) and the rest, each with its own timestamps."""
+        return (self._replace(block=self.block[:cut], lines=lines),
+                self._replace(first_ns=self.first_ns + lines, block=self.block[cut:], lines=self.lines - lines))
+
+
+_HEAD = struct.Struct("<4sIIqI")     # magic, meta length, block length, first ts (ns), lines
+_MAGIC = b"RWL1"
+
+
+def encode_record(rec: Record) -> bytes:
+    meta = json.dumps([rec.stream[0], rec.stream[1], rec.run_id, rec.phase], separators=(",", ":")).encode("utf-8")
+    return _HEAD.pack(_MAGIC, len(meta), len(rec.block), rec.first_ns, rec.lines) + meta + rec.block
+
+
+def read_segment(path: str) -> tuple[list[Record], int]:
+    """Records of a spool segment, and the bytes at its end that were unreadable."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out = []
+    pos, size = 0, len(data)
+    now = time.monotonic()
+    while pos + _HEAD.size <= size:
+        magic, mlen, blen, ts, n = _HEAD.unpack_from(data, pos)
+        end = pos + _HEAD.size + mlen + blen
+        if magic != _MAGIC or end > size:
+            break
+        try:
+            kind, source, rid, phase = json.loads(data[pos + _HEAD.size:pos + _HEAD.size + mlen])
+        except ValueError:
+            break
+        out.append(Record((kind, source), rid, phase, ts, data[end - blen:end], n, now))
+        pos = end
+    return out, size - pos
+
+
+class Spool:
+    """Segment files `<seq>.seg` in a directory; the lowest sequence is the oldest.
+
+    Several runwatch processes may share a data directory: each takes the
+    first slot directory `<dir>/<k>` whose lock it can get (flock), and a new
+    process on that slot resends what an earlier one left.
+    """
+
+    def __init__(self, base: str, max_bytes: int):
+        self.max_bytes = max_bytes
+        os.makedirs(base, exist_ok=True)
+        k = 0
+        while True:
+            d = os.path.join(base, str(k))
+            os.makedirs(d, exist_ok=True)
+            fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                k += 1
+        self.dir, self.lock_fd = d, fd
+        self.segments: list[int] = sorted(int(f[:-4]) for f in os.listdir(d)
+                                          if f.endswith(".seg") and f[:-4].lstrip("-").isdigit())
+        self.bytes = sum(os.path.getsize(self.path(s)) for s in self.segments)
+        self.next_seq = (self.segments[-1] + 1) if self.segments else 10 ** 12
+        self.active = None          # (seq, file) being appended to
+        self.active_bytes = 0
+
+    def path(self, seq: int) -> str:
+        return os.path.join(self.dir, f"{seq:016d}.seg")
+
+    def append(self, rec: Record) -> bool:
+        data = encode_record(rec)
+        if self.bytes + len(data) > self.max_bytes:
+            return False
+        if self.active is None or self.active_bytes >= SEGMENT_BYTES:
+            self._rotate()
+            seq = self.next_seq
+            self.next_seq += 1
+            self.active = (seq, open(self.path(seq), "ab"))
+            self.segments.append(seq)
+            self.active_bytes = 0
+        self.active[1].write(data)
+        self.active_bytes += len(data)
+        self.bytes += len(data)
+        return True
+
+    def _rotate(self) -> None:
+        if self.active is not None:
+            self.active[1].close()
+            self.active = None
+
+    def flush(self) -> None:
+        if self.active is not None:
+            self.active[1].flush()
+
+    def take_oldest(self) -> int | None:
+        """The oldest segment to read (closing the active one if it is the only one)."""
+        if not self.segments:
+            return None
+        seq = self.segments[0]
+        if self.active is not None and self.active[0] == seq:
+            if self.active_bytes == 0:
+                return None
+            self._rotate()
+        return seq
+
+    def remove(self, seq: int) -> None:
+        p = self.path(seq)
+        try:
+            self.bytes -= os.path.getsize(p)
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+        if seq in self.segments:
+            self.segments.remove(seq)
+        self.bytes = max(self.bytes, 0)
+
+    def write_front(self, records) -> tuple[int, int]:
+        """Write records as the new oldest segment; returns (lines written, lines dropped)."""
+        seq = (self.segments[0] - 1) if self.segments else self.next_seq
+        if not self.segments:
+            self.next_seq += 1
+        written = dropped = 0
+        tmp = self.path(seq) + ".tmp"
+        size = 0
+        with open(tmp, "wb") as f:
+            for rec in records:
+                data = encode_record(rec)
+                if self.bytes + size + len(data) > self.max_bytes:
+                    dropped += rec.lines
+                    continue
+                f.write(data)
+                size += len(data)
+                written += rec.lines
+            f.flush()
+            os.fsync(f.fileno())
+        if size:
+            os.replace(tmp, self.path(seq))
+            self.segments.insert(0, seq)
+            self.bytes += size
+        else:
+            os.unlink(tmp)
+        return written, dropped
+
+    def close(self) -> None:
+        if self.active is not None:
+            f = self.active[1]
+            f.flush()
+            os.fsync(f.fileno())
+            self._rotate()
+        if self.active_bytes == 0 and self.segments:
+            p = self.path(self.segments[-1])
+            if os.path.exists(p) and os.path.getsize(p) == 0:
+                self.remove(self.segments[-1])
+        os.close(self.lock_fd)
