@@ -35,7 +35,8 @@ class RunSpec:
 
 
 class Run:
-    __slots__ = ("spec", "state", "lines_cut", "decode_errors", "sources_up", "recent", "finished_at", "changes")
+    __slots__ = ("spec", "state", "lines_cut", "decode_errors", "sources_up", "source_errors", "recent",
+                 "finished_at", "changes")
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
@@ -43,6 +44,7 @@ class Run:
         self.lines_cut = 0
         self.decode_errors = 0
         self.sources_up: dict[str, bool] = {}
+        self.source_errors: dict[str, int] = {}    # failed polls (or parts of polls) by source
         self.recent: collections.deque = collections.deque(maxlen=RECENT_LINES)
         self.finished_at: float | None = None
         self.changes = 0                 # bumped on every update: checkpoints skip runs that did not change
@@ -113,10 +115,14 @@ class Registry:
             self._after(run, now)
 
     def set_source_up(self, run: Run, source: str, up: bool) -> None:
+        """Whether the source answered; a source that did not counts one more error."""
         with self.lock:
-            if run.sources_up.get(source) != up:
-                run.sources_up[source] = up
+            if not up:
+                run.source_errors[source] = run.source_errors.get(source, 0) + 1
                 self._bump()
+            elif run.sources_up.get(source) != up:
+                self._bump()
+            run.sources_up[source] = up
 
     def _after(self, run: Run, now: float) -> None:
         run.changes += 1
@@ -156,6 +162,7 @@ class Registry:
                 snap["lines_cut"] = run.lines_cut
                 snap["decode_errors"] = run.decode_errors
                 snap["sources_up"] = dict(run.sources_up)
+                snap["source_errors"] = dict(run.source_errors)
                 out.append((run, snap))
             return out
 

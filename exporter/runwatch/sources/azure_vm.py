@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from ..events import Event, make
-from ..retry import retry_after_seconds
+from .azure_sdk import INSTALL_HINT, azure_error, cached, client_kwargs, quiet_sdk_loggers
 from .errors import SourceError
 from .pricing import PriceUnavailable, RetailPrices
 
@@ -29,8 +29,6 @@ POWER_STATES = {
     "PowerState/stopping": "stopping", "PowerState/stopped": "stopped",
     "PowerState/deallocating": "deallocating", "PowerState/deallocated": "deallocated",
 }
-
-INSTALL_HINT = "the Azure sources need the Azure SDKs: pip install 'runwatch[azure]'"
 
 
 @dataclass
@@ -50,27 +48,18 @@ def require_sdk() -> None:
         raise SourceError(f"{INSTALL_HINT} ({e})") from None
 
 
-def default_credential():
-    """azure-identity's DefaultAzureCredential: `az login`, a service principal in
-    AZURE_CLIENT_ID/…, or a managed identity all work."""
-    try:
-        from azure.identity import DefaultAzureCredential
-    except ImportError as e:
-        raise SourceError(f"{INSTALL_HINT} ({e})") from None
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
-
-
 def compute_client(subscription_id: str, credential=None, **kwargs):
     """A ComputeManagementClient; kwargs go to azure-core (transport=, base_url= …).
 
     The SDK's own retries are off (retry_total=0): the poller backs off, so a
-    429 is seen (and honoured) instead of blocking inside the SDK."""
+    429 is seen (and honoured) instead of blocking inside the SDK. Every
+    request has a timeout; the credential is cached (`azure_sdk`)."""
     try:
         from azure.mgmt.compute import ComputeManagementClient
     except ImportError as e:
         raise SourceError(f"{INSTALL_HINT} ({e})") from None
-    kwargs.setdefault("retry_total", 0)
-    return ComputeManagementClient(credential or default_credential(), subscription_id, **kwargs)
+    quiet_sdk_loggers()
+    return ComputeManagementClient(cached(credential), subscription_id, **client_kwargs(kwargs))
 
 
 def power_state(vm) -> str | None:
@@ -81,31 +70,6 @@ def power_state(vm) -> str | None:
         if code.startswith("PowerState/"):
             return POWER_STATES.get(code)
     return None
-
-
-def azure_error(e: Exception, what: str) -> SourceError:
-    """A clear SourceError from an azure-core exception (without importing azure-core)."""
-    status = getattr(e, "status_code", None)
-    resp = getattr(e, "response", None)
-    if status is None and resp is not None:
-        status = getattr(resp, "status_code", None)
-    name = type(e).__name__
-    reason = (getattr(e, "reason", None) or str(e).splitlines()[0] if str(e) else name)
-    if name in ("ClientAuthenticationError", "CredentialUnavailableError") or status in (401, 403):
-        code = f"HTTP {status}" if status else name
-        return SourceError(f"{what}: authentication failed ({code}): {reason}. Check `az login`, "
-                           f"AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET or the managed "
-                           f"identity, and its role on the resource", auth=True)
-    if status == 429:
-        headers = getattr(resp, "headers", {}) or {}
-        ra = retry_after_seconds(headers.get("Retry-After") or headers.get("retry-after"))
-        return SourceError(f"{what}: throttled by Azure (HTTP 429), retry after {ra or '?'} s",
-                           retry_after=ra)
-    if status == 404 or name == "ResourceNotFoundError":
-        return SourceError(f"{what}: not found (HTTP 404): {reason}")
-    if status:
-        return SourceError(f"{what}: HTTP {status}: {reason}")
-    return SourceError(f"{what}: {name}: {reason}")
 
 
 class AzureVMSource:

@@ -13,7 +13,12 @@ that raises marks the source down on every run it serves
 (`runwatch_source_up 0`) with one clear log line per distinct failure, and the
 next poll waits longer: exponential backoff with jitter, at least what a 429's
 Retry-After asks for, at most `max_backoff`. The first good poll after a
-failure sets the source up again and logs that it recovered.
+failure sets the source up again and logs that it recovered. Each failed poll
+counts in `runwatch_source_errors_total{source}`.
+
+A source may also report parts that fail on their own without failing the
+poll (an Azure ML job's log read): after a good poll, `source.parts`
+({name: ok}) sets `runwatch_source_up{source=name}` (and counts its errors).
 
 Nothing here imports a cloud SDK.
 """
@@ -66,10 +71,13 @@ class Poller:
         except Exception as e:  # noqa: BLE001 - every failure is reported, none kills the thread
             return self._failed(e)
         now = self.clock()
+        parts = dict(getattr(self.source, "parts", None) or {})
         for run in self.runs:
             if events:
                 self.registry.apply(run, events, now)
             self.registry.set_source_up(run, self.source.source, True)
+            for part, ok in parts.items():
+                self.registry.set_source_up(run, part, ok)
             url = getattr(self.source, "url", None)
             if url:
                 set_run_url(self.registry, run, url)
