@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 RUN_STATES = ("pending", "running", "succeeded", "failed", "canceled")
-VM_POWER_STATES = ("starting", "running", "stopping", "stopped", "deallocating", "deallocated")
+VM_POWER_STATES = ("starting", "running", "stopping", "stopped", "deallocating", "deallocated",
+                   "deleted", "unknown")   # runwatch's own: the VM is gone / could not be read for long
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}

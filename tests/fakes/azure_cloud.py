@@ -134,8 +134,13 @@ class FakeAzure(BaseAdapter):
 
 # ---------------------------------------------------------------- ARM: virtual machines
 
-def vm_body(name: str, power: str | None, *, size: str = "Standard_D8s_v3", location: str = "eastus") -> dict:
-    """GET .../virtualMachines/{name}?$expand=instanceView&api-version=… as ARM returns it."""
+def vm_body(name: str, power: str | None, *, size: str = "Standard_D8s_v3", location: str = "eastus",
+            os_type: str = "Linux", license_type: str | None = None, priority: str | None = None) -> dict:
+    """GET .../virtualMachines/{name}?$expand=instanceView&api-version=… as ARM returns it.
+
+    os_type "Windows" gives a Windows image and osProfile; license_type is ARM's
+    `licenseType` (Windows_Server: Azure Hybrid Benefit); priority "Spot" adds
+    the eviction policy and billing profile ARM returns with it."""
     vm_id = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/{name}"
     statuses = [{"code": "ProvisioningState/succeeded", "level": "Info",
                  "displayStatus": "Provisioning succeeded", "time": "2025-03-01T09:58:12.1234567+00:00"}]
@@ -143,7 +148,7 @@ def vm_body(name: str, power: str | None, *, size: str = "Standard_D8s_v3", loca
                "stopped": "VM stopped", "deallocating": "VM deallocating", "deallocated": "VM deallocated"}
     if power:
         statuses.append({"code": f"PowerState/{power}", "level": "Info", "displayStatus": display.get(power, power)})
-    return {
+    body = {
         "name": name, "id": vm_id, "type": "Microsoft.Compute/virtualMachines", "location": location,
         "tags": {"purpose": "waa-eval"},
         "properties": {
@@ -180,6 +185,24 @@ def vm_body(name: str, power: str | None, *, size: str = "Standard_D8s_v3", loca
             "timeCreated": "2025-02-20T08:00:00.0000000+00:00",
         },
     }
+    props = body["properties"]
+    if os_type == "Windows":
+        props["storageProfile"]["imageReference"] = {
+            "publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2022-datacenter-azure-edition",
+            "version": "latest", "exactVersion": "20348.3207.250210"}
+        props["storageProfile"]["osDisk"]["osType"] = "Windows"
+        props["osProfile"].pop("linuxConfiguration")
+        props["osProfile"]["windowsConfiguration"] = {"provisionVMAgent": True, "enableAutomaticUpdates": True,
+                                                      "patchSettings": {"patchMode": "AutomaticByOS"}}
+        props["instanceView"].update(osName="Windows Server 2022 Datacenter Azure Edition", osVersion="10.0.20348")
+    if license_type:
+        props["licenseType"] = license_type
+    if priority:
+        props["priority"] = priority
+        if priority == "Spot":
+            props["evictionPolicy"] = "Deallocate"
+            props["billingProfile"] = {"maxPrice": -1.0}
+    return body
 
 
 def arm_error(status: int, code: str, message: str, headers: dict | None = None) -> Reply:

@@ -19,6 +19,9 @@ counts in `runwatch_source_errors_total{source}`.
 A source may also report parts that fail on their own without failing the
 poll (an Azure ML job's log read): after a good poll, `source.parts`
 ({name: ok}) sets `runwatch_source_up{source=name}` (and counts its errors).
+After a failed poll, `source.on_failure(now)` (when it has one) may return
+events all the same (the Azure VM source stops billing a VM it has not seen
+for long).
 
 Nothing here imports a cloud SDK.
 """
@@ -89,7 +92,12 @@ class Poller:
     def _failed(self, e: Exception) -> float:
         self.failures += 1
         msg = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
+        on_failure = getattr(self.source, "on_failure", None)
+        now = self.clock()
+        events = on_failure(now) if on_failure is not None else []
         for run in self.runs:
+            if events:
+                self.registry.apply(run, events, now)
             self.registry.set_source_up(run, self.source.source, False)
         delay = self.backoff(e)
         if msg != self.last_error:
