@@ -308,3 +308,16 @@ def test_nothing_is_asked_once_the_run_is_over_and_its_artifacts_are_in(fake):
         poller.step()
     assert len(fake.requests) == n
     assert val(prom, "runwatch_source_up", source="wandb") == 1
+
+
+def test_behind_a_proxy_a_timeout_does_not_claim_no_connection(monkeypatch):
+    """A direct TCP try says nothing when requests go through a proxy."""
+    from wandb.sdk.lib.service.service_connection import WandbApiFailedError
+
+    from runwatch.sources.wandb_run import wandb_error
+    e = WandbApiFailedError("Failed to execute API request: the service process is busy and did not respond in time.")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    err = wandb_error(e, "wandb run e/p/r", "https://api.wandb.ai")
+    assert "through the proxy" in str(err) and not err.auth

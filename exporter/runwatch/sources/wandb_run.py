@@ -197,8 +197,14 @@ def restart_service() -> None:
         log.debug("wandb teardown after the service died", exc_info=True)
 
 
+def _proxied(base_url: str) -> bool:
+    import urllib.request
+    u = urllib.parse.urlsplit(base_url)
+    return bool(urllib.request.getproxies().get(u.scheme)) and not urllib.request.proxy_bypass(u.hostname or "")
+
+
 def _reachable(base_url: str, timeout: float = 5.0) -> str | None:
-    """None when a TCP connection to the server opens; else why not."""
+    """None when a TCP connection to the server opens; else why it does not."""
     u = urllib.parse.urlsplit(base_url)
     host, port = u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
     try:
@@ -224,6 +230,9 @@ def wandb_error(e: BaseException, what: str, base_url: str = DEFAULT_BASE_URL) -
     if status and status >= 500:
         return SourceError(f"{what}: W&B answered HTTP {status}: {msg}")
     if "did not respond in time" in msg:
+        if _proxied(base_url):                     # a direct connection would say nothing
+            return SourceError(f"{what}: W&B at {base_url} did not answer in time through the proxy "
+                               f"(no connection, server errors or rate limiting)")
         why = _reachable(base_url)
         if why:
             return SourceError(f"{what}: no connection to W&B at {base_url} ({why})")
