@@ -100,6 +100,7 @@ def test_throttling_backs_off_at_least_retry_after_then_recovers(prices, caplog)
     assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 0
     d2 = poller.step()
     assert d2 >= 17 and poller.failures == 2
+    assert prom.get_sample_value("runwatch_source_errors_total", {"run_id": "eval-1", "source": "azure_vm"}) == 2
     assert len(fake.calls) == 2                        # the SDK did not retry on its own
     assert poller.step() == 30
     assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 1

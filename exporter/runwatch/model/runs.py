@@ -115,14 +115,17 @@ class Registry:
             self._after(run, now)
 
     def set_source_up(self, run: Run, source: str, up: bool) -> None:
-        """Whether the source answered; a source that did not counts one more error."""
         with self.lock:
-            if not up:
-                run.source_errors[source] = run.source_errors.get(source, 0) + 1
+            if run.sources_up.get(source) != up:
+                run.sources_up[source] = up
                 self._bump()
-            elif run.sources_up.get(source) != up:
-                self._bump()
-            run.sources_up[source] = up
+
+    def source_failed(self, run: Run, source: str) -> None:
+        """A poll of the source (or a part of it) failed: down, and one more error counted."""
+        with self.lock:
+            run.sources_up[source] = False
+            run.source_errors[source] = run.source_errors.get(source, 0) + 1
+            self._bump()
 
     def _after(self, run: Run, now: float) -> None:
         run.changes += 1

@@ -80,7 +80,10 @@ class Poller:
                 self.registry.apply(run, events, now)
             self.registry.set_source_up(run, self.source.source, True)
             for part, ok in parts.items():
-                self.registry.set_source_up(run, part, ok)
+                if ok:
+                    self.registry.set_source_up(run, part, True)
+                else:
+                    self.registry.source_failed(run, part)
             url = getattr(self.source, "url", None)
             if url:
                 set_run_url(self.registry, run, url)
@@ -98,7 +101,7 @@ class Poller:
         for run in self.runs:
             if events:
                 self.registry.apply(run, events, now)
-            self.registry.set_source_up(run, self.source.source, False)
+            self.registry.source_failed(run, self.source.source)
         delay = self.backoff(e)
         if msg != self.last_error:
             log.warning("%s: %s (source down; next try in %.0f s)", self.name, msg, delay)
