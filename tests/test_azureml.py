@@ -323,7 +323,8 @@ def test_every_request_has_a_timeout(aml):
                                      for t in aml.fake.timeouts), aml.fake.timeouts
     aml.fake.route("GET", r"/jobs/" + JOB + r"\?", lambda req, m: HANGS)
     d = aml.poller.step()                                      # a hanging ARM call fails the poll, clearly
-    assert d > 30 and "timed out" in aml.poller.last_error
+    assert d >= 30 and "timed out" in aml.poller.last_error
+    assert aml.val("runwatch_source_up", source="azureml") == 0
 
 
 def test_one_token_for_many_polls(aml):
@@ -361,6 +362,10 @@ def test_sdk_loggers_stay_quiet_at_info(aml, caplog):
     aml.poller.step()
     chatty = [r for r in caplog.records if r.name.startswith("azure") and r.levelno < logging.WARNING]
     assert not chatty, [r.getMessage()[:80] for r in chatty]
+    from tests.fakes.azure_cloud import AUTH_403
+    aml.fake.route("GET", r"/jobs/" + JOB + r"\?", lambda req, m: AUTH_403)
+    aml.poller.step()                                              # runwatch says it once; the SDK not again
+    assert not [r for r in caplog.records if r.name.startswith("azure")], caplog.records[-1].getMessage()
 
 
 def test_pipeline_child_of_an_unlisted_type_falls_back_to_the_legacy_logs():

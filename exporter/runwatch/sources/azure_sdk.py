@@ -13,7 +13,9 @@ quiet SDK loggers and errors a user can act on.
   hold whatever transport the client uses).
 - `quiet_sdk_loggers()`: azure-core logs every request and response at INFO
   (`http_logging_policy`), azure-identity every token; at `--log-level info`
-  they would drown runwatch's own log. Their warnings stay.
+  they would drown runwatch's own log. Their warnings stay, except
+  azure-ai-ml's activity log, which logs an ERROR for every failed call that
+  runwatch reports itself (once per distinct failure).
 - `azure_error()`: a `SourceError` with ARM's own error code and message
   (not the HTTP reason phrase), auth failures and 429s marked for the poller.
 
@@ -106,9 +108,14 @@ def quiet_sdk_loggers() -> None:
         lg = logging.getLogger(name)
         if lg.level == logging.NOTSET:
             lg.setLevel(logging.WARNING)
-    # azure-ai-ml gives some of its loggers their own INFO handler (not propagated)
+    # azure-ai-ml gives some of its loggers their own INFO handler (not propagated), and its
+    # activity loggers (azure.ai.ml._telemetry.<module>) their own level
     for name, lg in list(logging.root.manager.loggerDict.items()):
-        if name.startswith("azure.ai.ml") and isinstance(lg, logging.Logger) and not lg.propagate:
+        if not name.startswith("azure.ai.ml") or not isinstance(lg, logging.Logger):
+            continue
+        if name.startswith("azure.ai.ml._telemetry"):
+            lg.setLevel(logging.CRITICAL)
+        elif not lg.propagate:
             lg.setLevel(logging.WARNING)
 
 
@@ -133,7 +140,7 @@ def azure_error(e: Exception, what: str) -> SourceError:
     if status is None and resp is not None:
         status = getattr(resp, "status_code", None)
     name = type(e).__name__
-    reason = _service_message(e)
+    reason = _service_message(e).rstrip(".")
     if name in ("ClientAuthenticationError", "CredentialUnavailableError") or status in (401, 403):
         code = f"HTTP {status}" if status else name
         return SourceError(f"{what}: authentication failed ({code}): {reason}. Check `az login`, "
