@@ -321,3 +321,12 @@ def test_behind_a_proxy_a_timeout_does_not_claim_no_connection(monkeypatch):
     monkeypatch.delenv("no_proxy", raising=False)
     err = wandb_error(e, "wandb run e/p/r", "https://api.wandb.ai")
     assert "through the proxy" in str(err) and not err.auth
+
+
+def test_the_server_checked_is_the_one_wandb_uses(fake, monkeypatch):
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.internal")
+    src = WandbSource(WandbConfig(entity="e", project="p", run_id="r"))
+    assert src.base_url == "https://wandb.example.internal"
+    monkeypatch.delenv("WANDB_BASE_URL")
+    from wandb.sdk.lib import urls
+    assert src.base_url == urls.DEFAULT_BASE_URL

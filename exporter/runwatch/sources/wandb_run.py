@@ -51,7 +51,7 @@ from .errors import SourceError
 log = logging.getLogger("runwatch")
 
 INSTALL_HINT = "the W&B source needs the wandb SDK: pip install 'runwatch[wandb]'"
-DEFAULT_BASE_URL = "https://api.wandb.ai"
+DEFAULT_BASE_URL = "https://api.wandb.ai"     # only when wandb cannot say which server it uses
 TERMINAL_STATES = frozenset({"finished", "crashed", "failed", "killed", "preempted"})
 
 #: W&B run states -> (runwatch state, reason)
@@ -269,7 +269,16 @@ class WandbSource:
 
     @property
     def base_url(self) -> str:
-        return self.cfg.base_url or DEFAULT_BASE_URL
+        """The server `wandb.Api` talks to: the config's, else wandb's own choice (WANDB_BASE_URL,
+        `wandb login --host`, its default), resolved as `wandb.Api` resolves it."""
+        if self.cfg.base_url:
+            return self.cfg.base_url
+        try:
+            from wandb import env
+            from wandb.sdk import wandb_setup
+            return env.get_base_url(wandb_setup.singleton().settings.base_url)
+        except Exception:  # noqa: BLE001
+            return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
 
     def _error(self, e: BaseException, what: str) -> SourceError:
         err = wandb_error(e, what, self.base_url)
