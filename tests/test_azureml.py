@@ -374,3 +374,12 @@ def test_pipeline_child_of_an_unlisted_type_falls_back_to_the_legacy_logs():
     legacy = ["azureml-logs/55_azureml-execution-tvm.txt", "azureml-logs/70_driver_log.txt"]
     assert sorted_streamable_logs(legacy + ["logs/x.txt"], "parallel") == legacy
     assert sorted_streamable_logs(legacy, "") == legacy
+
+
+def test_a_job_canceled_while_queued_never_reads_as_running(aml):
+    seen = []
+    for status in ("Queued", "CancelRequested", "Canceled"):
+        aml.svc.status = status
+        aml.poller.step()
+        seen.append(aml.run.state.state)
+    assert seen == ["pending", "pending", "canceled"]

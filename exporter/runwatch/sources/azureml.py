@@ -204,6 +204,7 @@ class AzureMLSource:
         self.streams: dict[str, int] = {}
         self.status: str | None = None
         self.phase: str | None = None
+        self.run_state: str | None = None        # the run state last reported
         self.url: str | None = None
         self.done = False                        # terminal and its logs read to the end (or given up)
         self.parts: dict[str, bool] = {}         # what the poller exports besides source_up{azureml}
@@ -255,6 +256,8 @@ class AzureMLSource:
             log.warning("%s: unknown job status %r", self.what, status)
             return []
         state, phase = STATUS[status]
+        if self.run_state in (None, "pending") and state is None:
+            phase = None                         # a phase would start the run (cancel while queued)
         events: list[Event] = []
         if phase != self.phase:
             events.append(make("phase", {"phase": phase or ""}, now))     # "" clears it
@@ -264,6 +267,7 @@ class AzureMLSource:
             if status in REASON:
                 fields["reason"] = status
             events.append(make("status", fields, now))
+            self.run_state = state
         return events
 
     def _poll_logs(self, client: AzureMLClient, info: JobInfo) -> bool:
