@@ -105,7 +105,7 @@ class LogRewritten(Exception):
 
 
 def sorted_streamable_logs(names, job_type: str) -> list[str]:
-    """The log files `jobs.stream` would show, in its order (the SDK's own filter).
+    """The log files `jobs.stream` would pick from a run history listing, in its order (the SDK's own filter).
 
     The SDK falls back to legacy names only for command, pipeline and sweep
     jobs; any other type (a pipeline step of type parallel, an untyped child)
