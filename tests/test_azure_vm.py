@@ -391,3 +391,11 @@ def test_a_retail_prices_api_that_hangs_does_not_hold_the_poll(tmp_path):
         assert power(prom, "running") == 1 and run.state.cost_rate == 0.384     # bundled fallback
     finally:
         srv.close()
+
+
+def test_a_huge_error_message_is_cut(prices):
+    from tests.fakes.azure_cloud import arm_error
+    clock = Clock()
+    _, _, _, reg, run, poller, prom = setup([arm_error(500, "InternalServerError", "x" * 1_000_000)], prices, clock)
+    poller.step()
+    assert "InternalServerError" in poller.last_error and len(poller.last_error) < 1000

@@ -35,6 +35,7 @@ INSTALL_HINT = "the Azure sources need the Azure SDKs: pip install 'runwatch[azu
 CONNECT_TIMEOUT = 10.0      # seconds to open a connection
 READ_TIMEOUT = 60.0         # seconds to wait for an answer (a blob read of MAX_READ bytes included)
 TOKEN_MARGIN = 300.0        # a cached token is renewed this long before it expires
+MAX_MESSAGE = 600           # characters of a service's error message kept in a log line
 
 #: SDK loggers that talk at INFO about every request or token
 CHATTY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "azure.ai.ml",
@@ -140,7 +141,7 @@ def azure_error(e: Exception, what: str) -> SourceError:
     if status is None and resp is not None:
         status = getattr(resp, "status_code", None)
     name = type(e).__name__
-    reason = _service_message(e).rstrip(".")
+    reason = _service_message(e)[:MAX_MESSAGE].rstrip(".")
     if name in ("ClientAuthenticationError", "CredentialUnavailableError") or status in (401, 403):
         code = f"HTTP {status}" if status else name
         return SourceError(f"{what}: authentication failed ({code}): {reason}. Check `az login`, "
