@@ -381,7 +381,14 @@ def test_a_retail_prices_api_that_hangs_does_not_hold_the_poll(tmp_path):
     srv.bind(("127.0.0.1", 0))
     srv.listen(5)                                              # accepts, never answers
     conns = []
-    threading.Thread(target=lambda: conns.append(srv.accept()), daemon=True).start()
+
+    def accept():
+        try:
+            while True:
+                conns.append(srv.accept())
+        except OSError:
+            pass                                               # closed at the end of the test
+    threading.Thread(target=accept, daemon=True).start()
     try:
         rp = RetailPrices(base_url=f"http://127.0.0.1:{srv.getsockname()[1]}/api/retail/prices",
                           cache_path=str(tmp_path / "p.json"), timeout=1)
@@ -389,8 +396,11 @@ def test_a_retail_prices_api_that_hangs_does_not_hold_the_poll(tmp_path):
         _, _, src, reg, run, poller, prom = setup(["running"], rp, clock)
         poller.step()
         assert power(prom, "running") == 1 and run.state.cost_rate == 0.384     # bundled fallback
+        assert conns                                           # it did ask, and gave up on waiting
     finally:
         srv.close()
+        for c, _ in conns:
+            c.close()
 
 
 def test_a_huge_error_message_is_cut(prices):
