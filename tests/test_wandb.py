@@ -27,6 +27,10 @@ def fake(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
     monkeypatch.setenv("WANDB_API_KEY", KEY)
+    # wandb-core starts with the first Api(); on a busy machine that can outlast the short
+    # request timeout the tests use (to keep injected 5xx short). Start it outside any request.
+    from wandb.sdk import wandb_setup
+    wandb_setup.singleton().ensure_service()
     f = FakeWandb().start()
     yield f
     f.stop()
