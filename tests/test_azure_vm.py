@@ -101,6 +101,7 @@ def test_throttling_backs_off_at_least_retry_after_then_recovers(prices, caplog)
     assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 0
     d2 = poller.step()
     assert d2 >= 17 and poller.failures == 2
+    assert prom.get_sample_value("runwatch_source_errors_total", {"run_id": "eval-1", "source": "azure_vm"}) == 2
     assert len(fake.calls) == 2                        # the SDK did not retry on its own
     assert poller.step() == 30
     assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 1
@@ -215,3 +216,196 @@ def test_serve_without_the_sdk_says_what_to_install(tmp_path):
             str(p))
     assert r.returncode == 2
     assert "pip install 'runwatch[azure]'" in r.stderr
+
+
+# ---------------------------------------------------------------- what a real subscription does
+
+def _gone():
+    from support.fakes.azure_cloud import arm_error
+    return arm_error(404, "ResourceNotFound", "The Resource 'Microsoft.Compute/virtualMachines/waa-vm' under "
+                     f"resource group '{RG}' was not found. For more details please go to "
+                     "https://aka.ms/ARMResourceNotFoundFix")
+
+
+def test_a_deleted_vm_stops_billing(prices, caplog):
+    clock = Clock()
+    _, _, src, reg, run, poller, prom = setup(["running", _gone()], prices, clock)
+    caplog.set_level(logging.WARNING, "runwatch")
+    poller.step()
+    clock.t += 3600
+    for _ in range(3 * 60):                                   # three hours of polls after the deletion
+        poller.step()
+        clock.t += 60
+    assert power(prom, "deleted") == 1 and power(prom, "running") == 0
+    assert run.state.cost(clock.t) == pytest.approx(0.384)    # the hour it ran, not four
+    assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 1
+    assert sum("not found" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_vm_never_seen_is_an_error_not_deleted(prices):
+    clock = Clock()
+    _, _, _, reg, run, poller, prom = setup([_gone()], prices, clock)
+    poller.step()
+    assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 0
+    assert power(prom, "deleted") is None                     # a typo in the config is not a deletion
+    assert "not found" in poller.last_error and "ResourceNotFound" in poller.last_error
+
+
+def test_billing_ends_when_the_vm_stays_unreachable(prices, caplog):
+    """A long run of failed polls does not bill forever at the last known state."""
+    from support.fakes.azure_cloud import arm_error
+    from runwatch.sources.azure_vm import UNREACHABLE_AFTER
+    clock = Clock()
+    down = arm_error(500, "InternalServerError", "An unexpected error occured while processing the request.")
+    _, _, src, reg, run, poller, prom = setup(["running"] + [down] * 40 + ["running"], prices, clock)
+    caplog.set_level(logging.WARNING, "runwatch")
+    poller.step()
+    t0 = clock.t
+    for _ in range(40):                                       # 40 failed polls, 5 min apart: 200 min
+        clock.t += 300
+        poller.step()
+    assert power(prom, "unknown") == 1
+    cost = run.state.cost(clock.t)
+    assert cost <= 0.384 * (UNREACHABLE_AFTER + 300) / 3600   # billed until runwatch stopped assuming it runs
+    assert cost >= 0.384 * UNREACHABLE_AFTER / 3600
+    assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 0
+    assert any("billing" in r.getMessage() for r in caplog.records)
+    clock.t += 300
+    poller.step()                                             # seen again: billed again
+    assert power(prom, "running") == 1
+    clock.t += 3600
+    assert run.state.cost(clock.t) == pytest.approx(cost + 0.384)
+    assert clock.t - t0 > 0
+
+
+@pytest.mark.parametrize("vm_kw,usd", [
+    ({"os_type": "Windows"}, 0.752),
+    ({"os_type": "Windows", "license_type": "Windows_Server"}, 0.384),       # Azure Hybrid Benefit
+    ({"priority": "Spot"}, 0.0768),
+    ({"os_type": "Windows", "priority": "Spot"}, 0.15),
+    ({}, 0.384),
+])
+def test_price_by_os_license_and_priority(prices, vm_kw, usd):
+    clock = Clock()
+    _, _, src, reg, run, poller, prom = setup(["running"], prices, clock, **vm_kw)
+    poller.step()
+    assert run.state.cost_rate == usd
+
+
+def test_a_lowercase_size_is_priced(prices):
+    clock = Clock()
+    _, _, src, reg, run, poller, prom = setup(["running"], prices, clock, size="standard_d8s_v3")
+    prices.fallback()                                          # (the bundled table would mask a miss)
+    prices._fallback = {}
+    poller.step()
+    assert run.state.cost_rate == 0.384
+
+
+def test_a_fallback_price_is_replaced_when_the_api_answers(tmp_path, caplog):
+    from runwatch.sources.azure_vm import PRICE_RETRY
+    p = FakePrices()
+    try:
+        p.down = True
+        rp = RetailPrices(base_url=p.api, cache_path=str(tmp_path / "prices.json"),
+                          fallback={"eastus/standard_d8s_v3": 0.40})
+        clock = Clock()
+        _, _, src, reg, run, poller, prom = setup(["running"], rp, clock)
+        poller.step()
+        assert run.state.cost_rate == 0.40
+        asked = len(p.queries)
+        p.down = False
+        clock.t += 60
+        poller.step()
+        assert len(p.queries) == asked                         # not every poll
+        clock.t += PRICE_RETRY
+        poller.step()
+        assert run.state.cost_rate == 0.384
+    finally:
+        p.stop()
+
+
+def test_no_price_anywhere_warns_once_and_does_not_ask_every_poll(tmp_path, caplog):
+    p = FakePrices(items=[])
+    try:
+        rp = RetailPrices(base_url=p.api, cache_path=str(tmp_path / "prices.json"), fallback={})
+        clock = Clock()
+        _, _, src, reg, run, poller, prom = setup(["running"], rp, clock, size="Standard_Made_Up_v9")
+        caplog.set_level(logging.WARNING, "runwatch")
+        for _ in range(10):
+            poller.step()
+            clock.t += 60
+        assert sum("no price" in r.getMessage() for r in caplog.records) == 1
+        assert len(p.queries) == 1
+        assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 1
+    finally:
+        p.stop()
+
+
+def test_a_malformed_price_cache_entry_does_not_take_the_source_down(tmp_path):
+    path = tmp_path / "prices.json"
+    path.write_text('{"eastus/standard_d8s_v3": {"usd_per_hour": "0.384"}}')
+    p = FakePrices()
+    try:
+        rp = RetailPrices(base_url=p.api, cache_path=str(path))
+        clock = Clock()
+        _, _, src, reg, run, poller, prom = setup(["running"], rp, clock)
+        poller.step()
+        assert prom.get_sample_value("runwatch_source_up", {"run_id": "eval-1", "source": "azure_vm"}) == 1
+        assert run.state.cost_rate == 0.384
+    finally:
+        p.stop()
+
+
+def test_the_log_names_sizes_and_os_as_azure_spells_them(prices, caplog):
+    clock = Clock()
+    _, _, src, reg, run, poller, prom = setup(["running"], prices, clock)
+    caplog.set_level(logging.INFO, "runwatch")
+    poller.step()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Standard_D8s_v3" in text and "Linux" in text
+    assert "VirtualMachineSizeTypes" not in text and "OperatingSystemTypes" not in text
+
+
+def test_vm_requests_have_timeouts(prices):
+    clock = Clock()
+    fake, _, _, reg, run, poller, prom = setup(["running"], prices, clock)
+    poller.step()
+    assert fake.timeouts and all(isinstance(t, tuple) and None not in t and max(t) <= 120 for t in fake.timeouts)
+
+
+def test_a_retail_prices_api_that_hangs_does_not_hold_the_poll(tmp_path):
+    """The prices client has a timeout; a hanging API gives the fallback price, the VM state still moves."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)                                              # accepts, never answers
+    conns = []
+
+    def accept():
+        try:
+            while True:
+                conns.append(srv.accept())
+        except OSError:
+            pass                                               # closed at the end of the test
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        rp = RetailPrices(base_url=f"http://127.0.0.1:{srv.getsockname()[1]}/api/retail/prices",
+                          cache_path=str(tmp_path / "p.json"), timeout=1)
+        clock = Clock()
+        _, _, src, reg, run, poller, prom = setup(["running"], rp, clock)
+        poller.step()
+        assert power(prom, "running") == 1 and run.state.cost_rate == 0.384     # bundled fallback
+        assert conns                                           # it did ask, and gave up on waiting
+    finally:
+        srv.close()
+        for c, _ in conns:
+            c.close()
+
+
+def test_a_huge_error_message_is_cut(prices):
+    from support.fakes.azure_cloud import arm_error
+    clock = Clock()
+    _, _, _, reg, run, poller, prom = setup([arm_error(500, "InternalServerError", "x" * 1_000_000)], prices, clock)
+    poller.step()
+    assert "InternalServerError" in poller.last_error and len(poller.last_error) < 1000

@@ -22,13 +22,15 @@ pytestmark = pytest.mark.stack
 JOB = "calm_kettle_7x1"
 
 
-def test_status_mapping_table():
-    from runwatch.sources.azureml import STATUS
-    assert {k for k, v in STATUS.items() if v[0] == "pending"} == {
-        "NotStarted", "Queued", "Preparing", "Provisioning", "Starting"}
-    assert STATUS["Finalizing"] == ("running", None) and STATUS["Completed"] == ("succeeded", None)
-    assert STATUS["NotResponding"][0] == "failed" and STATUS["CancelRequested"][0] == "canceled"
-    assert STATUS["Paused"] == (None, "paused")
+def test_status_mapping_covers_the_sdk_statuses():
+    """Every status azure-ai-ml knows is mapped; only Completed, Failed and Canceled end a run."""
+    pytest.importorskip("azure.ai.ml")
+    from azure.ai.ml.operations._run_history_constants import RunHistoryConstants
+
+    from runwatch.sources.azureml import STATUS, TERMINAL
+    assert set(RunHistoryConstants.ALL_STATUSES) == set(STATUS)
+    assert TERMINAL == {"Completed", "Failed", "Canceled"}
+    assert {k for k, v in STATUS.items() if v[0] in ("succeeded", "failed", "canceled")} == TERMINAL
 
 
 @pytest.fixture
@@ -47,7 +49,8 @@ def aml():
     fake = FakeAzure()
     svc = FakeAzureML(fake, JOB)
     cfg = AzureMLConfig(JOB, SUB, RG, WS, poll_seconds=30)
-    client = AzureMLClient.connect(cfg, FakeCredential(), transport=fake.transport())
+    cred = FakeCredential()
+    client = AzureMLClient.connect(cfg, cred, transport=fake.transport())
     reg = Registry()
     run = reg.add(RunSpec(id="waa-eval", kind="waa", source="azureml"))
     ingest = Ingest(reg, run, Matcher([load_builtin("waa", "<test>", 1)]))
@@ -60,6 +63,7 @@ def aml():
         pass
     t = T()
     t.fake, t.svc, t.src, t.reg, t.run, t.poller, t.prom, t.client = fake, svc, src, reg, run, poller, prom, client
+    t.cred = cred
     t.val = lambda metric, **kw: prom.get_sample_value(metric, {"run_id": "waa-eval", **kw})
     return t
 
@@ -218,3 +222,168 @@ sleep 1.5
         p.terminate()
         out, err = p.communicate(timeout=20)
     assert out.decode() == AZ_STREAM                   # passed through unchanged
+
+
+# ---------------------------------------------------------------- what a real workspace does
+
+def _logs_up(aml):
+    return aml.val("runwatch_source_up", source="azureml_logs")
+
+
+@pytest.mark.parametrize("failure", ["FIREWALL_403", "BUSY_503", "HANGS"])
+def test_a_failing_log_read_never_hides_the_status(aml, caplog, failure):
+    """Status first; logs fail on their own: counted, retried next poll, the job's state still moves."""
+    import logging
+
+    from support.fakes import azureml_service
+    from support.fakes.azure_cloud import HANGS
+    caplog.set_level(logging.INFO, "runwatch")
+    aml.svc.status = "Running"
+    aml.svc.logs = {"user_logs/std_log.txt": b"Task 1/2: a\nTask a: SUCCESS\n"}
+    aml.svc.blob_fail = HANGS if failure == "HANGS" else getattr(azureml_service, failure)
+    assert aml.poller.step() == 30                                  # no backoff: the job answered
+    assert aml.val("runwatch_run_state", runwatch_run_state="running") == 1
+    assert aml.val("runwatch_source_up", source="azureml") == 1
+    assert _logs_up(aml) == 0
+    aml.svc.status = "Completed"
+    assert aml.poller.step() == 30
+    assert aml.val("runwatch_run_state", runwatch_run_state="succeeded") == 1   # not stuck in running
+    assert aml.val("runwatch_source_errors_total", source="azureml_logs") == 2
+    assert aml.val("runwatch_lines_total") == 0
+    warnings = [r.getMessage() for r in caplog.records if "logs" in r.getMessage() and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "sig=" not in warnings[0]       # one line per distinct failure, no SAS
+    aml.svc.blob_fail = None                                       # the firewall opens: the logs are read
+    aml.poller.step()
+    assert _logs_up(aml) == 1 and aml.val("runwatch_lines_total") == 2
+    assert aml.val("runwatch_tasks_completed_total") == 1
+    n = len(aml.fake.calls)
+    aml.poller.step()
+    assert len(aml.fake.calls) == n                                # ended and read to the end: done
+
+
+def test_logs_that_never_become_readable_end_the_source_after_the_job(aml):
+    from support.fakes.azureml_service import FIREWALL_403
+    aml.svc.status = "Completed"
+    aml.svc.logs = {"user_logs/std_log.txt": b"x\n"}
+    aml.svc.blob_fail = FIREWALL_403
+    for _ in range(20):
+        aml.poller.step()
+    assert aml.val("runwatch_run_state", runwatch_run_state="succeeded") == 1
+    n = len(aml.fake.calls)
+    aml.poller.step()
+    assert len(aml.fake.calls) == n                                # it gave up on the logs, said so
+    assert aml.src.done and _logs_up(aml) == 0
+
+
+# Each status the service documents (JobStatus in azure-ai-ml, the REST API's job status):
+# -> (runwatch state after it, phase after it, still polled afterwards)
+DOCUMENTED = [
+    ("NotStarted", "pending", None, True), ("Queued", "pending", None, True),
+    ("Preparing", "pending", None, True), ("Provisioning", "pending", None, True),
+    ("Starting", "pending", None, True),                      # e.g. requeued after a node was preempted
+    ("Running", "running", None, True),
+    ("Finalizing", "running", "finalizing", True),
+    ("CancelRequested", "running", "cancel_requested", True),   # not over until Canceled
+    ("NotResponding", "running", "not_responding", True),       # may return to any earlier state
+    ("Paused", "running", "paused", True),
+    ("Completed", "succeeded", None, False), ("Failed", "failed", None, False),
+    ("Canceled", "canceled", None, False),
+]
+
+
+@pytest.mark.parametrize("status,state,phase,polled", DOCUMENTED, ids=[d[0] for d in DOCUMENTED])
+def test_each_documented_status(aml, status, state, phase, polled):
+    aml.svc.status = "Running"
+    aml.poller.step()
+    aml.svc.status = status
+    aml.poller.step()
+    assert aml.val("runwatch_run_state", runwatch_run_state=state) == 1
+    got = [s.labels["phase"] for m in aml.prom.collect() if m.name == "runwatch_run_phase" for s in m.samples]
+    assert got == ([phase] if phase else [])
+    n = aml.svc.job_gets
+    aml.poller.step()
+    assert (aml.svc.job_gets > n) == polled
+
+
+def test_not_responding_and_back(aml):
+    """The service documents NotResponding as the one status exempt from the order: a job returns from it."""
+    for status in ("Running", "NotResponding", "Running", "CancelRequested", "Running", "Paused", "Running"):
+        aml.svc.status = status
+        aml.poller.step()
+        assert aml.val("runwatch_run_state", runwatch_run_state="running") == 1, status
+        assert aml.run.state.end_ts is None
+    assert aml.run.state.phase is None                         # paused/not_responding cleared
+    aml.svc.status = "Completed"
+    aml.poller.step()
+    assert aml.val("runwatch_run_state", runwatch_run_state="succeeded") == 1
+
+
+def test_every_request_has_a_timeout(aml):
+    from support.fakes.azure_cloud import HANGS
+    aml.svc.status = "Running"
+    aml.svc.logs = {"user_logs/std_log.txt": b"x\n"}
+    aml.poller.step()
+    assert aml.fake.timeouts and all(isinstance(t, tuple) and None not in t and max(t) <= 120
+                                     for t in aml.fake.timeouts), aml.fake.timeouts
+    aml.fake.route("GET", r"/jobs/" + JOB + r"\?", lambda req, m: HANGS)
+    d = aml.poller.step()                                      # a hanging ARM call fails the poll, clearly
+    assert d >= 30 and "timed out" in aml.poller.last_error
+    assert aml.val("runwatch_source_up", source="azureml") == 0
+
+
+def test_one_token_for_many_polls(aml):
+    """jobs.get asks for a token on every call; the credential runwatch hands over caches it."""
+    aml.svc.status = "Running"
+    for _ in range(4):
+        aml.poller.step()
+    assert len(aml.cred.scopes) == 1, aml.cred.scopes
+
+
+def test_a_log_file_that_shrinks_is_read_again_from_the_start(aml):
+    aml.svc.status = "Running"
+    aml.svc.logs = {"user_logs/std_log.txt": b"Task 1/3: a\nTask a: SUCCESS\nTask 2/3: b\n"}
+    aml.poller.step()
+    assert aml.val("runwatch_lines_total") == 3
+    aml.svc.logs = {"user_logs/std_log.txt": b"Task 3/3: c\n"}      # rewritten: shorter than our offset
+    aml.poller.step()
+    aml.poller.step()
+    assert aml.val("runwatch_lines_total") == 4 and aml.val("runwatch_tasks_started_total") == 3
+
+
+def test_arm_error_message_not_the_reason_phrase(aml):
+    from support.fakes.azure_cloud import AUTH_403
+    aml.fake.route("GET", r"/jobs/" + JOB + r"\?", lambda req, m: AUTH_403)
+    aml.poller.step()
+    assert "does not have authorization to perform action" in aml.poller.last_error
+    assert "Forbidden" not in aml.poller.last_error
+
+
+def test_sdk_loggers_stay_quiet_at_info(aml, caplog):
+    import logging
+    caplog.set_level(logging.INFO)                                 # root at INFO, as `--log-level info`
+    aml.svc.status = "Running"
+    aml.svc.logs = {"user_logs/std_log.txt": b"x\n"}
+    aml.poller.step()
+    chatty = [r for r in caplog.records if r.name.startswith("azure") and r.levelno < logging.WARNING]
+    assert not chatty, [r.getMessage()[:80] for r in chatty]
+    from support.fakes.azure_cloud import AUTH_403
+    aml.fake.route("GET", r"/jobs/" + JOB + r"\?", lambda req, m: AUTH_403)
+    aml.poller.step()                                              # runwatch says it once; the SDK not again
+    assert not [r for r in caplog.records if r.name.startswith("azure")], caplog.records[-1].getMessage()
+
+
+def test_pipeline_child_of_an_unlisted_type_falls_back_to_the_legacy_logs():
+    pytest.importorskip("azure.ai.ml")
+    from runwatch.sources.azureml import sorted_streamable_logs
+    legacy = ["azureml-logs/55_azureml-execution-tvm.txt", "azureml-logs/70_driver_log.txt"]
+    assert sorted_streamable_logs(legacy + ["logs/x.txt"], "parallel") == legacy
+    assert sorted_streamable_logs(legacy, "") == legacy
+
+
+def test_a_job_canceled_while_queued_never_reads_as_running(aml):
+    seen = []
+    for status in ("Queued", "CancelRequested", "Canceled"):
+        aml.svc.status = status
+        aml.poller.step()
+        seen.append(aml.run.state.state)
+    assert seen == ["pending", "pending", "canceled"]

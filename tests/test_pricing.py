@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from runwatch.sources.pricing import Price, PriceUnavailable, RetailPrices, load_fallback, pick_price
+from runwatch.sources.pricing import (Price, PriceUnavailable, RetailPrices, canonical_sku, load_fallback,
+                                      pick_price)
 from support.fakes.netguard import no_network  # noqa: F401
 from support.fakes.prices_server import FakePrices, d8s_v3_items, item
 
@@ -36,9 +37,11 @@ def test_spot_windows_low_priority_and_reservations_are_filtered_out():
 
 
 def test_sku_and_region_case_is_normalised(prices, tmp_path):
+    """The API compares $filter values case-sensitively (the double too): ask with the canonical name."""
     prices.items = [item("Standard_D8s_v3", "eastus", 0.384, product="Virtual Machines DSv3 Series")]
-    rp = RetailPrices(base_url=prices.api, cache_path=str(tmp_path / "c.json"))
-    assert rp.hourly("standard_d8s_v3", "EastUS").usd_per_hour == 0.384
+    rp = RetailPrices(base_url=prices.api, cache_path=str(tmp_path / "c.json"), fallback={})
+    assert rp.hourly("standard_d8s_v3", "EastUS") == Price(0.384, "api", "standard_d8s_v3", "EastUS")
+    assert "armSkuName eq 'Standard_D8s_v3'" in prices.queries[0]["$filter"][0]
     # the cache key is normalised too: another spelling is a cache hit
     assert rp.hourly("STANDARD_D8S_V3", "eastus").origin == "cache"
     assert len(prices.queries) == 1
@@ -96,3 +99,68 @@ def test_bundled_table_is_packaged_and_sane():
     table = load_fallback()
     assert len(table) >= 10 and all(0 < v < 50 for v in table.values())
     assert all(k == k.lower() for k in table)
+
+
+CANONICAL = ["Standard_D8s_v3", "Standard_D8ds_v5", "Standard_NC24ads_A100_v4", "Standard_NC4as_T4_v3", "Standard_B2ms",
+             "Standard_E96-48ads_v5", "Standard_DS2_v2", "Standard_D2_v2_Promo", "Standard_DC4as_cc_v5",
+             "Standard_ND96isr_H100_v5", "Standard_NV36ads_A10_v5", "Standard_HB120rs_v3", "Standard_D4plds_v5",
+             "Standard_B1ls", "Standard_M416-208s_v2", "Standard_GS5", "Basic_A1"]
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+def test_canonical_sku_names(name):
+    assert canonical_sku(name) == name
+    assert canonical_sku(name.lower()) == name and canonical_sku(name.upper()) == name
+    assert canonical_sku(f"  {name.lower()} ") == name
+
+
+def test_the_filter_is_case_sensitive_in_the_double_too(prices):
+    """What makes the test above mean something: a non-canonical name matches nothing."""
+    import urllib.parse
+    import urllib.request
+    flt = "serviceName eq 'Virtual Machines' and armRegionName eq 'eastus' and armSkuName eq 'standard_d8s_v3'"
+    with urllib.request.urlopen(f"{prices.api}?{urllib.parse.urlencode({'$filter': flt})}") as r:
+        assert json.load(r)["Items"] == []
+
+
+@pytest.mark.parametrize("os_type,priority,usd", [("linux", "regular", 0.384), ("windows", "regular", 0.752),
+                                                   ("linux", "spot", 0.0768), ("windows", "spot", 0.15),
+                                                   ("linux", "low", 0.0768)])
+def test_meter_by_os_and_priority(prices, tmp_path, os_type, priority, usd):
+    rp = RetailPrices(base_url=prices.api, cache_path=str(tmp_path / "c.json"), fallback={})
+    got = rp.hourly("Standard_D8s_v3", "eastus", os_type=os_type, priority=priority)
+    assert got.usd_per_hour == usd and got.origin == "api"
+    assert pick_price(d8s_v3_items(), "Standard_D8s_v3", "eastus", os_type=os_type, priority=priority) == usd
+    again = RetailPrices(base_url=prices.api, cache_path=str(tmp_path / "c.json"), fallback={})
+    assert again.hourly("Standard_D8s_v3", "eastus", os_type=os_type, priority=priority) == Price(
+        usd, "cache", "Standard_D8s_v3", "eastus")                # the cache keeps them apart
+
+
+def test_windows_and_spot_have_no_bundled_fallback(tmp_path):
+    rp = RetailPrices(base_url="http://127.0.0.1:9/none", cache_path=str(tmp_path / "c.json"), timeout=1)
+    assert rp.hourly("Standard_D8s_v3", "eastus").origin == "fallback"
+    with pytest.raises(PriceUnavailable, match="price_per_hour"):
+        rp.hourly("Standard_D8s_v3", "eastus", os_type="windows")
+    with pytest.raises(PriceUnavailable, match="price_per_hour"):
+        rp.hourly("Standard_D8s_v3", "eastus", priority="spot")
+
+
+@pytest.mark.parametrize("entry", ['"x"', '{"usd_per_hour": "cheap", "fetched": 0}', '{"fetched": 1e99}',
+                                   '{"usd_per_hour": -1, "fetched": 1}', '[1, 2]', '{"usd_per_hour": 0.4}'])
+def test_a_malformed_cache_entry_is_ignored(prices, tmp_path, entry):
+    path = tmp_path / "c.json"
+    path.write_text('{"eastus/standard_d8s_v3": %s}' % entry)
+    rp = RetailPrices(base_url=prices.api, cache_path=str(path))
+    assert rp.hourly("Standard_D8s_v3", "eastus") == Price(0.384, "api", "Standard_D8s_v3", "eastus")
+
+
+def test_bundled_table_format():
+    from importlib import resources
+    table = json.loads(resources.files("runwatch").joinpath("data/azure_vm_prices.json").read_text("utf-8"))
+    for region, skus in table["prices"].items():
+        assert region == region.lower() and " " not in region
+        for sku, usd in skus.items():
+            assert canonical_sku(sku) == sku, sku                   # what the API's armSkuName says
+            assert isinstance(usd, float) and round(usd, 4) == usd
+    assert table["prices"]["eastus"]["Standard_D4ds_v5"] == 0.226
+    assert table["prices"]["eastus"]["Standard_D8ds_v5"] == 0.452

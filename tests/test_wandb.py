@@ -27,6 +27,10 @@ def fake(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
     monkeypatch.setenv("WANDB_API_KEY", KEY)
+    # wandb-core starts with the first Api(); on a busy machine that can outlast the short
+    # request timeout the tests use (to keep injected 5xx short). Start it outside any request.
+    from wandb.sdk import wandb_setup
+    wandb_setup.singleton().ensure_service()
     f = FakeWandb().start()
     yield f
     f.stop()
@@ -191,3 +195,145 @@ def test_artifact_deadline_is_exported_for_the_alert(fake):
     src2, reg2, run2, poller2, prom2 = setup(fake)
     poller2.step()
     assert val(prom2, "runwatch_artifact_deadline_seconds", artifact="run-abc123-history") is None   # default applies
+
+
+# ---------------------------------------------------------------- errors by their cause
+
+def test_server_errors_at_login_are_not_a_refused_key(fake, caplog):
+    fake.fail_next = [500] * 10000
+    src, reg, run, poller, prom = setup(fake)
+    d = poller.step()
+    assert val(prom, "runwatch_source_up", source="wandb") == 0
+    assert "refused the API key" not in poller.last_error
+    assert "answered with errors" in poller.last_error and d < 300
+
+
+def test_an_unreachable_server_is_a_network_problem(fake, monkeypatch):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                       # nothing listens here
+    cfg = WandbConfig(entity="ent", project="proj", run_id="abc123", base_url=f"http://127.0.0.1:{port}",
+                      poll_seconds=30, timeout=2)
+    reg = Registry()
+    run = reg.add(RunSpec(id="train-7", kind="training", source="wandb"))
+    poller = Poller(reg, [run], WandbSource(cfg), rng=random.Random(3))
+    d = poller.step()
+    assert "cannot connect" in poller.last_error and "refused the API key" not in poller.last_error
+    assert d < 300
+
+
+def test_a_401_is_a_refused_key(fake):
+    fake.fail_next = [401] * 10000
+    src, reg, run, poller, prom = setup(fake)
+    assert poller.step() >= 300
+    assert "refused the API key" in poller.last_error
+
+
+def test_a_dead_service_process_is_restarted(fake, caplog):
+    from support.fakes.wandb_server import kill_service
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "running", {})
+    src, reg, run, poller, prom = setup(fake, history_artifact=False)
+    poller.step()
+    assert val(prom, "runwatch_source_up", source="wandb") == 1
+    kill_service()
+    poller.step()
+    assert val(prom, "runwatch_source_up", source="wandb") == 0
+    assert "service process" in poller.last_error
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {})
+    poller.step()                                          # a new wandb-core, a new login
+    assert val(prom, "runwatch_source_up", source="wandb") == 1
+    assert val(prom, "runwatch_run_state", runwatch_run_state="succeeded") == 1
+
+
+def test_a_project_the_key_cannot_see_is_source_down_not_missing(fake):
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {})
+    fake.hidden.add(("ent", "proj"))
+    src, reg, run, poller, prom = setup(fake)
+    d = poller.step()
+    assert val(prom, "runwatch_source_up", source="wandb") == 0
+    assert "not visible" in poller.last_error and d >= 300
+    assert val(prom, "runwatch_artifact_available", artifact="run-abc123-history") is None   # not "missing"
+    assert val(prom, "runwatch_run_state", runwatch_run_state="pending") == 1
+
+
+def test_an_artifact_in_a_project_the_key_cannot_see_is_not_missing(fake):
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {})
+    fake.hidden.add(("ent", "other"))
+    src, reg, run, poller, prom = setup(fake, history_artifact=False, artifacts=["ent/other/model-abc123"])
+    poller.step()
+    assert val(prom, "runwatch_source_up", source="wandb") == 0
+    assert "not visible" in poller.last_error
+    assert val(prom, "runwatch_artifact_available", artifact="model-abc123") is None
+
+
+def test_a_resumed_run_gets_a_new_end_time(fake, caplog):
+    now = [1_740_000_000.0]
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {})
+    cfg = WandbConfig(entity="ent", project="proj", run_id="abc123", base_url=fake.url, poll_seconds=30, timeout=2,
+                      artifact_deadline_minutes=10)
+    src = WandbSource(cfg, clock=lambda: now[0])
+    reg = Registry()
+    run = reg.add(RunSpec(id="train-7", kind="training", source="wandb"))
+    poller = Poller(reg, [run], src, clock=lambda: now[0], rng=random.Random(3))
+    caplog.set_level(logging.WARNING, "runwatch")
+    poller.step()
+    now[0] += 300
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "running", {})      # resumed
+    poller.step()
+    now[0] += 1800
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {})
+    poller.step()
+    now[0] += 300                                          # 5 min after the second end: within the deadline
+    poller.step()
+    assert not [r for r in caplog.records if "still missing" in r.getMessage()]
+    now[0] += 600
+    poller.step()
+    assert [r for r in caplog.records if "still missing" in r.getMessage()]
+
+
+def test_a_shared_latest_alias_from_an_older_run_is_not_this_runs_artifact(fake):
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {})   # created 2025-03-01T10:00
+    key = ("ent", "proj", "model:latest")
+    fake.artifacts[key] = membership_node(*key, created_at="2025-02-20T09:00:00Z", atype="model")
+    src, reg, run, poller, prom = setup(fake, history_artifact=False, artifacts=["model"])
+    poller.step()
+    assert val(prom, "runwatch_artifact_available", artifact="model") == 0
+    fake.artifacts[key] = membership_node(*key, created_at="2025-03-01T11:00:00Z", atype="model")
+    poller.step()
+    assert val(prom, "runwatch_artifact_available", artifact="model") == 1
+
+
+def test_nothing_is_asked_once_the_run_is_over_and_its_artifacts_are_in(fake):
+    fake.runs[("ent", "proj", "abc123")] = run_node("abc123", "finished", {"acc": 0.9})
+    fake.artifacts[HIST] = membership_node(*HIST)
+    src, reg, run, poller, prom = setup(fake, summary=["acc"])
+    poller.step()
+    assert val(prom, "runwatch_artifact_available", artifact="run-abc123-history") == 1
+    n = len(fake.requests)
+    for _ in range(3):
+        poller.step()
+    assert len(fake.requests) == n
+    assert val(prom, "runwatch_source_up", source="wandb") == 1
+
+
+def test_behind_a_proxy_a_timeout_does_not_claim_no_connection(monkeypatch):
+    """A direct TCP try says nothing when requests go through a proxy."""
+    from wandb.sdk.lib.service.service_connection import WandbApiFailedError
+
+    from runwatch.sources.wandb_run import wandb_error
+    e = WandbApiFailedError("Failed to execute API request: the service process is busy and did not respond in time.")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    err = wandb_error(e, "wandb run e/p/r", "https://api.wandb.ai")
+    assert "through the proxy" in str(err) and not err.auth
+
+
+def test_the_server_checked_is_the_one_wandb_uses(fake, monkeypatch):
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.internal")
+    src = WandbSource(WandbConfig(entity="e", project="p", run_id="r"))
+    assert src.base_url == "https://wandb.example.internal"
+    monkeypatch.delenv("WANDB_BASE_URL")
+    from wandb.sdk.lib import urls
+    assert src.base_url == urls.DEFAULT_BASE_URL

@@ -13,7 +13,8 @@ from typing import Any, Callable
 RUN_STATES = ("pending", "running", "succeeded", "failed", "canceled")
 #: the run states a run ends in (it never leaves them but for a new status event)
 TERMINAL_STATES = frozenset({"succeeded", "failed", "canceled"})
-VM_POWER_STATES = ("starting", "running", "stopping", "stopped", "deallocating", "deallocated")
+VM_POWER_STATES = ("starting", "running", "stopping", "stopped", "deallocating", "deallocated",
+                   "deleted", "unknown")   # runwatch's own: the VM is gone / could not be read for long
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}

@@ -74,6 +74,8 @@ class RunwatchCollector(Collector):
         cut = c("runwatch_lines_cut", "Lines longer than the limit, cut to it.")
         bad = c("runwatch_line_decode_errors", "Invalid UTF-8 sequences replaced in the run's output.")
         up = g("runwatch_source_up", "1 while the run's source answers, 0 while it fails.", RID + ["source"])
+        src_err = c("runwatch_source_errors", "Failed polls of the run's source (a part that failed on its own, "
+                    "like an Azure ML job's log read, counts under its own source).", RID + ["source"])
         agent = StateSetMetricFamily("runwatch_agent_state", "State of a workflow agent (pending, running, completed, failed).",
                                      labels=RID + ["agent"])
         agent_dur = g("runwatch_agent_duration_seconds", "How long a workflow agent ran (reported or measured).",
@@ -81,7 +83,7 @@ class RunwatchCollector(Collector):
         flow = c("runwatch_data_flow_bytes", "Bytes passed from one workflow agent to another.",
                  RID + ["from_agent", "to_agent"])
         fams = [info, state, phase, progress, planned, started, completed, failed, steps, bstep, bsteps,
-                bdone, score, best, errors, art, vm, lines, cut, bad, up, agent, agent_dur, flow, job_metric, art_dl]
+                bdone, score, best, errors, art, vm, lines, cut, bad, up, src_err, agent, agent_dur, flow, job_metric, art_dl]
         if self.wall_clock:
             start = g("runwatch_run_start_timestamp_seconds", "When the run started.")
             end = g("runwatch_run_end_timestamp_seconds", "When the run finished; absent while it runs.")
@@ -142,6 +144,8 @@ class RunwatchCollector(Collector):
             bad.add_metric(r, s["decode_errors"])
             for source, ok in s["sources_up"].items():
                 up.add_metric([rid, source], 1.0 if ok else 0.0)
+            for source, n in s.get("source_errors", {}).items():
+                src_err.add_metric([rid, source], n)
             for name, a in s.get("agents", {}).items():
                 agent.add_metric([rid, name], {n: n == a["state"] for n in AGENT_STATES})
                 if a["duration"] is not None:

@@ -46,7 +46,8 @@ def spec_cost_event(spec: RunSpec, ts: float) -> Event | None:
 
 
 class Run:
-    __slots__ = ("spec", "state", "lines_cut", "decode_errors", "sources_up", "recent", "finished_at", "changes")
+    __slots__ = ("spec", "state", "lines_cut", "decode_errors", "sources_up", "source_errors", "recent",
+                 "finished_at", "changes")
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
@@ -54,6 +55,7 @@ class Run:
         self.lines_cut = 0
         self.decode_errors = 0
         self.sources_up: dict[str, bool] = {}
+        self.source_errors: dict[str, int] = {}    # failed polls (or parts of polls) by source
         self.recent: collections.deque = collections.deque(maxlen=RECENT_LINES)
         self.finished_at: float | None = None
         self.changes = 0                 # bumped on every update: checkpoints skip runs that did not change
@@ -152,6 +154,13 @@ class Registry:
                 run.sources_up[source] = up
                 self._bump()
 
+    def source_failed(self, run: Run, source: str) -> None:
+        """A poll of the source (or a part of it) failed: down, and one more error counted."""
+        with self.lock:
+            run.sources_up[source] = False
+            run.source_errors[source] = run.source_errors.get(source, 0) + 1
+            self._bump()
+
     def _after(self, run: Run, now: float) -> None:
         run.changes += 1
         if run.state.state in TERMINAL_STATES:
@@ -196,6 +205,7 @@ class Registry:
                 snap["lines_cut"] = run.lines_cut
                 snap["decode_errors"] = run.decode_errors
                 snap["sources_up"] = dict(run.sources_up)
+                snap["source_errors"] = dict(run.source_errors)
                 out.append((run, snap))
             return out
 

@@ -89,7 +89,7 @@ class RunState:
     # ------------------------------------------------------------ handlers
 
     def _phase(self, f, ts):
-        self.phase = f["phase"]
+        self.phase = f["phase"] or None          # "" clears it (a source left the phase it reported)
 
     def _status(self, f, ts):
         self._set_state(f["state"], ts)

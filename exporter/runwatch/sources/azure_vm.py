@@ -3,10 +3,23 @@
 A state source for `pollers.Poller`. Each poll is one ARM call,
 `virtual_machines.get(rg, name, expand="instanceView")` through
 azure-mgmt-compute's `ComputeManagementClient`; the instance view's
-`PowerState/…` status becomes a `vm_power` event, and the size and location
-give the hourly rate (config `price_per_hour`, else `pricing.RetailPrices`)
-as a `cost` event. The run state accrues cost only in billed power states
-(starting, running, stopping, stopped; not deallocating, deallocated).
+`PowerState/…` status becomes a `vm_power` event, and the size, location, OS
+(`storageProfile.osDisk.osType`), license (`licenseType`: a Windows VM with
+Azure Hybrid Benefit pays the Linux rate) and priority (Spot, Low) give the
+hourly rate (config `price_per_hour`, else `pricing.RetailPrices`) as a
+`cost` event. The run state accrues cost only in billed power states
+(starting, running, stopping, stopped; not deallocating, deallocated, nor the
+two runwatch adds):
+
+- `deleted`: ARM answers 404 for a VM this source has seen: it is gone, and
+  so is its bill. (A VM never seen is a config error: the source is down.)
+- `unknown`: the VM could not be read for `UNREACHABLE_AFTER` seconds; billing
+  stops then (it may still run: the cost is a lower bound from there on, and
+  the log says so), and resumes when a poll sees it again.
+
+A price that is only an estimate (the bundled table, a stale cache) or that
+could not be found is asked for again every `PRICE_RETRY` seconds, not every
+poll and not never; a missing price is warned about once.
 
 The SDK is imported when a client is made, never at module import, so the
 core runs without `runwatch[azure]`.
@@ -18,7 +31,7 @@ import time
 from dataclasses import dataclass
 
 from ..events import Event, make
-from ..retry import retry_after_seconds
+from .azure_sdk import INSTALL_HINT, azure_error, cached, client_kwargs, quiet_sdk_loggers
 from .errors import SourceError
 from .pricing import PriceUnavailable, RetailPrices
 
@@ -29,8 +42,10 @@ POWER_STATES = {
     "PowerState/stopping": "stopping", "PowerState/stopped": "stopped",
     "PowerState/deallocating": "deallocating", "PowerState/deallocated": "deallocated",
 }
-
-INSTALL_HINT = "the Azure sources need the Azure SDKs: pip install 'runwatch[azure]'"
+UNREACHABLE_AFTER = 15 * 60.0     # failing this long since the last good poll: stop billing
+PRICE_RETRY = 30 * 60.0           # ask again for an estimated or missing price this often
+#: licenseType values that waive the Windows license charge (Azure Hybrid Benefit)
+HYBRID_BENEFIT = frozenset({"windows_server", "windows_client"})
 
 
 @dataclass
@@ -50,27 +65,35 @@ def require_sdk() -> None:
         raise SourceError(f"{INSTALL_HINT} ({e})") from None
 
 
-def default_credential():
-    """azure-identity's DefaultAzureCredential: `az login`, a service principal in
-    AZURE_CLIENT_ID/…, or a managed identity all work."""
-    try:
-        from azure.identity import DefaultAzureCredential
-    except ImportError as e:
-        raise SourceError(f"{INSTALL_HINT} ({e})") from None
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
-
-
 def compute_client(subscription_id: str, credential=None, **kwargs):
     """A ComputeManagementClient; kwargs go to azure-core (transport=, base_url= …).
 
     The SDK's own retries are off (retry_total=0): the poller backs off, so a
-    429 is seen (and honoured) instead of blocking inside the SDK."""
+    429 is seen (and honoured) instead of blocking inside the SDK. Every
+    request has a timeout; the credential is cached (`azure_sdk`)."""
     try:
         from azure.mgmt.compute import ComputeManagementClient
     except ImportError as e:
         raise SourceError(f"{INSTALL_HINT} ({e})") from None
-    kwargs.setdefault("retry_total", 0)
-    return ComputeManagementClient(credential or default_credential(), subscription_id, **kwargs)
+    quiet_sdk_loggers()
+    return ComputeManagementClient(cached(credential), subscription_id, **client_kwargs(kwargs))
+
+
+def _text(v) -> str | None:
+    """An SDK value as Azure spells it: enums by value (Standard_D8s_v3, Linux), not their names."""
+    v = getattr(v, "value", v)
+    return str(v) if v is not None else None
+
+
+def billing_of(vm) -> tuple[str, str]:
+    """(os_type, priority) for the price meter: linux|windows, regular|spot|low."""
+    os_disk = getattr(getattr(vm, "storage_profile", None), "os_disk", None)
+    os_type = (_text(getattr(os_disk, "os_type", None)) or "Linux").lower()
+    license_type = (_text(getattr(vm, "license_type", None)) or "").lower()
+    if os_type != "windows" or license_type in HYBRID_BENEFIT:
+        os_type = "linux"
+    priority = (_text(getattr(vm, "priority", None)) or "Regular").lower()
+    return os_type, priority if priority in ("spot", "low") else "regular"
 
 
 def power_state(vm) -> str | None:
@@ -81,31 +104,6 @@ def power_state(vm) -> str | None:
         if code.startswith("PowerState/"):
             return POWER_STATES.get(code)
     return None
-
-
-def azure_error(e: Exception, what: str) -> SourceError:
-    """A clear SourceError from an azure-core exception (without importing azure-core)."""
-    status = getattr(e, "status_code", None)
-    resp = getattr(e, "response", None)
-    if status is None and resp is not None:
-        status = getattr(resp, "status_code", None)
-    name = type(e).__name__
-    reason = (getattr(e, "reason", None) or str(e).splitlines()[0] if str(e) else name)
-    if name in ("ClientAuthenticationError", "CredentialUnavailableError") or status in (401, 403):
-        code = f"HTTP {status}" if status else name
-        return SourceError(f"{what}: authentication failed ({code}): {reason}. Check `az login`, "
-                           f"AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET or the managed "
-                           f"identity, and its role on the resource", auth=True)
-    if status == 429:
-        headers = getattr(resp, "headers", {}) or {}
-        ra = retry_after_seconds(headers.get("Retry-After") or headers.get("retry-after"))
-        return SourceError(f"{what}: throttled by Azure (HTTP 429), retry after {ra or '?'} s",
-                           retry_after=ra)
-    if status == 404 or name == "ResourceNotFoundError":
-        return SourceError(f"{what}: not found (HTTP 404): {reason}")
-    if status:
-        return SourceError(f"{what}: HTTP {status}: {reason}")
-    return SourceError(f"{what}: {name}: {reason}")
 
 
 class AzureVMSource:
@@ -121,9 +119,14 @@ class AzureVMSource:
         self.clock = clock
         self.size: str | None = None
         self.location: str | None = None
+        self.billing: tuple[str, str] = ("linux", "regular")
         self.state: str | None = None
         self.rate: float | None = None
-        self._priced: tuple | None = None    # (size, location) the rate is for
+        self.last_ok: float | None = None     # when a poll last read the VM
+        self._priced: tuple | None = None     # (size, location, os, priority) the rate is for
+        self._price_final = False             # from the API or a fresh cache: not asked again
+        self._price_asked: float | None = None
+        self._price_error: str | None = None
 
     @property
     def what(self) -> str:
@@ -141,42 +144,76 @@ class AzureVMSource:
         except SourceError:
             raise
         except Exception as e:  # noqa: BLE001 - azure-core's exceptions, classified
-            raise azure_error(e, self.what) from None
+            err = azure_error(e, self.what)
+            if self.last_ok is not None and getattr(e, "status_code", None) == 404:
+                return self._gone(str(err))
+            raise err from None
         now = self.clock()
+        self.last_ok = now
         events: list[Event] = []
         hw = getattr(vm, "hardware_profile", None)
-        self.size = getattr(hw, "vm_size", None) or self.size
-        self.location = getattr(vm, "location", None) or self.location
+        self.size = _text(getattr(hw, "vm_size", None)) or self.size
+        self.location = _text(getattr(vm, "location", None)) or self.location
+        self.billing = billing_of(vm)
         state = power_state(vm)
         if state is not None:
             if state != self.state:
-                log.info("%s: %s (%s, %s)", self.what, state, self.size, self.location)
+                os_type, priority = self.billing
+                log.info("%s: %s (%s, %s, %s%s)", self.what, state, self.size, self.location,
+                         os_type.capitalize(), "" if priority == "regular" else f", {priority}")
             self.state = state
             events.append(make("vm_power", {"vm": self.cfg.name, "state": state}, now))
-        rate = self._rate()
+        rate = self._rate(now)
         if rate is not None and rate != self.rate:
             self.rate = rate
             events.append(make("cost", {"rate_usd_per_hour": rate}, now))
         return events
 
-    def _rate(self) -> float | None:
+    def _gone(self, message: str) -> list[Event]:
+        """ARM says the VM this source has seen does not exist: deleted, billing over."""
+        if self.state != "deleted":
+            log.warning("%s: %s; the VM was deleted, billing stopped", self.what, message)
+            self.state = "deleted"
+        return [make("vm_power", {"vm": self.cfg.name, "state": "deleted"}, self.clock())]
+
+    def on_failure(self, now: float) -> list[Event]:
+        """Called by the poller after a failed poll: past UNREACHABLE_AFTER, stop billing."""
+        if self.last_ok is None or self.state in (None, "unknown", "deleted", "deallocated"):
+            return []
+        if now - self.last_ok < UNREACHABLE_AFTER:
+            return []
+        log.warning("%s: not read for %.0f min; billing stopped until it is seen again (it may still run: "
+                    "the cost is a lower bound from here)", self.what, (now - self.last_ok) / 60)
+        self.state = "unknown"
+        return [make("vm_power", {"vm": self.cfg.name, "state": "unknown"}, now)]
+
+    def _rate(self, now: float) -> float | None:
         if self.cfg.price_per_hour is not None:
             return float(self.cfg.price_per_hour)
         if not self.size or not self.location:
             return self.rate
-        key = (self.size.lower(), self.location.lower())
-        if self._priced == key:
+        os_type, priority = self.billing
+        key = (self.size.lower(), self.location.lower(), os_type, priority)
+        if self._priced == key and (self._price_final or now - (self._price_asked or now) < PRICE_RETRY):
             return self.rate
+        if self._priced != key:
+            self._price_final, self._price_error = False, None
+        self._priced, self._price_asked = key, now
         prices = self.prices or RetailPrices()
         self.prices = prices
         try:
-            price = prices.hourly(self.size, self.location)
+            price = prices.hourly(self.size, self.location, os_type=os_type, priority=priority)
         except PriceUnavailable as e:
-            log.warning("%s: no price for %s in %s: %s", self.what, self.size, self.location, e)
+            msg = str(e)
+            if msg != self._price_error:
+                log.warning("%s: no price for %s in %s (%s, %s): %s; asking again in %.0f min", self.what,
+                            self.size, self.location, os_type, priority, msg, PRICE_RETRY / 60)
+                self._price_error = msg
             return self.rate
-        self._priced = key
-        log.info("%s: %s in %s costs %.4f USD/h (%s)", self.what, self.size, self.location,
-                 price.usd_per_hour, price.origin)
+        self._price_final = price.origin in ("api", "cache", "config")
+        if price.usd_per_hour != self.rate:
+            log.info("%s: %s in %s (%s, %s) costs %.4f USD/h (%s)", self.what, self.size, self.location,
+                     os_type, priority, price.usd_per_hour, price.origin)
         return price.usd_per_hour
 
 

@@ -13,7 +13,15 @@ that raises marks the source down on every run it serves
 (`runwatch_source_up 0`) with one clear log line per distinct failure, and the
 next poll waits longer: exponential backoff with jitter, at least what a 429's
 Retry-After asks for, at most `max_backoff`. The first good poll after a
-failure sets the source up again and logs that it recovered.
+failure sets the source up again and logs that it recovered. Each failed poll
+counts in `runwatch_source_errors_total{source}`.
+
+A source may also report parts that fail on their own without failing the
+poll (an Azure ML job's log read): after a good poll, `source.parts`
+({name: ok}) sets `runwatch_source_up{source=name}` (and counts its errors).
+After a failed poll, `source.on_failure(now)` (when it has one) may return
+events all the same (the Azure VM source stops billing a VM it has not seen
+for long).
 
 Nothing here imports a cloud SDK.
 """
@@ -55,10 +63,16 @@ class Poller:
         except Exception as e:  # noqa: BLE001 - every failure is reported, none kills the thread
             return self._failed(e)
         now = self.clock()
+        parts = dict(getattr(self.source, "parts", None) or {})
         for run in self.runs:
             if events:
                 self.registry.apply(run, events, now)
             self.registry.set_source_up(run, self.source.source, True)
+            for part, ok in parts.items():
+                if ok:
+                    self.registry.set_source_up(run, part, True)
+                else:
+                    self.registry.source_failed(run, part)
             self.registry.set_url(run, getattr(self.source, "url", None))
         if self.failures:
             log.info("%s: recovered after %d failed poll(s)", self.name, self.failures)
@@ -68,8 +82,13 @@ class Poller:
     def _failed(self, e: Exception) -> float:
         self.failures += 1
         msg = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
+        on_failure = getattr(self.source, "on_failure", None)
+        now = self.clock()
+        events = on_failure(now) if on_failure is not None else []
         for run in self.runs:
-            self.registry.set_source_up(run, self.source.source, False)
+            if events:
+                self.registry.apply(run, events, now)
+            self.registry.source_failed(run, self.source.source)
         delay = self.backoff(e)
         if msg != self.last_error:
             log.warning("%s: %s (source down; next try in %.0f s)", self.name, msg, delay)

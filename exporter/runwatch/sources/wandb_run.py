@@ -8,7 +8,24 @@ A state source for `pollers.Poller`, through the real `wandb.Api`
 - maps its state onto the run state and its summary metrics onto
   `score` events (only the names the config lists);
 - checks each artifact not yet available: by default the run's history
-  artifact `run-<id>-history:latest`, plus the configured ones.
+  artifact `run-<id>-history:latest`, plus the configured ones. A version
+  created before the run was (a shared `name:latest` an older run logged) is
+  not this run's: it counts as not yet available.
+
+Once the run has ended and every artifact is available, the source stops
+asking W&B anything. A run that is resumed after it ended gets a new end time
+(for the artifact deadline) when it ends again.
+
+Errors are classified by their cause, not by the exception type: `wandb.Api()`
+raises `AuthenticationError` for any failure of its login check. A 401/403 (or
+the server not knowing the key) is a refused key; a wandb-core answer that
+timed out is told apart by trying to connect to the server (no connection:
+a network problem; connected: the server answered errors or too slowly —
+wandb-core retries 5xx and 429 until the timeout); a dead wandb-core service
+process (the connection to it is cached process-wide) is torn down and a new
+one started on the next poll. A project the key cannot see (W&B answers
+`project: null`, the same as for no such project) is a permission problem:
+the source is down, never "run not created yet" nor "artifact missing".
 
 A failing API must never read as "artifact missing": `Api.artifact_exists`
 answers False on some transport and parse errors, so it is not used. An
@@ -22,16 +39,21 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..events import TERMINAL_STATES, Event, make
+from ..events import Event, make
 from .errors import SourceError
 
 log = logging.getLogger("runwatch")
 
 INSTALL_HINT = "the W&B source needs the wandb SDK: pip install 'runwatch[wandb]'"
+DEFAULT_BASE_URL = "https://api.wandb.ai"     # only when wandb cannot say which server it uses
+#: W&B run states that mean the run has ended
+WANDB_ENDED = frozenset({"finished", "crashed", "failed", "killed", "preempted"})
 
 #: W&B run states -> (runwatch state, reason)
 STATES = {
@@ -102,13 +124,27 @@ def _parse_time(s) -> float | None:
     return dt.timestamp()
 
 
+def _causes(e: BaseException | None) -> list[BaseException]:
+    """The exception, what it wraps (CommError.exc) and its causes, nearest first."""
+    out: list[BaseException] = []
+    while e is not None and len(out) < 8 and all(e is not x for x in out):
+        out.append(e)
+        e = getattr(e, "exc", None) or e.__cause__ or e.__context__
+    return out
+
+
 def _http_status(e: BaseException) -> int | None:
-    for err in (e, getattr(e, "exc", None)):
+    for err in _causes(e):
         resp = getattr(err, "response", None)
         status = getattr(resp, "http_status", None)
         if status:
             return int(status)
     return None
+
+
+def _project_hidden(e: BaseException) -> bool:
+    """W&B answered `project: null`: no such project, or not one this key may see."""
+    return " not found under entity " in str(e) and _http_status(e) is None
 
 
 def _not_found(e: BaseException) -> bool:
@@ -121,7 +157,7 @@ def _not_found(e: BaseException) -> bool:
     msg = str(e)
     if "Failed to execute API request" in msg or "did not respond" in msg:
         return False
-    return ("Could not find run" in msg or " not found in " in msg or " not found under entity " in msg)
+    return "Could not find run" in msg or " not found in " in msg
 
 
 def _uncommitted(e: BaseException) -> bool:
@@ -131,19 +167,85 @@ def _uncommitted(e: BaseException) -> bool:
     return type(getattr(e, "exc", None)).__name__ == "AssertionError" and _http_status(e) is None
 
 
-def wandb_error(e: BaseException, what: str) -> SourceError:
+# ---------------------------------------------------------------- the wandb-core service process
+
+def service_died() -> bool:
+    """Whether the wandb-core process this Python process started has exited."""
+    try:
+        from wandb.sdk import wandb_setup
+        conn = getattr(wandb_setup._singleton, "_connection", None)
+        proc = getattr(getattr(conn, "_proc", None), "_process", None)
+        return proc is not None and proc.poll() is not None
+    except Exception:  # noqa: BLE001 - a wandb without these internals: judge by the error alone
+        return False
+
+
+def _service_failure(e: BaseException) -> bool:
+    """The error is the service connection's, not the server's."""
+    for c in _causes(e):
+        if isinstance(c, (ConnectionError, EOFError)) or "service process is not running" in str(c):
+            return True
+    return service_died()
+
+
+def restart_service() -> None:
+    """Drop the dead wandb-core connection wandb caches process-wide; the next
+    `wandb.Api()` starts a new service process."""
+    try:
+        import wandb
+        wandb.teardown()
+    except (Exception, SystemExit):  # noqa: BLE001 - teardown of a dead process exits with its code
+        log.debug("wandb teardown after the service died", exc_info=True)
+
+
+def _proxied(base_url: str) -> bool:
+    import urllib.request
+    u = urllib.parse.urlsplit(base_url)
+    return bool(urllib.request.getproxies().get(u.scheme)) and not urllib.request.proxy_bypass(u.hostname or "")
+
+
+def _reachable(base_url: str, timeout: float = 5.0) -> str | None:
+    """None when a TCP connection to the server opens; else why it does not."""
+    u = urllib.parse.urlsplit(base_url)
+    host, port = u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"cannot connect to {host}:{port}: {e.strerror or e}"
+
+
+def wandb_error(e: BaseException, what: str, base_url: str = DEFAULT_BASE_URL) -> SourceError:
+    """A SourceError that says what failed: the key, the network, the server or wandb-core."""
     name = type(e).__name__
     status = _http_status(e)
     msg = str(e).splitlines()[0] if str(e) else name
-    if name in ("AuthenticationError", "AuthorizationError") or status in (401, 403):
+    if status in (401, 403) or "invalid credentials" in msg:
         return SourceError(f"{what}: W&B refused the API key ({msg}); set WANDB_API_KEY "
                            f"(or the variable named by api_key_env)", auth=True)
+    if _service_failure(e):
+        return SourceError(f"{what}: the wandb-core service process stopped ({msg}); a new one is "
+                           f"started on the next poll")
     if status == 429:
         return SourceError(f"{what}: rate limited by W&B (HTTP 429)")
+    if status and status >= 500:
+        return SourceError(f"{what}: W&B answered HTTP {status}: {msg}")
     if "did not respond in time" in msg:
-        return SourceError(f"{what}: W&B did not answer in time (server errors, rate limiting or "
-                           f"no connection): {msg}")
+        if _proxied(base_url):                     # a direct connection would say nothing
+            return SourceError(f"{what}: W&B at {base_url} did not answer in time through the proxy "
+                               f"(no connection, server errors or rate limiting)")
+        why = _reachable(base_url)
+        if why:
+            return SourceError(f"{what}: no connection to W&B at {base_url} ({why})")
+        return SourceError(f"{what}: W&B at {base_url} answered with errors or too slowly (wandb-core "
+                           f"retries 5xx and 429 until the timeout)")
     return SourceError(f"{what}: {name}: {msg}")
+
+
+def _hidden_project_error(what: str, entity: str, project: str) -> SourceError:
+    return SourceError(f"{what}: project {entity}/{project} is not visible with this API key (no such "
+                       f"project, or the key's account is not a member of {entity!r}); check the entity "
+                       f"and project names and the key", auth=True)
 
 
 class WandbSource:
@@ -159,8 +261,33 @@ class WandbSource:
         self.state: str | None = None
         self.available: dict[str, float | None] = {}     # artifact -> available since (None: missing)
         self.end_ts: float | None = None
+        self.created_ts: float | None = None               # the run's createdAt
+        self.done = False                                  # ended, every artifact in: nothing left to ask
         self._deadline_logged: set[str] = set()
+        self._older_logged: set[str] = set()
         self._run_missing_logged = False
+        self._project_seen = False
+
+    @property
+    def base_url(self) -> str:
+        """The server `wandb.Api` talks to: the config's, else wandb's own choice (WANDB_BASE_URL,
+        `wandb login --host`, its default), resolved as `wandb.Api` resolves it."""
+        if self.cfg.base_url:
+            return self.cfg.base_url
+        try:
+            from wandb import env
+            from wandb.sdk import wandb_setup
+            return env.get_base_url(wandb_setup.singleton().settings.base_url)
+        except Exception:  # noqa: BLE001
+            return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+
+    def _error(self, e: BaseException, what: str) -> SourceError:
+        err = wandb_error(e, what, self.base_url)
+        if _service_failure(e):
+            self._api = self._run = None              # bound to the dead connection
+            if service_died():
+                restart_service()
+        return err
 
     @property
     def what(self) -> str:
@@ -177,13 +304,17 @@ class WandbSource:
             if not key:
                 raise SourceError(f"{self.what}: no API key: set {self.cfg.api_key_env}", auth=True)
             overrides = {"base_url": self.cfg.base_url} if self.cfg.base_url else {}
+            if service_died():
+                restart_service()
             try:
                 self._api = wandb.Api(api_key=key, overrides=overrides, timeout=int(self.cfg.timeout))
             except Exception as e:  # noqa: BLE001 - classified below
-                raise wandb_error(e, self.what) from None
+                raise self._error(e, self.what) from None
         return self._api
 
     def poll(self) -> list[Event]:
+        if self.done:
+            return []
         api = self.api
         now = self.clock()
         events: list[Event] = []
@@ -194,13 +325,16 @@ class WandbSource:
                 self._run.load(force=True)        # Api.run caches: force a fresh answer
         except Exception as e:  # noqa: BLE001
             if _not_found(e):
+                self._check_project(api)
                 if not self._run_missing_logged:
                     log.info("%s: not found (yet); waiting for it", self.what)
                     self._run_missing_logged = True
                 return events
-            raise wandb_error(e, self.what) from None
+            raise self._error(e, self.what) from None
+        self._project_seen = True
         run = self._run
         self.url = getattr(run, "url", None) or self.url
+        self.created_ts = _parse_time(getattr(run, "created_at", None)) or self.created_ts
         wstate = str(getattr(run, "state", "") or "").lower()
         mapped = STATES.get(wstate)
         if mapped is not None:
@@ -211,8 +345,11 @@ class WandbSource:
                 if reason:
                     fields["reason"] = reason
                 events.append(make("status", fields, now))
-                if state in TERMINAL_STATES and self.end_ts is None:
+                if wstate in WANDB_ENDED:
                     self.end_ts = now
+                else:                              # (resumed): a new end time when it ends again
+                    self.end_ts = None
+                    self._deadline_logged.clear()
             self.state = wstate
         summary = getattr(run, "summary_metrics", None) or {}
         for name in self.cfg.summary:
@@ -220,7 +357,25 @@ class WandbSource:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 events.append(make("score", {"name": name, "value": v}, now))
         events.extend(self._artifacts(api, now))
+        if self.state in WANDB_ENDED and all(self.available.get(n) is not None
+                                                 for n in self.cfg.artifact_names()):
+            log.info("%s: ended, every artifact available: no more polls", self.what)
+            self.done = True
         return events
+
+    def _check_project(self, api) -> None:
+        """The run is not there: is the project? W&B answers project: null for one the key cannot see."""
+        if self._project_seen:
+            return
+        try:
+            api.project(self.cfg.project, self.cfg.entity).id
+        except ValueError as e:
+            if e.__cause__ is not None:            # the lookup itself failed
+                raise self._error(e.__cause__, self.what) from None
+            raise _hidden_project_error(self.what, self.cfg.entity, self.cfg.project) from None
+        except Exception as e:  # noqa: BLE001
+            raise self._error(e, self.what) from None
+        self._project_seen = True
 
     def _artifacts(self, api, now: float) -> list[Event]:
         out = []
@@ -232,10 +387,13 @@ class WandbSource:
                 art = api.artifact(path)
                 state = str(getattr(art, "state", "COMMITTED") or "COMMITTED").upper()
                 since = _parse_time(getattr(art, "created_at", None)) or now
-                ok = state == "COMMITTED"
+                ok = state == "COMMITTED" and not self._older_than_run(name, since)
             except Exception as e:  # noqa: BLE001
+                if _project_hidden(e):
+                    entity, project = path.split("/")[:2]
+                    raise _hidden_project_error(f"{self.what}: artifact {name}", entity, project) from None
                 if not (_not_found(e) or _uncommitted(e)):
-                    raise wandb_error(e, f"{self.what}: artifact {name}") from None
+                    raise self._error(e, f"{self.what}: artifact {name}") from None
                 ok, since = False, None
             if ok:
                 log.info("%s: artifact %s available", self.what, name)
@@ -247,6 +405,16 @@ class WandbSource:
                 self.available[name] = None
                 self._check_deadline(name, now)
         return out
+
+    def _older_than_run(self, name: str, since: float) -> bool:
+        """A version created before the run was cannot be the run's (a shared alias moved by another run)."""
+        if self.created_ts is None or since >= self.created_ts:
+            return False
+        if name not in self._older_logged:
+            log.info("%s: artifact %s is a version from before this run (%s); waiting for this run's",
+                     self.what, name, datetime.fromtimestamp(since, timezone.utc).isoformat())
+            self._older_logged.add(name)
+        return True
 
     @property
     def _deadline(self) -> dict:

@@ -28,21 +28,33 @@ RG = "rg-eval"
 
 
 class FakeCredential:
-    """A TokenCredential: azure-core's bearer policy calls get_token(*scopes)."""
+    """A TokenCredential: azure-core's bearer policy calls get_token(*scopes).
 
-    def __init__(self, token: str = "fake-arm-token"):
-        self.token = token
+    Each call is recorded in `scopes`: with `az login` credentials every call
+    is an `az account get-access-token` subprocess, so tests count them."""
+
+    def __init__(self, token: str = "fake-arm-token", lifetime: float = 3600):
+        self.token, self.lifetime = token, lifetime
         self.scopes: list[tuple] = []
 
     def get_token(self, *scopes, **kwargs):
         from azure.core.credentials import AccessToken
         self.scopes.append(scopes)
-        return AccessToken(self.token, int(time.time()) + 3600)
+        return AccessToken(self.token, int(time.time() + self.lifetime))
 
 
 class Reply:
     def __init__(self, status: int = 200, body=None, headers: dict | None = None):
         self.status, self.body, self.headers = status, body, dict(headers or {})
+
+
+class Hangs:
+    """A handler result: the server accepted the connection and never answered.
+    The adapter raises what `requests` raises when the read timeout expires
+    (and refuses to wait forever: a request sent without a timeout fails the test)."""
+
+
+HANGS = Hangs()
 
 
 Handler = Callable[[requests.PreparedRequest, re.Match], Reply]
@@ -53,6 +65,7 @@ class FakeAzure(BaseAdapter):
         super().__init__()
         self.routes: list[tuple[str, re.Pattern, Handler]] = []
         self.calls: list[tuple[str, str, dict]] = []
+        self.timeouts: list = []                  # the timeout each request was sent with
         self.unrouted: list[str] = []
         self.lock = threading.Lock()
 
@@ -62,6 +75,7 @@ class FakeAzure(BaseAdapter):
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         with self.lock:
             self.calls.append((request.method, request.url, dict(request.headers)))
+            self.timeouts.append(timeout)
         for method, pat, handler in self.routes:
             m = pat.search(request.url)
             if m and method == request.method:
@@ -71,6 +85,12 @@ class FakeAzure(BaseAdapter):
             with self.lock:
                 self.unrouted.append(f"{request.method} {request.url}")
             reply = Reply(404, {"error": {"code": "NotFound", "message": f"fake: no route for {request.url}"}})
+        if isinstance(reply, Hangs):
+            read = timeout[1] if isinstance(timeout, tuple) else timeout
+            if read is None:
+                raise AssertionError(f"fake: {request.url} was sent without a read timeout: it would hang forever")
+            raise requests.exceptions.ReadTimeout(f"HTTPSConnectionPool: Read timed out. (read timeout={read})",
+                                                  request=request)
         return self._response(request, reply)
 
     def close(self):
@@ -93,7 +113,8 @@ class FakeAzure(BaseAdapter):
         headers.setdefault("x-ms-request-id", "7d1b6a8e-0000-0000-0000-000000000000")
         r.headers = headers
         r.reason = {200: "OK", 206: "Partial Content", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-                    416: "Range Not Satisfiable", 429: "Too Many Requests", 500: "Internal Server Error"}.get(
+                    416: "Range Not Satisfiable", 429: "Too Many Requests", 500: "Internal Server Error",
+                    503: "Service Unavailable"}.get(
                         reply.status, "")
         import io
         r.raw = io.BytesIO(body)
@@ -113,8 +134,13 @@ class FakeAzure(BaseAdapter):
 
 # ---------------------------------------------------------------- ARM: virtual machines
 
-def vm_body(name: str, power: str | None, *, size: str = "Standard_D8s_v3", location: str = "eastus") -> dict:
-    """GET .../virtualMachines/{name}?$expand=instanceView&api-version=… as ARM returns it."""
+def vm_body(name: str, power: str | None, *, size: str = "Standard_D8s_v3", location: str = "eastus",
+            os_type: str = "Linux", license_type: str | None = None, priority: str | None = None) -> dict:
+    """GET .../virtualMachines/{name}?$expand=instanceView&api-version=… as ARM returns it.
+
+    os_type "Windows" gives a Windows image and osProfile; license_type is ARM's
+    `licenseType` (Windows_Server: Azure Hybrid Benefit); priority "Spot" adds
+    the eviction policy and billing profile ARM returns with it."""
     vm_id = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/{name}"
     statuses = [{"code": "ProvisioningState/succeeded", "level": "Info",
                  "displayStatus": "Provisioning succeeded", "time": "2025-03-01T09:58:12.1234567+00:00"}]
@@ -122,7 +148,7 @@ def vm_body(name: str, power: str | None, *, size: str = "Standard_D8s_v3", loca
                "stopped": "VM stopped", "deallocating": "VM deallocating", "deallocated": "VM deallocated"}
     if power:
         statuses.append({"code": f"PowerState/{power}", "level": "Info", "displayStatus": display.get(power, power)})
-    return {
+    body = {
         "name": name, "id": vm_id, "type": "Microsoft.Compute/virtualMachines", "location": location,
         "tags": {"purpose": "waa-eval"},
         "properties": {
@@ -159,6 +185,24 @@ def vm_body(name: str, power: str | None, *, size: str = "Standard_D8s_v3", loca
             "timeCreated": "2025-02-20T08:00:00.0000000+00:00",
         },
     }
+    props = body["properties"]
+    if os_type == "Windows":
+        props["storageProfile"]["imageReference"] = {
+            "publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2022-datacenter-azure-edition",
+            "version": "latest", "exactVersion": "20348.3207.250210"}
+        props["storageProfile"]["osDisk"]["osType"] = "Windows"
+        props["osProfile"].pop("linuxConfiguration")
+        props["osProfile"]["windowsConfiguration"] = {"provisionVMAgent": True, "enableAutomaticUpdates": True,
+                                                      "patchSettings": {"patchMode": "AutomaticByOS"}}
+        props["instanceView"].update(osName="Windows Server 2022 Datacenter Azure Edition", osVersion="10.0.20348")
+    if license_type:
+        props["licenseType"] = license_type
+    if priority:
+        props["priority"] = priority
+        if priority == "Spot":
+            props["evictionPolicy"] = "Deallocate"
+            props["billingProfile"] = {"maxPrice": -1.0}
+    return body
 
 
 def arm_error(status: int, code: str, message: str, headers: dict | None = None) -> Reply:

@@ -4,13 +4,16 @@ Routes (recorded shapes): the ARM job (`.../workspaces/{ws}/jobs/{name}`), the
 ARM workspace (for its `discoveryUrl`), the discovery document, the run
 history `.../runs/{name}/details` (with `logFiles`: name -> blob SAS URL), and
 the blobs themselves, which honour `Range: bytes=a-b` with 206/416 like Azure
-Storage. Tests change `status`, `logs` (name -> bytes) and `job_type`.
+Storage. Tests change `status`, `logs` (name -> bytes) and `job_type`, and can
+make the blob service fail as it does for real: `blob_fail` is a `Reply` (the
+storage firewall's 403 `AuthorizationFailure`, a 503 `ServerBusy`) or `HANGS`
+(no answer: the client's read timeout decides).
 """
 from __future__ import annotations
 
 import re
 
-from .azure_cloud import RG, SUB, FakeAzure, Reply
+from .azure_cloud import RG, SUB, FakeAzure, Hangs, Reply
 
 WS = "ws-eval"
 REGION = "eastus"
@@ -18,6 +21,21 @@ API = f"https://{REGION}.api.azureml.ms"
 BLOB = "https://wsevalstore0123.blob.core.windows.net/azureml/ExperimentRun"
 SAS = "sv=2019-07-07&sr=b&sig=FAKEsigFAKEsigFAKE%3D&skoid=0000&sktid=0000&skt=2025-03-01T10%3A00%3A00Z" \
       "&ske=2025-03-02T10%3A00%3A00Z&sks=b&skv=2019-07-07&st=2025-03-01T10%3A00%3A00Z&se=2025-03-01T18%3A00%3A00Z&sp=r"
+
+
+def storage_error(status: int, code: str, message: str) -> Reply:
+    """An Azure Storage error as the blob service sends it (XML body, x-ms-error-code)."""
+    return Reply(status, f"<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code>"
+                         f"<Message>{message}\nRequestId:5c1e0000-0000-0000-0000-000000000000\n"
+                         f"Time:2025-03-01T10:05:00.0000000Z</Message></Error>",
+                 {"Content-Type": "application/xml", "x-ms-error-code": code})
+
+
+#: a storage account behind a firewall (or private endpoint) that the caller is outside of
+FIREWALL_403 = storage_error(403, "AuthorizationFailure", "This request is not authorized to perform this operation.")
+BUSY_503 = storage_error(503, "ServerBusy", "The server is currently unable to receive requests. Please retry "
+                                            "your request.")
+
 WS_ID = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/workspaces/{WS}"
 
 
@@ -29,6 +47,8 @@ class FakeAzureML:
         self.logs: dict[str, bytes] = {}
         self.ranges: list[str] = []              # Range headers the blob service saw
         self.ignore_range = False                # a blob endpoint that always answers 200
+        self.blob_fail: Reply | Hangs | None = None
+        self.job_gets = 0
         arm = rf"management\.azure\.com/subscriptions/{SUB}/resourceGroups/{RG}/providers/" \
               rf"Microsoft\.MachineLearningServices/workspaces/{WS}"
         fake.route("GET", arm + r"\?", self._workspace)
@@ -72,6 +92,7 @@ class FakeAzureML:
                            "pipelines": API, "studio": "https://ml.azure.com"})
 
     def _job(self, req, m) -> Reply:
+        self.job_gets += 1
         jid = f"{WS_ID}/jobs/{self.job}"
         return Reply(200, {
             "id": jid, "name": self.job, "type": "Microsoft.MachineLearningServices/workspaces/jobs",
@@ -121,6 +142,8 @@ class FakeAzureML:
         })
 
     def _blob(self, req, m) -> Reply:
+        if self.blob_fail is not None:
+            return self.blob_fail
         body = self.logs.get(m.group("name"))
         if body is None:
             return Reply(404, "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>BlobNotFound</Code>"

@@ -2,13 +2,18 @@
 
 Answers with the real response shape: BillingCurrency, CustomerEntityId,
 CustomerEntityType, Items (retail price items), NextPageLink (absolute URL of
-the next page, or null), Count. The items for a query are `items`, served
-`page_size` per page; `down` makes it refuse connections' worth of answers
-(HTTP 503); every query string is recorded in `queries`.
+the next page, or null), Count. Like the service since api-version
+2023-01-01-preview, `$filter` is applied and its values are compared
+case-sensitively (`armSkuName eq 'standard_d8s_v3'` matches nothing); only
+`field eq 'value'` clauses joined by `and` are understood, anything else is
+answered 400 as the service answers a filter it cannot parse. The matching
+items of `items` are served `page_size` per page through `$skip`;
+`down` makes it answer HTTP 503; every query string is recorded in `queries`.
 """
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +52,24 @@ def d8s_v3_items(region: str = "eastus") -> list[dict]:
     ]
 
 
+_CLAUSE = re.compile(r"^\s*(\w+)\s+eq\s+'([^']*)'\s*$")
+#: $filter field -> item key (the filter says priceType, the item says type)
+_FIELD = {"priceType": "type"}
+
+
+def apply_filter(items: list[dict], flt: str | None) -> list[dict] | None:
+    """The items a `$filter` selects, compared as the service does (case-sensitive); None: unparsable."""
+    if not flt:
+        return list(items)
+    clauses = []
+    for part in flt.split(" and "):
+        m = _CLAUSE.match(part)
+        if not m:
+            return None
+        clauses.append((_FIELD.get(m.group(1), m.group(1)), m.group(2)))
+    return [i for i in items if all(str(i.get(k)) == v for k, v in clauses)]
+
+
 class FakePrices:
     def __init__(self, items: list[dict] | None = None, page_size: int = 2):
         self.items = list(items if items is not None else d8s_v3_items())
@@ -63,14 +86,19 @@ class FakePrices:
                 u = urllib.parse.urlsplit(self.path)
                 q = urllib.parse.parse_qs(u.query)
                 fake.queries.append(q)
+                selected = apply_filter(fake.items, q.get("$filter", [None])[0])
                 if fake.down:
                     body = b'{"error":"unavailable"}'
                     self.send_response(503)
+                elif selected is None:
+                    body = json.dumps({"Error": {"Code": "InvalidFilter",
+                                                 "Message": "The $filter expression is not valid."}}).encode()
+                    self.send_response(400)
                 else:
                     skip = int(q.get("$skip", ["0"])[0])
-                    page = fake.items[skip:skip + fake.page_size]
+                    page = selected[skip:skip + fake.page_size]
                     nxt = None
-                    if skip + fake.page_size < len(fake.items):
+                    if skip + fake.page_size < len(selected):
                         nq = {k: v[0] for k, v in q.items()}
                         nq["$skip"] = str(skip + fake.page_size)
                         nxt = f"{fake.url}{u.path}?{urllib.parse.urlencode(nq)}"

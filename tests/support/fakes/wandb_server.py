@@ -2,13 +2,17 @@
 
 It answers the queries wandb 0.31's wandb-core sends (recorded by running the
 SDK against a logging server): `Viewer`, `GetDefaultEntity`, `Run`,
-`ServerFeaturesQuery`, `ArtifactMembershipByName` (and the older
-`ArtifactByName` / `Artifact` shapes, answered alike). Anything else is
+`ServerFeaturesQuery`, `GetProject`, `ArtifactMembershipByName` (and the
+older `ArtifactByName` / `Artifact` shapes, answered alike). Anything else is
 answered with a GraphQL error and recorded in `unknown`.
 
 State is set by the test: `runs[(entity, project, run_id)] = {...}`,
 `artifacts[(entity, project, "name:alias")] = {...}`; `fail_next` is a list of
-HTTP statuses to answer the next /graphql requests with (429, 500 …).
+HTTP statuses to answer the next /graphql requests with (429, 500 …);
+`hidden` holds (entity, project) pairs the key cannot see: like W&B, every
+query about them answers `project: null` (the server does not tell "no such
+project" from "not yours"). `kill_service()` kills this process's wandb-core
+service process, as an OOM killer or a crash would.
 """
 from __future__ import annotations
 
@@ -65,6 +69,7 @@ class FakeWandb:
         self.unknown: list[str] = []
         self.auth_headers: list[str] = []
         self.bad_key = False                          # answer Viewer as an unknown account
+        self.hidden: set[tuple[str, str]] = set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,6 +134,15 @@ class FakeWandb:
                                                  "teams": {"edges": []}}}}
             if op == "ServerFeaturesQuery":
                 return 200, {"data": {"serverInfo": {"features": []}}}
+            if op in ("Run", "GetProject", "ArtifactMembershipByName", "ArtifactByName", "Artifact") and (
+                    (v.get("entity"), v.get("project") or v.get("name")) in self.hidden
+                    if op == "GetProject" else (v.get("entity"), v.get("project")) in self.hidden):
+                return 200, {"data": {"project": None}}
+            if op == "GetProject":
+                return 200, {"data": {"project": {
+                    "__typename": "Project", "id": "UHJvamVjdDp2MToxMjM=", "name": v.get("name"),
+                    "entityName": v.get("entity"), "createdAt": "2025-01-10T08:00:00", "isBenchmark": False,
+                    "user": None}}}
             if op == "Run":
                 node = self.runs.get((v.get("entity"), v.get("project"), v.get("name")))
                 return 200, {"data": {"project": {"run": node}}}
@@ -139,3 +153,15 @@ class FakeWandb:
                 return 200, {"data": {"project": {"artifact": node["artifact"] if node else None}}}
             self.unknown.append(op)
             return 200, {"errors": [{"message": f"fake server: unknown operation {op!r}"}], "data": None}
+
+
+def kill_service() -> int:
+    """Kill the wandb-core process this Python process started; its pid."""
+    import signal
+
+    from wandb.sdk import wandb_setup
+    conn = wandb_setup.singleton()._connection
+    proc = conn._proc._process                     # subprocess.Popen of wandb-core
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return proc.pid
