@@ -28,7 +28,7 @@ CONTRACT = {
     "runwatch_tasks_planned", "runwatch_tasks_started_total", "runwatch_tasks_completed_total",
     "runwatch_tasks_failed_total", "runwatch_steps_total", "runwatch_docker_build_step", "runwatch_docker_build_steps",
     "runwatch_docker_build_steps_done", "runwatch_score", "runwatch_best_score", "runwatch_errors_total",
-    "runwatch_cost_usd", "runwatch_cost_rate_usd_per_hour", "runwatch_cost_projected_usd", "runwatch_cost_budget_usd",
+    "runwatch_run_metric", "runwatch_cost_usd", "runwatch_cost_rate_usd_per_hour", "runwatch_cost_projected_usd", "runwatch_cost_budget_usd",
     "runwatch_artifact_available", "runwatch_vm_power_state", "runwatch_agent_state",
     "runwatch_agent_duration_seconds", "runwatch_data_flow_bytes_total", "runwatch_lines_total",
     "runwatch_lines_cut_total", "runwatch_line_decode_errors_total", "runwatch_source_up",
@@ -48,7 +48,7 @@ UNITS = {"none", "short", "percent", "percentunit", "s", "ms", "dtdurations", "b
 
 # Variables Grafana fills in, with values usable for a syntax check.
 GRAFANA_VARS = {"__rate_interval": "15s", "__range": "1h", "__interval": "15s", "__auto": "15s",
-                "run_id": "demo-run"}
+                "run_id": "demo-run", "instance": ".*"}
 
 FUNC_RE = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)?\s*\($")
 
@@ -89,11 +89,31 @@ def test_checked_in_json_matches_generator():
 
 def test_expected_dashboards():
     uids = [d["uid"] for d in DASHBOARDS.values()]
-    assert sorted(uids) == ["runwatch-exporter", "runwatch-overview", "runwatch-run", "runwatch-workflow"]
+    assert sorted(uids) == ["runwatch-agent-eval", "runwatch-docker-build", "runwatch-exporter", "runwatch-overview",
+                            "runwatch-run", "runwatch-training", "runwatch-vm", "runwatch-workflow"]
     assert len(set(uids)) == len(uids)
     for d in DASHBOARDS.values():
         assert d["title"].startswith("runwatch / ")
         assert "runwatch" in d["tags"]
+
+
+def test_overview_links_every_view_that_exists():
+    """The run_id link opens /d/runwatch-<view>: every view the kind mapping can name is a dashboard,
+    and each kind-specific view shows a subset of the full run detail's panels."""
+    table = _panel("runwatch-overview", "Runs")
+    expr = next(t["expr"] for t in table["targets"] if t["refId"] == "A")
+    views = set(re.findall(r'"view", "([a-z-]+)", "(?:kind)?"', expr))
+    uids = {d["uid"] for d in DASHBOARDS.values()}
+    assert views == {"run", "agent-eval", "docker-build", "training", "vm", "workflow"}
+    assert {f"runwatch-{v}" for v in views} <= uids
+    links = [link["url"] for o in table["fieldConfig"]["overrides"] for prop in o["properties"]
+             if prop["id"] == "links" for link in prop["value"]]
+    assert any(u.startswith("/d/runwatch-${__data.fields.view}?var-run_id=${__value.raw}") for u in links), links
+    full = {p["title"] for p in iter_panels(next(d for d in DASHBOARDS.values() if d["uid"] == "runwatch-run"))}
+    for slug in ("agent-eval", "docker-build", "training", "vm"):
+        view = next(d for d in DASHBOARDS.values() if d["uid"] == f"runwatch-{slug}")
+        titles = {p["title"] for p in iter_panels(view)}
+        assert titles < full, (slug, titles - full)
 
 
 # ------------------------------------------------------------------ lint
@@ -240,8 +260,8 @@ def test_overview_table_links_to_run_detail():
     table = _panel("runwatch-overview", "Runs")
     links = [prop for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "run_id"
              for prop in o["properties"] if prop["id"] == "links"]
-    url = links[0]["value"][0]["url"]
-    assert "/d/runwatch-run/" in url and "var-run_id=${__value.raw}" in url
+    urls = [v["url"] for v in links[0]["value"]]
+    assert any("/d/runwatch-run/" in u and "var-run_id=${__value.raw}" in u for u in urls), urls
     progress = [prop for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Progress"
                 for prop in o["properties"] if prop["id"] == "custom.cellOptions"]
     assert progress and progress[0]["value"]["type"] == "gauge"

@@ -7,7 +7,9 @@ real Prometheus that runs the project's prometheus.yml and rule files.
   list only shrinks);
 - every recording and alert rule evaluates without error on real data;
 - RunwatchRunFailed and RunwatchRunStalled fire against the demo, with the
-  stall threshold lowered through the documented threshold override.
+  stall threshold lowered through the documented threshold override;
+- every demo run's own view (the dashboard the overview links it to by its
+  kind) shows data in at least VIEW_DATA_SHARE of its visible panels.
 
 Needs the `prometheus` binary (Debian package `prometheus`); skips only if it
 is missing. LogQL targets are not run (no Loki here); test_dashboards.py
@@ -43,6 +45,7 @@ THRESHOLDS = {
 }
 RATE_INTERVAL = "10s"  # what Grafana's $__rate_interval is at a 1s scrape interval, rounded up
 DATA_TIMEOUT = 75      # seconds to wait for every panel to show data
+VIEW_DATA_SHARE = 0.9  # of a run's own view's panels (with a Prometheus query) that show data for it
 
 # (dashboard uid, panel title, refId) -> the issue that will feed it.
 NO_DATA_YET: dict = {
@@ -91,7 +94,8 @@ def _targets():
 
 def _has_data(prom: Prom, expr: str, start: float, run_ids: list[str]) -> bool:
     now = time.time()
-    variables = {"__rate_interval": RATE_INTERVAL, "__interval": "1s", "__range": f"{int(now - start) + 1}s"}
+    variables = {"__rate_interval": RATE_INTERVAL, "__interval": "1s", "__range": f"{int(now - start) + 1}s",
+                 "instance": ".*"}
     for run_id in (run_ids if "$run_id" in expr or "${run_id" in expr else [None]):
         q = substitute(expr, dict(variables, run_id=run_id or ""))
         if any(series.get("values") for series in prom.query_range(q, start, now)):
@@ -167,3 +171,42 @@ def test_failed_and_stalled_alerts_fire(stack):
         assert a["labels"]["severity"] in {"critical", "warning"}
         assert run_id in a["annotations"]["summary"] and run_id in a["annotations"]["description"]
         assert a["annotations"]["runbook_url"].endswith("#" + name.lower())
+
+
+def _views_of_runs(prom: Prom) -> dict[str, str]:
+    """run_id -> the dashboard uid the overview's run_id link opens (its `view` label)."""
+    overview = next(d for d in load_dashboards().values() if d["uid"] == "runwatch-overview")
+    table = next(p for p, _ in iter_targets(overview) if p["title"] == "Runs")
+    expr = substitute(next(t["expr"] for t in table["targets"] if t["refId"] == "A"), {"instance": ".*"})
+    return {s["metric"]["run_id"]: "runwatch-" + s["metric"]["view"] for s in prom.query(expr)}
+
+
+def test_every_demo_run_view_shows_data_in_most_panels(stack):
+    """The view that fits the run: for each demo run, the share of its view's visible panels whose
+    Prometheus queries return data for that run (Loki panels cannot run here and are not counted)."""
+    prom, start, tmp = stack
+    dashboards = {d["uid"]: d for d in load_dashboards().values()}
+    views = _wait(lambda: DEMO_RUNS <= set(v := _views_of_runs(prom)) and v, 20, "every demo run has a view")
+    assert views["demo-docker-build"] == "runwatch-docker-build" and views["demo-workflow"] == "runwatch-workflow"
+
+    def shares() -> dict[str, tuple[float, list[str]]]:
+        out = {}
+        for run_id in sorted(DEMO_RUNS):
+            panels: dict[str, bool] = {}
+            for p, t in iter_targets(dashboards[views[run_id]]):
+                if datasource_uid(p, t) != "prometheus":
+                    continue
+                panels[p["title"]] = panels.get(p["title"], False) or _has_data(prom, t["expr"], start, [run_id])
+            out[run_id] = (sum(panels.values()) / len(panels), sorted(k for k, v in panels.items() if not v))
+        return out
+
+    got = {}
+    deadline = time.monotonic() + DATA_TIMEOUT
+    while time.monotonic() < deadline:
+        got = shares()
+        if all(share >= VIEW_DATA_SHARE for share, _ in got.values()):
+            break
+        time.sleep(3)
+    report = "\n".join(f"{r} -> {views[r]}: {s:.0%} (no data: {', '.join(m) or '-'})" for r, (s, m) in got.items())
+    print(report)
+    assert all(share >= VIEW_DATA_SHARE for share, _ in got.values()), report + f"\n(logs in {tmp})"
