@@ -27,10 +27,10 @@ def test_status_mapping_covers_the_sdk_statuses():
     pytest.importorskip("azure.ai.ml")
     from azure.ai.ml.operations._run_history_constants import RunHistoryConstants
 
-    from runwatch.sources.azureml import STATUS, TERMINAL
+    from runwatch.sources.azureml import STATUS, FINAL_STATUSES
     assert set(RunHistoryConstants.ALL_STATUSES) == set(STATUS)
-    assert TERMINAL == {"Completed", "Failed", "Canceled"}
-    assert {k for k, v in STATUS.items() if v[0] in ("succeeded", "failed", "canceled")} == TERMINAL
+    assert FINAL_STATUSES == {"Completed", "Failed", "Canceled"}
+    assert {k for k, v in STATUS.items() if v[0] in ("succeeded", "failed", "canceled")} == FINAL_STATUSES
 
 
 @pytest.fixture
