@@ -54,6 +54,13 @@ HAND_COUNTED = {
     "tqdm.log": {("runwatch_run_progress_ratio",): 0.73, ("runwatch_lines_total",): 4},
     # ERROR line, one traceback (its frames and exception line not again), CRITICAL; not ERRORS_TOTAL
     "python.log": {("runwatch_errors_total",): 3},
+    # pytest -v (recorded, tests/real/pytest-verbose): 12 results, 2 FAILED + 1 ERROR; the short
+    # summary's ERROR line is the one error; the summary line's counts as metrics
+    "pytest.log": {("runwatch_tasks_completed_total",): 12, ("runwatch_tasks_failed_total",): 3,
+                   ("runwatch_errors_total",): 1, ("runwatch_run_progress_ratio",): 1.0,
+                   ("runwatch_run_metric", "tests_passed"): 7},
+    # pip then uv installing, then uv failing to resolve: one lower-case "error:" line
+    "pip.log": {("runwatch_errors_total",): 1, ("runwatch_lines_total",): 20},
 }
 
 
@@ -64,5 +71,5 @@ def test_hand_counted_figures(name):
     for key, want in HAND_COUNTED[name].items():
         labels = {}
         if len(key) > 1:
-            labels["name" if "score" in key[0] else "action"] = key[1]
+            labels["name" if "score" in key[0] or "metric" in key[0] else "action"] = key[1]
         assert sample(text, key[0], **labels) == pytest.approx(want), (name, key)

@@ -27,7 +27,7 @@ class RunState:
         "task_index", "task_total", "current_task", "current_task_steps",
         "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
-        "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
+        "error_continues", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
         "_eta",
@@ -55,6 +55,7 @@ class RunState:
         self.score_direction: dict[str, str] = {}
         self.errors = 0
         self.last_error: str | None = None
+        self.error_continues = False            # an error said the next one is part of it (chained traceback)
         self.bar_ratio = self.bar_eta = self.bar_eta_ts = None
         self.outer_ratio = self.outer_total = None
         self.artifacts: dict[str, tuple[bool, float | None]] = {}
@@ -220,7 +221,15 @@ class RunState:
             self.best_scores[name] = f["best_value"]
 
     def _error(self, f, ts):
-        self.errors += 1
+        if f.get("continues"):       # the next error continues this run's last one (chained traceback)
+            if not self.errors:      # ... whose first part was not seen: count it here
+                self.errors = 1
+            self.error_continues = True
+            return
+        if self.error_continues:
+            self.error_continues = False
+        else:
+            self.errors += 1
         self.last_error = f.get("message")
 
     def _artifact(self, f, ts):
