@@ -59,6 +59,11 @@ HAND_COUNTED = {
     "pytest.log": {("runwatch_tasks_completed_total",): 12, ("runwatch_tasks_failed_total",): 3,
                    ("runwatch_errors_total",): 1, ("runwatch_run_progress_ratio",): 1.0,
                    ("runwatch_run_metric", "tests_passed"): 7},
+    # GridSearchCV verbose=3 (recorded, tests/real/sklearn-grid): 6 candidates x 3 folds, the
+    # max_depth=-1 candidate's 3+3 fits fail (score=nan); its quoted traceback is not an error
+    "sklearn.log": {("runwatch_tasks_planned",): 18, ("runwatch_tasks_completed_total",): 18,
+                    ("runwatch_tasks_failed_total",): 6, ("runwatch_errors_total",): 0,
+                    ("runwatch_best_score", "cv_score"): 0.99},
     # pip then uv installing, then uv failing to resolve: one lower-case "error:" line
     "pip.log": {("runwatch_errors_total",): 1, ("runwatch_lines_total",): 20},
 }

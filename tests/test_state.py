@@ -90,3 +90,18 @@ def test_unknown_event_types_are_refused_by_make():
         make("explode", {}, 0)
     with pytest.raises(ValueError, match="state: must be one of"):
         make("status", {"state": "exploded"}, 0)
+
+
+def test_an_error_that_continues_makes_the_next_one_part_of_it():
+    # a chained traceback: first block, separator, second block, separator, third block = 1 error;
+    # then an unrelated error counts again
+    st = RunState()
+    for fields in ({"message": "Traceback"}, {"continues": True}, {"message": "Traceback"},
+                   {"continues": True}, {"message": "Traceback"}, {"message": "ERROR: disk full"}):
+        st.apply(Event("error", fields, 1.0))
+    assert st.errors == 2 and st.last_error == "ERROR: disk full"
+    # a report quoting a traceback (sklearn's failed fits): the marker alone is no error
+    st = RunState()
+    st.apply(Event("error", {"continues": True}, 1.0))
+    st.apply(Event("error", {"message": "Traceback"}, 2.0))
+    assert st.errors == 0

@@ -3,8 +3,8 @@
 `facts(case)` turns tests/real/<case>/truth.json (written from the tool's own objects when
 the case was recorded, see record.py) into checks on `runwatch scan` output. Used by
 tests/test_real.py (every fact must hold) and bench/real_accuracy.py (facts right / checked).
-A fact is (what, metric, labels, op, expected) with op "==" (approximately equal),
-">=" or "absent" (no such sample).
+A fact is (what, metric, labels, op, expected) with op "==" (equal, to float precision),
+"~N" (equal once rounded to N decimals: the tool prints it so), ">=" or "absent" (no such sample).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ USER_PACKS = {
     "pytest": ["pytest", "python"],
     "pip": ["pip", "python"],
     "uv": ["pip"],
+    "sklearn": ["sklearn", "python"],
 }
 
 # pytest's stats keys (terminal.py KNOWN_TYPES) -> the metric name the pytest pack gives them
@@ -92,6 +93,16 @@ def facts(case: str) -> list[tuple]:
             fact("a failed install counts an error", "runwatch_errors_total", ">=", 1)
             fact("a failed install did not finish", "runwatch_run_phase_info", "absent", None,
                  phase="installed")
+    elif kind == "sklearn":
+        fact("the planned fits", "runwatch_tasks_planned", "==", t["fits"])
+        fact("each fit a task", "runwatch_tasks_completed_total", "==", t["fits"])
+        fact("failed fits are failed tasks", "runwatch_tasks_failed_total", "==", t["failed_fits"])
+        fact("failed fits are no errors", "runwatch_errors_total", "==", 0)
+        fact("the search is complete", "runwatch_run_progress_ratio", "==", 1.0)
+        if t["verbose"] > 2:        # sklearn prints fold scores with 3 decimals
+            fact("the best fold score", "runwatch_best_score", "~3", t["best_fold_score"], name="cv_score")
+        if t["verbose"] > 9:
+            fact("each fit started", "runwatch_tasks_started_total", "==", t["fits"])
     else:
         raise ValueError(f"{case}: no facts defined for tool {kind!r}")
     return out
@@ -121,4 +132,6 @@ def check(text: str, fact: tuple) -> tuple[bool, float | None]:
         return False, None
     if op == ">=":
         return got >= expected, got
+    if op.startswith("~"):
+        return abs(got - round(expected, int(op[1:]))) <= 1e-9, got
     return abs(got - expected) <= 1e-9 * max(1.0, abs(expected)), got

@@ -55,7 +55,7 @@ class RunState:
         self.score_direction: dict[str, str] = {}
         self.errors = 0
         self.last_error: str | None = None
-        self.error_continues = False            # an error said the next one is part of it (chained traceback)
+        self.error_continues = False            # the next error is part of one already accounted for
         self.bar_ratio = self.bar_eta = self.bar_eta_ts = None
         self.outer_ratio = self.outer_total = None
         self.artifacts: dict[str, tuple[bool, float | None]] = {}
@@ -221,10 +221,8 @@ class RunState:
             self.best_scores[name] = f["best_value"]
 
     def _error(self, f, ts):
-        if f.get("continues"):       # the next error continues this run's last one (chained traceback)
-            if not self.errors:      # ... whose first part was not seen: count it here
-                self.errors = 1
-            self.error_continues = True
+        if f.get("continues"):       # not an error itself: the next error belongs to a report already
+            self.error_continues = True      # accounted for (a chained traceback, a quoted one)
             return
         if self.error_continues:
             self.error_continues = False
