@@ -64,6 +64,10 @@ HAND_COUNTED = {
     "sklearn.log": {("runwatch_tasks_planned",): 18, ("runwatch_tasks_completed_total",): 18,
                     ("runwatch_tasks_failed_total",): 6, ("runwatch_errors_total",): 0,
                     ("runwatch_best_score", "cv_score"): 0.99},
+    # XGBoost then LightGBM (recorded, tests/real/*-early-stop); one run: their names differ
+    "gbm.log": {("runwatch_best_score", "valid-auc"): 0.73827, ("runwatch_best_score", "valid-logloss"): 0.60643,
+                ("runwatch_best_score", "valid_1-auc"): 0.727373, ("runwatch_score", "valid_1-auc"): 0.727373,
+                ("runwatch_run_progress_ratio",): 1.0, ("runwatch_errors_total",): 0},
     # pip then uv installing, then uv failing to resolve: one lower-case "error:" line
     "pip.log": {("runwatch_errors_total",): 1, ("runwatch_lines_total",): 20},
 }

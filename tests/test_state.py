@@ -105,3 +105,17 @@ def test_an_error_that_continues_makes_the_next_one_part_of_it():
     st.apply(Event("error", {"continues": True}, 1.0))
     st.apply(Event("error", {"message": "Traceback"}, 2.0))
     assert st.errors == 0
+
+
+@pytest.mark.parametrize("name,best", [("valid-logloss", 0.5), ("valid_1-binary_logloss", 0.5),
+                                       ("valid-rmse", 0.5), ("train-merror", 0.5), ("valid-mape", 0.5),
+                                       ("valid-auc", 0.9), ("eval_accuracy", 0.9), ("f1", 0.9),
+                                       ("valid-map@5", 0.9)])
+def test_direction_auto_follows_the_metric_name(name, best):
+    st = run(*(E("score", name=name, value=v, direction="auto") for v in (0.7, 0.9, 0.5, 0.6)))
+    assert st.best_scores[name] == best and st.scores[name] == 0.6
+
+
+def test_direction_auto_keeps_no_best_for_an_unknown_name():
+    st = run(E("score", name="temperature", value=3.0, direction="auto"))
+    assert "temperature" not in st.best_scores and st.scores["temperature"] == 3.0

@@ -115,7 +115,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "build_step_done": {"vertex": (_str, True), "cached": (_bool, False)},
     "build_complete": {},
     "score": {"name": (_str, False), "value": (_float, False), "best": (_bool, False),
-              "best_value": (_float, False), "direction": (_choice("max", "min"), False)},
+              "best_value": (_float, False), "direction": (_choice("max", "min", "auto"), False)},
     "error": {"message": (_str, False), "continues": (_bool, False)},
     "artifact": {"artifact": (_str, True), "available": (_bool, False), "deadline_seconds": (_float, False)},
     "cost": {"rate_usd_per_hour": (_float, False), "cost_usd": (_float, False),

@@ -4,7 +4,8 @@
 the case was recorded, see record.py) into checks on `runwatch scan` output. Used by
 tests/test_real.py (every fact must hold) and bench/real_accuracy.py (facts right / checked).
 A fact is (what, metric, labels, op, expected) with op "==" (equal, to float precision),
-"~N" (equal once rounded to N decimals: the tool prints it so), ">=" or "absent" (no such sample).
+"~N" (equal once rounded to N decimals: the tool prints it so), "g" (equal as printed
+with %g), ">=" or "absent" (no such sample).
 """
 from __future__ import annotations
 
@@ -25,7 +26,14 @@ USER_PACKS = {
     "pip": ["pip", "python"],
     "uv": ["pip"],
     "sklearn": ["sklearn", "python"],
+    "xgboost": ["gbm", "python"],
+    "lightgbm": ["gbm", "python"],
 }
+
+# Which metrics improve upwards, as each tool itself decides it (for early stopping):
+# xgboost/callback.py EarlyStopping (3.2) and lightgbm/basic.py Booster (4.7).
+XGBOOST_MAXIMIZE = ("auc", "aucpr", "pre", "pre@", "map", "ndcg", "auc@", "aucpr@", "map@", "ndcg@")
+LIGHTGBM_MAXIMIZE = ("auc", "ndcg@", "map@", "average_precision")
 
 # pytest's stats keys (terminal.py KNOWN_TYPES) -> the metric name the pytest pack gives them
 PYTEST_METRICS = {"failed": "tests_failed", "passed": "tests_passed", "skipped": "tests_skipped",
@@ -103,6 +111,21 @@ def facts(case: str) -> list[tuple]:
             fact("the best fold score", "runwatch_best_score", "~3", t["best_fold_score"], name="cv_score")
         if t["verbose"] > 9:
             fact("each fit started", "runwatch_tasks_started_total", "==", t["fits"])
+    elif kind in ("xgboost", "lightgbm"):
+        fact("a clean run counts no error", "runwatch_errors_total", "==", 0)
+        for data, metrics in t["evals_result"].items():
+            for metric, values in metrics.items():
+                if kind == "xgboost":       # "<set>-<metric>:%.5f"
+                    up = metric != "mape" and metric.startswith(XGBOOST_MAXIMIZE)
+                    name, op = f"{data}-{metric}", "~5"
+                else:                       # "<set>'s <metric>: %g"
+                    up = metric.startswith(LIGHTGBM_MAXIMIZE)
+                    name, op = f"{data}-{metric}", "g"
+                fact(f"best {name}", "runwatch_best_score", op, max(values) if up else min(values), name=name)
+                if kind == "xgboost":
+                    fact(f"last {name}", "runwatch_score", op, values[-1], name=name)
+        if kind == "lightgbm":
+            fact("early stopping ends the run", "runwatch_run_progress_ratio", "==", 1.0)
     else:
         raise ValueError(f"{case}: no facts defined for tool {kind!r}")
     return out
@@ -132,6 +155,8 @@ def check(text: str, fact: tuple) -> tuple[bool, float | None]:
         return False, None
     if op == ">=":
         return got >= expected, got
+    if op == "g":
+        return abs(got - float(f"{expected:g}")) <= 1e-12, got
     if op.startswith("~"):
         return abs(got - round(expected, int(op[1:]))) <= 1e-9, got
     return abs(got - expected) <= 1e-9 * max(1.0, abs(expected)), got

@@ -208,7 +208,9 @@ class RunState:
     def _score(self, f, ts):
         name = f.get("name") or "score"
         if "direction" in f:
-            self.score_direction[name] = f["direction"]
+            d = f["direction"] if f["direction"] != "auto" else direction_of(name)
+            if d:
+                self.score_direction[name] = d
         if "value" in f:
             v = f["value"]
             self.scores[name] = v
@@ -416,6 +418,22 @@ class RunState:
             "task_steps": [dict(x) for x in self.task_steps],
             "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }
+
+
+# Which way a metric improves, by its name (direction "auto"): checked in this order, a part of
+# the lower-cased name. Losses and errors go down; accuracies, AUC, F1 and scores go up.
+LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "mape", "nloglik", "deviance", "perplexity")
+HIGHER_IS_BETTER = ("auc", "acc", "f1", "score", "ndcg", "map", "precision", "recall", "r2")
+
+
+def direction_of(name: str) -> str | None:
+    """'min', 'max' or None (unknown: no best value is kept unless an event says best)."""
+    n = name.lower()
+    if any(w in n for w in LOWER_IS_BETTER):
+        return "min"
+    if any(w in n for w in HIGHER_IS_BETTER):
+        return "max"
+    return None
 
 
 def _clamp(x: float) -> float:
