@@ -119,3 +119,10 @@ def test_direction_auto_follows_the_metric_name(name, best):
 def test_direction_auto_keeps_no_best_for_an_unknown_name():
     st = run(E("score", name="temperature", value=3.0, direction="auto"))
     assert "temperature" not in st.best_scores and st.scores["temperature"] == 3.0
+
+
+def test_a_continuing_error_covers_only_what_comes_right_after_it():
+    # optuna's "Trial 6 failed ... The value nan is not acceptable." has no traceback after it:
+    # the next trial's event ends the report, and a later crash counts
+    st = run(E("error", continues=True), E("task_finished", result="complete"), E("error", message="Traceback"))
+    assert st.errors == 1

@@ -28,6 +28,7 @@ USER_PACKS = {
     "sklearn": ["sklearn", "python"],
     "xgboost": ["gbm", "python"],
     "lightgbm": ["gbm", "python"],
+    "optuna": ["trials", "tqdm", "python"],
 }
 
 # Which metrics improve upwards, as each tool itself decides it (for early stopping):
@@ -126,6 +127,17 @@ def facts(case: str) -> list[tuple]:
                     fact(f"last {name}", "runwatch_score", op, values[-1], name=name)
         if kind == "lightgbm":
             fact("early stopping ends the run", "runwatch_run_progress_ratio", "==", 1.0)
+    elif kind == "optuna":
+        states = t["states"]
+        fact("every finished trial a task", "runwatch_tasks_completed_total", "==", len(states))
+        fact("failed trials are failed tasks", "runwatch_tasks_failed_total", "==", states.count("FAIL"))
+        fact("failed trials are no errors", "runwatch_errors_total", "==", 0)
+        if "best_value" in t:
+            fact("the study's best value", "runwatch_best_score", "==", t["best_value"], name="value")
+            fact("progress bar: trials done of n_trials", "runwatch_run_progress_ratio", "==",
+                 len(states) / t["n_trials"])
+        else:   # several objectives: optuna logs no best (a Pareto front); runwatch shows none
+            fact("no single best for several objectives", "runwatch_best_score", "absent", None, name="value")
     else:
         raise ValueError(f"{case}: no facts defined for tool {kind!r}")
     return out

@@ -82,6 +82,8 @@ class RunState:
 
     def apply(self, e: Event) -> None:
         handler = _HANDLERS.get(e.type)
+        if e.type != "error":
+            self.error_continues = False     # what continues a report comes right after it
         if handler is not None:
             handler(self, e.fields, e.ts)
             if self.state == "pending" and e.type not in ("status", "cost", "vm_power", "artifact"):
