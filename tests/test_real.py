@@ -72,3 +72,15 @@ def test_scan_without_pack_applies_every_builtin_pack(tmp_path):
     assert sample(p.stdout, "runwatch_tasks_failed_total") == 1
     assert sample(p.stdout, "runwatch_best_score", name="value") == 0.5
     assert sample(p.stdout, "runwatch_tasks_started_total") == 1
+
+
+def test_free_words_in_step_lines_fold_into_other_and_are_counted(tmp_path):
+    from conftest import sample
+    from runwatch.model.state import MAX_LABEL_VALUES
+    log = tmp_path / "steps.log"
+    words = [f"act{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(MAX_LABEL_VALUES + 7)]   # letters only
+    log.write_text("".join(f"Step {i}: {w}\n" for i, w in enumerate(words)))
+    p = subprocess.run(runwatch_cmd("scan", "--pack", "waa", str(log)), capture_output=True, text=True, check=True)
+    assert sample(p.stdout, "runwatch_steps_total", action="other") == 7
+    assert sample(p.stdout, "runwatch_label_values_folded_total") == 7
+    assert p.stdout.count("runwatch_steps_total{") == MAX_LABEL_VALUES + 1

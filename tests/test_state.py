@@ -126,3 +126,18 @@ def test_a_continuing_error_covers_only_what_comes_right_after_it():
     # the next trial's event ends the report, and a later crash counts
     st = run(E("error", continues=True), E("task_finished", result="complete"), E("error", message="Traceback"))
     assert st.errors == 1
+
+
+def test_label_values_from_the_output_are_bounded_per_run():
+    from runwatch.model.state import MAX_LABEL_VALUES, OTHER
+    n = MAX_LABEL_VALUES + 30
+    st = run(*(E("step", action=f"a{i}") for i in range(n)), E("step", action="a0"),
+             *(E("score", name=f"s{i}", value=i) for i in range(n)),
+             *(E("metric", name=f"m{i}", value=i) for i in range(n)),
+             *(E("phase", phase=f"p{i}") for i in range(n)),
+             *(E("artifact", artifact=f"f{i}") for i in range(n)))
+    assert len(st.steps) == MAX_LABEL_VALUES + 1 and st.steps[OTHER] == 30 and st.steps["a0"] == 2
+    assert len(st.scores) == MAX_LABEL_VALUES + 1 and st.scores[OTHER] == n - 1
+    assert len(st.metrics) == MAX_LABEL_VALUES + 1 and len(st.artifacts) == MAX_LABEL_VALUES + 1
+    assert st.phase == OTHER and len(st.phases_seen) == MAX_LABEL_VALUES + 1
+    assert st.labels_folded == 5 * 30

@@ -16,8 +16,10 @@ from ..events import FAILED_RESULTS, RUN_STATES, Event
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
-MAX_AGENTS = 1000
-MAX_METRICS = 100        # names of `metric` events kept per run        # agents (and data-flow edges) tracked per run: label cardinality bound
+MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
+MAX_LABEL_VALUES = 100   # distinct values per run of each label taken from its output (step action,
+                         # score and metric name, phase, artifact); the rest become OTHER
+OTHER = "other"
 
 
 class RunState:
@@ -30,7 +32,7 @@ class RunState:
         "error_continues", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
-        "_eta",
+        "phases_seen", "labels_folded", "_eta",
     )
 
     def __init__(self) -> None:
@@ -70,6 +72,8 @@ class RunState:
         self.data_flow: dict[tuple[str, str], float] = {}   # (from_agent, to_agent) -> bytes
         self.metrics: dict[str, float] = {}     # values the job reported by name (event `metric`)
         self.artifact_deadlines: dict[str, float] = {}   # artifact -> seconds after the run's end it may take
+        self.phases_seen: set[str] = set()      # the phases this run has had (label bound)
+        self.labels_folded = 0                  # label values that became OTHER (MAX_LABEL_VALUES)
 
     # ------------------------------------------------------------ input
 
@@ -92,8 +96,16 @@ class RunState:
 
     # ------------------------------------------------------------ handlers
 
+    def _label(self, value: str, *seen) -> str:
+        """value, or OTHER once the run has MAX_LABEL_VALUES others (in the `seen` collections)."""
+        if any(value in c for c in seen) or sum(map(len, seen)) < MAX_LABEL_VALUES:
+            return value
+        self.labels_folded += 1
+        return OTHER
+
     def _phase(self, f, ts):
-        self.phase = f["phase"]
+        self.phase = self._label(f["phase"], self.phases_seen)
+        self.phases_seen.add(self.phase)
 
     def _status(self, f, ts):
         self._set_state(f["state"], ts)
@@ -168,7 +180,7 @@ class RunState:
         self.last_progress_ts = ts
 
     def _step(self, f, ts):
-        action = f.get("action") or "step"
+        action = self._label(f.get("action") or "step", self.steps)
         self.steps[action] = self.steps.get(action, 0) + 1
         self.current_task_steps += 1
         self.task_steps.append({"index": f.get("index", self.current_task_steps), "action": action, "ts": ts})
@@ -208,7 +220,7 @@ class RunState:
             self.last_progress_ts = ts
 
     def _score(self, f, ts):
-        name = f.get("name") or "score"
+        name = self._label(f.get("name") or "score", self.scores.keys() | self.best_scores.keys())
         if "direction" in f:
             d = f["direction"] if f["direction"] != "auto" else direction_of(name)
             if d:
@@ -235,7 +247,7 @@ class RunState:
         self.last_error = f.get("message")
 
     def _artifact(self, f, ts):
-        name, available = f["artifact"], f.get("available", True)
+        name, available = self._label(f["artifact"], self.artifacts), f.get("available", True)
         prev = self.artifacts.get(name)
         if available:
             since = prev[1] if prev and prev[0] else ts
@@ -256,9 +268,7 @@ class RunState:
             self.budget = f["budget_usd"]
 
     def _metric(self, f, ts):
-        name = f["name"]
-        if name in self.metrics or len(self.metrics) < MAX_METRICS:   # bounded: label cardinality
-            self.metrics[name] = f["value"]
+        self.metrics[self._label(f["name"], self.metrics)] = f["value"]
 
     def _vm_power(self, f, ts):
         self._accrue(ts)
@@ -416,7 +426,7 @@ class RunState:
             "best_scores": dict(self.best_scores), "errors": self.errors, "last_error": self.last_error,
             "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
             "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power), "metrics": dict(self.metrics),
-            "artifact_deadlines": dict(self.artifact_deadlines),
+            "artifact_deadlines": dict(self.artifact_deadlines), "labels_folded": self.labels_folded,
             "task_steps": [dict(x) for x in self.task_steps],
             "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }
