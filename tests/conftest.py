@@ -14,6 +14,10 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
 
+# tests/real/<case>/ holds inputs of recorded tool runs (pytest-*/test_sample.py fails on purpose):
+# data for tests/test_real.py, not tests of this project
+collect_ignore_glob = ["real/*"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
