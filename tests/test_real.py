@@ -84,3 +84,23 @@ def test_free_words_in_step_lines_fold_into_other_and_are_counted(tmp_path):
     assert sample(p.stdout, "runwatch_steps_total", action="other") == 7
     assert sample(p.stdout, "runwatch_label_values_folded_total") == 7
     assert p.stdout.count("runwatch_steps_total{") == MAX_LABEL_VALUES + 1
+
+
+def test_hostile_lines_do_not_stall_the_new_packs(tmp_path):
+    # lines of ~1 MB that made rules backtrack quadratically or worse while they were written
+    # (a pytest node id followed by ANSI codes, colons, a "=" frame of ANSI codes): a super-linear
+    # rule takes hours on them, a linear one milliseconds; the timeout only catches a hang
+    from conftest import sample
+    n = 1 << 20
+    units = ["\x1b[0m", ":", "::", " ", "\t", "'s ", "1 failed, ", ", score=(train=", "\tv-a:1", "\tv's a: 1",
+             " PASSED", "ERROR ", "error", "= "]
+    prefixes = ["a::b", "= ", "[1]\t", "[CV] END ", "ERROR ", "Trial 1 failed with parameters: ", ""]
+    log = tmp_path / "hostile.log"
+    with open(log, "w") as f:
+        for pre in prefixes:
+            for u in units:
+                f.write(pre + u * (n // len(u) // 8) + "\n")
+    lines = len(prefixes) * len(units)
+    p = subprocess.run(runwatch_cmd("scan", "--max-line-bytes", str(n), str(log)), capture_output=True,
+                       text=True, check=True, timeout=600)
+    assert sample(p.stdout, "runwatch_lines_total") == lines
