@@ -35,6 +35,7 @@ SCRATCH = "/tmp/runwatch-real/work"
 
 # Exact versions; pip resolves their dependencies (recorded in each README from `pip freeze`).
 PINS = {
+    "pip": "26.3",
     "tqdm": "4.70.1",
     "pytest": "9.2.0",
     "numpy": "2.4.6",
