@@ -11,6 +11,11 @@ from support.tools import in_ci, missing, stack_tools
 
 pytest_plugins = ("pytester",)     # tests/test_support.py runs scratch suites with this conftest
 
+# tests/real/<case>/ holds inputs of recorded tool runs (pytest-*/test_sample.py fails on purpose):
+# data for tests/test_real.py, not tests of this project
+collect_ignore_glob = ["real/*"]
+
+
 # Python packages the tests drive for real ('.[test]' installs them).
 TEST_MODULES = ("azure.ai.ml", "azure.mgmt.compute", "wandb", "playwright")
 

@@ -49,13 +49,31 @@ HAND_COUNTED = {
     # builder 1-4 and stage-1 1 started (#6 reappears: once), 4+3 steps, #3 #4 cached + #5 #6 done
     "docker_buildkit.log": {("runwatch_docker_build_step",): 5, ("runwatch_docker_build_steps",): 7,
                             ("runwatch_docker_build_steps_done",): 4, ("runwatch_errors_total",): 2},
-    # optuna: 3 finished + 1 pruned + 1 failed (its "failed with value None." not again) + 3 Trial N/3
+    # optuna: 3 finished + 1 pruned + 1 failed (its "failed with value None." not again) + 3 Trial N/3;
+    # the failed trial is a failed task, not an error (its traceback belongs to it)
     "trials.log": {("runwatch_tasks_completed_total",): 8, ("runwatch_tasks_failed_total",): 1,
+                   ("runwatch_errors_total",): 0,
                    ("runwatch_best_score", "value"): 0.12, ("runwatch_score", "value"): 0.3,
                    ("runwatch_best_score", "score"): 0.1934, ("runwatch_run_progress_ratio",): 0.5},
     "tqdm.log": {("runwatch_run_progress_ratio",): 0.73, ("runwatch_lines_total",): 4},
     # ERROR line, one traceback (its frames and exception line not again), CRITICAL; not ERRORS_TOTAL
     "python.log": {("runwatch_errors_total",): 3},
+    # pytest -v (recorded, tests/real/pytest-verbose): 12 results, 2 FAILED + 1 ERROR; the short
+    # summary's ERROR line is the one error; the summary line's counts as metrics
+    "pytest.log": {("runwatch_tasks_completed_total",): 12, ("runwatch_tasks_failed_total",): 3,
+                   ("runwatch_errors_total",): 1, ("runwatch_run_progress_ratio",): 1.0,
+                   ("runwatch_run_metric", "tests_passed"): 7},
+    # GridSearchCV verbose=3 (recorded, tests/real/sklearn-grid): 6 candidates x 3 folds, the
+    # max_depth=-1 candidate's 3+3 fits fail (score=nan); its quoted traceback is not an error
+    "sklearn.log": {("runwatch_tasks_planned",): 18, ("runwatch_tasks_completed_total",): 18,
+                    ("runwatch_tasks_failed_total",): 6, ("runwatch_errors_total",): 0,
+                    ("runwatch_best_score", "cv_score"): 0.99},
+    # XGBoost then LightGBM (recorded, tests/real/*-early-stop); one run: their names differ
+    "gbm.log": {("runwatch_best_score", "valid-auc"): 0.73827, ("runwatch_best_score", "valid-logloss"): 0.60643,
+                ("runwatch_best_score", "valid_1-auc"): 0.727373, ("runwatch_score", "valid_1-auc"): 0.727373,
+                ("runwatch_run_progress_ratio",): 1.0, ("runwatch_errors_total",): 0},
+    # pip then uv installing, then uv failing to resolve: one lower-case "error:" line
+    "pip.log": {("runwatch_errors_total",): 1, ("runwatch_lines_total",): 20},
 }
 
 
@@ -66,5 +84,5 @@ def test_hand_counted_figures(name):
     for key, want in HAND_COUNTED[name].items():
         labels = {}
         if len(key) > 1:
-            labels["name" if "score" in key[0] else "action"] = key[1]
+            labels["name" if "score" in key[0] or "metric" in key[0] else "action"] = key[1]
         assert sample(text, key[0], **labels) == pytest.approx(want), (name, key)

@@ -68,7 +68,7 @@ def test_scan_stdin_and_run_id(tmp_path):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["scan", "x.log"], "no packs given"),
+    (["scan", "x.log"], "no such file"),
     (["scan", "--pack", "waa", "/no/such.log"], "no such file"),
     (["scan", "--pack", "wa", "/dev/null"], 'no built-in pack \'wa\' (did you mean "waa"?)'),
 ])

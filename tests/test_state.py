@@ -94,3 +94,54 @@ def test_unknown_event_types_are_refused_by_make():
         make("explode", {}, 0)
     with pytest.raises(ValueError, match="state: must be one of"):
         make("status", {"state": "exploded"}, 0)
+
+
+def test_an_error_that_continues_makes_the_next_one_part_of_it():
+    # a chained traceback: first block, separator, second block, separator, third block = 1 error;
+    # then an unrelated error counts again
+    st = RunState()
+    for fields in ({"message": "Traceback"}, {"continues": True}, {"message": "Traceback"},
+                   {"continues": True}, {"message": "Traceback"}, {"message": "ERROR: disk full"}):
+        st.apply(Event("error", fields, 1.0))
+    assert st.errors == 2 and st.last_error == "ERROR: disk full"
+    # a report quoting a traceback (sklearn's failed fits): the marker alone is no error
+    st = RunState()
+    st.apply(Event("error", {"continues": True}, 1.0))
+    st.apply(Event("error", {"message": "Traceback"}, 2.0))
+    assert st.errors == 0
+
+
+@pytest.mark.parametrize("name,best", [("valid-logloss", 0.5), ("valid_1-binary_logloss", 0.5),
+                                       ("valid-rmse", 0.5), ("train-merror", 0.5), ("valid-mape", 0.5),
+                                       ("valid-auc", 0.9), ("eval_accuracy", 0.9), ("f1", 0.9),
+                                       ("valid-map@5", 0.9)])
+def test_direction_auto_follows_the_metric_name(name, best):
+    st = run(*(E("score", name=name, value=v, direction="auto") for v in (0.7, 0.9, 0.5, 0.6)))
+    assert st.best_scores[name] == best and st.scores[name] == 0.6
+
+
+def test_direction_auto_keeps_no_best_for_an_unknown_name():
+    st = run(E("score", name="temperature", value=3.0, direction="auto"))
+    assert "temperature" not in st.best_scores and st.scores["temperature"] == 3.0
+
+
+def test_a_continuing_error_covers_only_what_comes_right_after_it():
+    # optuna's "Trial 6 failed ... The value nan is not acceptable." has no traceback after it:
+    # the next trial's event ends the report, and a later crash counts
+    st = run(E("error", continues=True), E("task_finished", result="complete"), E("error", message="Traceback"))
+    assert st.errors == 1
+
+
+def test_label_values_from_the_output_are_bounded_per_run():
+    from runwatch.model.state import MAX_LABEL_VALUES, OTHER
+    n = MAX_LABEL_VALUES + 30
+    st = run(*(E("step", action=f"a{i}") for i in range(n)), E("step", action="a0"),
+             *(E("score", name=f"s{i}", value=i) for i in range(n)),
+             *(E("metric", name=f"m{i}", value=i) for i in range(n)),
+             *(E("phase", phase=f"p{i}") for i in range(n)),
+             *(E("artifact", artifact=f"f{i}") for i in range(n)))
+    assert len(st.steps) == MAX_LABEL_VALUES + 1 and st.steps[OTHER] == 30 and st.steps["a0"] == 2
+    assert len(st.scores) == MAX_LABEL_VALUES + 1 and st.scores[OTHER] == n - 1
+    assert len(st.metrics) == MAX_LABEL_VALUES + 1 and len(st.artifacts) == MAX_LABEL_VALUES + 1
+    assert st.phase == OTHER and len(st.phases_seen) == MAX_LABEL_VALUES + 1
+    assert st.labels_folded == 5 * 30

@@ -95,7 +95,8 @@ def _common_listen(p):
 
 def _common_packs(p, default=None):
     _opt(p, "--pack", action="append", dest="packs", metavar="P", default=default,
-         help="built-in pack to apply; repeat for several (waa, docker, trials, tqdm, python)")
+         help="built-in pack to apply; repeat for several (docker, pip, pytest, python, tqdm, "
+              "trials, waa); without --pack, every built-in pack applies")
     _opt(p, "--rules", action="append", default=None, metavar="FILE",
          help="your own pack file (YAML, see docs/packs.md); repeatable")
 
@@ -218,6 +219,7 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
                                    "every sample gets the time of its log line instead (backfill).",
                        epilog="""examples:
   runwatch scan --pack docker build.log
+  runwatch scan train.log                          # every built-in pack
   runwatch scan --rules mypack.yaml --pack python train.log
   cat eval.log | runwatch scan --pack waa -""")
     _common_packs(p)

@@ -19,7 +19,7 @@ from ..events import Event
 from ..parse.framing import FramedReader, file_range, stream_chunks
 from ..export.collector import RunwatchCollector
 from ..export.exposition import render
-from ..parse.packs import Matcher, load_packs
+from ..parse.packs import Matcher, builtin_names, load_packs
 from ..model.runs import Registry, RunSpec
 
 PARALLEL_MIN_BYTES = 16 << 20      # below this, forking costs more than it saves
@@ -138,11 +138,8 @@ def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind:
 
 
 def cmd_scan(args) -> int:
-    packs = load_packs(args.packs or [], args.rules or [])
-    if not packs:
-        print("runwatch scan: no packs given; use --pack NAME (waa, docker, trials, tqdm, python) "
-              "or --rules FILE", file=sys.stderr)
-        return 2
+    # as `run` does: without --pack, every built-in pack (and the --rules files on top)
+    packs = load_packs(args.packs if args.packs is not None else builtin_names(), args.rules or [])
     for f in args.files:
         if f != "-" and not os.path.isfile(f):
             print(f"runwatch scan: {f}: no such file", file=sys.stderr)

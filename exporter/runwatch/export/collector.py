@@ -70,6 +70,8 @@ class RunwatchCollector(Collector):
         art_dl = g("runwatch_artifact_deadline_seconds", "How long after the run ends the artifact may take "
                    "before RunwatchArtifactMissing fires (configured; else the alert's default).", RID + ["artifact"])
         job_metric = g("runwatch_run_metric", "A value the job reported by name (event `metric`).", RID + ["name"])
+        folded = c("runwatch_label_values_folded", "Label values from the run's output shown as \"other\": "
+                   "the run had too many distinct ones (step action, score/metric name, phase, artifact).")
         lines = c("runwatch_lines", "Lines of output read for the run.")
         cut = c("runwatch_lines_cut", "Lines longer than the limit, cut to it.")
         bad = c("runwatch_line_decode_errors", "Invalid UTF-8 sequences replaced in the run's output.")
@@ -83,7 +85,8 @@ class RunwatchCollector(Collector):
         flow = c("runwatch_data_flow_bytes", "Bytes passed from one workflow agent to another.",
                  RID + ["from_agent", "to_agent"])
         fams = [info, state, phase, progress, planned, started, completed, failed, steps, bstep, bsteps,
-                bdone, score, best, errors, art, vm, lines, cut, bad, up, src_err, agent, agent_dur, flow, job_metric, art_dl]
+                bdone, score, best, errors, art, vm, lines, cut, bad, up, src_err, agent, agent_dur, flow, job_metric, art_dl,
+                folded]
         if self.wall_clock:
             start = g("runwatch_run_start_timestamp_seconds", "When the run started.")
             end = g("runwatch_run_end_timestamp_seconds", "When the run finished; absent while it runs.")
@@ -137,6 +140,8 @@ class RunwatchCollector(Collector):
                 art_dl.add_metric([rid, name], v)
             for name, v in s["metrics"].items():
                 job_metric.add_metric([rid, name], v)
+            if s.get("labels_folded"):              # only a run that had too many values has it
+                folded.add_metric(r, s["labels_folded"])
             for vm_name, pstate in s["vm_power"].items():
                 vm.add_metric([rid, vm_name], {n: n == pstate for n in VM_POWER_STATES})
             lines.add_metric(r, s["lines"])

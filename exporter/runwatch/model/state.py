@@ -16,7 +16,9 @@ from ..events import FAILED_RESULTS, RUN_STATES, TERMINAL_STATES, Event
 
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
 MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
-MAX_METRICS = 100        # names of `metric` events kept per run
+MAX_LABEL_VALUES = 100   # distinct values per run of each label taken from its output (step action,
+                         # score and metric name, phase, artifact); the rest become OTHER
+OTHER = "other"
 
 
 class RunState:
@@ -26,10 +28,10 @@ class RunState:
         "task_index", "task_total", "current_task", "current_task_steps",
         "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
-        "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
+        "error_continues", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
-        "_eta",
+        "phases_seen", "labels_folded", "_eta",
     )
 
     def __init__(self) -> None:
@@ -54,6 +56,7 @@ class RunState:
         self.score_direction: dict[str, str] = {}
         self.errors = 0
         self.last_error: str | None = None
+        self.error_continues = False            # the next error is part of one already accounted for
         self.bar_ratio = self.bar_eta = self.bar_eta_ts = None
         self.outer_ratio = self.outer_total = None
         self.artifacts: dict[str, tuple[bool, float | None]] = {}
@@ -68,6 +71,8 @@ class RunState:
         self.data_flow: dict[tuple[str, str], float] = {}   # (from_agent, to_agent) -> bytes
         self.metrics: dict[str, float] = {}     # values the job reported by name (event `metric`)
         self.artifact_deadlines: dict[str, float] = {}   # artifact -> seconds after the run's end it may take
+        self.phases_seen: set[str] = set()      # the phases this run has had (label bound)
+        self.labels_folded = 0                  # label values that became OTHER (MAX_LABEL_VALUES)
 
     # ------------------------------------------------------------ input
 
@@ -80,6 +85,8 @@ class RunState:
 
     def apply(self, e: Event) -> None:
         handler = _HANDLERS.get(e.type)
+        if e.type != "error":
+            self.error_continues = False     # what continues a report comes right after it
         if handler is not None:
             handler(self, e.fields, e.ts)
             if self.state == "pending" and e.type not in ("status", "cost", "vm_power", "artifact"):
@@ -88,8 +95,19 @@ class RunState:
 
     # ------------------------------------------------------------ handlers
 
+    def _label(self, value: str, *seen) -> str:
+        """value, or OTHER once the run has MAX_LABEL_VALUES others (in the `seen` collections)."""
+        if any(value in c for c in seen) or sum(map(len, seen)) < MAX_LABEL_VALUES:
+            return value
+        self.labels_folded += 1
+        return OTHER
+
     def _phase(self, f, ts):
-        self.phase = f["phase"] or None          # "" clears it (a source left the phase it reported)
+        phase = f["phase"] or None            # "" clears it (a source left the phase it reported)
+        if phase is not None:
+            phase = self._label(phase, self.phases_seen)
+            self.phases_seen.add(phase)
+        self.phase = phase
 
     def _status(self, f, ts):
         self._set_state(f["state"], ts)
@@ -164,7 +182,7 @@ class RunState:
         self.last_progress_ts = ts
 
     def _step(self, f, ts):
-        action = f.get("action") or "step"
+        action = self._label(f.get("action") or "step", self.steps)
         self.steps[action] = self.steps.get(action, 0) + 1
         self.current_task_steps += 1
         self.task_steps.append({"index": f.get("index", self.current_task_steps), "action": action, "ts": ts})
@@ -204,9 +222,11 @@ class RunState:
             self.last_progress_ts = ts
 
     def _score(self, f, ts):
-        name = f.get("name") or "score"
+        name = self._label(f.get("name") or "score", self.scores.keys() | self.best_scores.keys())
         if "direction" in f:
-            self.score_direction[name] = f["direction"]
+            d = f["direction"] if f["direction"] != "auto" else direction_of(name)
+            if d:
+                self.score_direction[name] = d
         if "value" in f:
             v = f["value"]
             self.scores[name] = v
@@ -219,11 +239,17 @@ class RunState:
             self.best_scores[name] = f["best_value"]
 
     def _error(self, f, ts):
-        self.errors += 1
+        if f.get("continues"):       # not an error itself: the next error belongs to a report already
+            self.error_continues = True      # accounted for (a chained traceback, a quoted one)
+            return
+        if self.error_continues:
+            self.error_continues = False
+        else:
+            self.errors += 1
         self.last_error = f.get("message")
 
     def _artifact(self, f, ts):
-        name, available = f["artifact"], f.get("available", True)
+        name, available = self._label(f["artifact"], self.artifacts), f.get("available", True)
         prev = self.artifacts.get(name)
         if available:
             since = prev[1] if prev and prev[0] else ts
@@ -244,9 +270,7 @@ class RunState:
             self.budget = f["budget_usd"]
 
     def _metric(self, f, ts):
-        name = f["name"]
-        if name in self.metrics or len(self.metrics) < MAX_METRICS:   # bounded: label cardinality
-            self.metrics[name] = f["value"]
+        self.metrics[self._label(f["name"], self.metrics)] = f["value"]
 
     def _vm_power(self, f, ts):
         self._accrue(ts)
@@ -409,10 +433,26 @@ class RunState:
             "best_scores": dict(self.best_scores), "errors": self.errors, "last_error": self.last_error,
             "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
             "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power), "metrics": dict(self.metrics),
-            "artifact_deadlines": dict(self.artifact_deadlines),
+            "artifact_deadlines": dict(self.artifact_deadlines), "labels_folded": self.labels_folded,
             "task_steps": [dict(x) for x in self.task_steps],
             "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }
+
+
+# Which way a metric improves, by its name (direction "auto"): checked in this order, a part of
+# the lower-cased name. Losses and errors go down; accuracies, AUC, F1 and scores go up.
+LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "mape", "nloglik", "deviance", "perplexity")
+HIGHER_IS_BETTER = ("auc", "acc", "f1", "score", "ndcg", "map", "precision", "recall", "r2")
+
+
+def direction_of(name: str) -> str | None:
+    """'min', 'max' or None (unknown: no best value is kept unless an event says best)."""
+    n = name.lower()
+    if any(w in n for w in LOWER_IS_BETTER):
+        return "min"
+    if any(w in n for w in HIGHER_IS_BETTER):
+        return "max"
+    return None
 
 
 def _clamp(x: float) -> float:

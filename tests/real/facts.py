@@ -1,0 +1,174 @@
+"""What each recorded case's truth file says runwatch must show.
+
+`facts(case)` turns tests/real/<case>/truth.json (written from the tool's own objects when
+the case was recorded, see record.py) into checks on `runwatch scan` output. Used by
+tests/test_real.py (every fact must hold) and bench/real_accuracy.py (facts right / checked).
+A fact is (what, metric, labels, op, expected) with op "==" (equal, to float precision),
+"~N" (equal once rounded to N decimals: the tool prints it so), "g" (equal as printed
+with %g), ">=" or "absent" (no such sample).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The packs a user would pick for each tool (by case-name prefix); "all" is the other way
+# every case is checked: `runwatch scan` without --pack, every built-in pack.
+USER_PACKS = {
+    "python-crash-after-bar": ["tqdm", "python"],
+    "python": ["python"],
+    "tqdm": ["tqdm", "python"],
+    "pytest": ["pytest", "python"],
+    "pip": ["pip", "python"],
+    "uv": ["pip"],
+    "sklearn": ["sklearn", "python"],
+    "xgboost": ["gbm", "python"],
+    "lightgbm": ["gbm", "python"],
+    "optuna": ["trials", "tqdm", "python"],
+}
+
+# Which metrics improve upwards, as each tool itself decides it (for early stopping):
+# xgboost/callback.py EarlyStopping (3.2) and lightgbm/basic.py Booster (4.7).
+XGBOOST_MAXIMIZE = ("auc", "aucpr", "pre", "pre@", "map", "ndcg", "auc@", "aucpr@", "map@", "ndcg@")
+LIGHTGBM_MAXIMIZE = ("auc", "ndcg@", "map@", "average_precision")
+
+# pytest's stats keys (terminal.py KNOWN_TYPES) -> the metric name the pytest pack gives them
+PYTEST_METRICS = {"failed": "tests_failed", "passed": "tests_passed", "skipped": "tests_skipped",
+                  "deselected": "tests_deselected", "xfailed": "tests_xfailed",
+                  "xpassed": "tests_xpassed", "warnings": "tests_warnings", "error": "tests_errors"}
+
+
+def cases() -> list[str]:
+    return sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(HERE, "*", "truth.json")))
+
+
+def tool(case: str) -> str:
+    return case.split("-")[0]
+
+
+def user_packs(case: str) -> list[str]:
+    """The packs of the longest USER_PACKS key the case's name starts with."""
+    key = max((k for k in USER_PACKS if case == k or case.startswith(k + "-")), key=len)
+    return USER_PACKS[key]
+
+
+def truth(case: str) -> dict:
+    with open(os.path.join(HERE, case, "truth.json")) as f:
+        return json.load(f)
+
+
+def facts(case: str) -> list[tuple]:
+    t, kind = truth(case), tool(case)
+    out: list[tuple] = []
+
+    def fact(what, metric, op, expected, **labels):
+        out.append((what, metric, labels, op, expected))
+
+    if kind == "python":
+        fact("one error per uncaught exception", "runwatch_errors_total", "==", t["uncaught_exceptions"])
+        if "bar_total" in t:
+            fact("progress where the bar stopped", "runwatch_run_progress_ratio", "==",
+                 t["bar_n"] / t["bar_total"])
+    elif kind == "tqdm":
+        fact("a clean run counts no error", "runwatch_errors_total", "==", 0)
+        if t["final_total"]:
+            fact("progress of the last bar drawn", "runwatch_run_progress_ratio", "==",
+                 t["final_n"] / t["final_total"])
+        else:
+            fact("no total, no progress ratio", "runwatch_run_progress_ratio", "absent", None)
+    elif kind == "pytest":
+        stats = t["stats"]
+        for key, metric in PYTEST_METRICS.items():
+            if stats.get(key):
+                fact(f"pytest's {key} count", "runwatch_run_metric", "==", stats[key], name=metric)
+        fact("pytest's errors are the run's errors", "runwatch_errors_total", "==", stats.get("error", 0))
+        fact("a finished session is complete", "runwatch_run_progress_ratio", "==", 1.0)
+        if "-verbose" in case:
+            fact("each test a task", "runwatch_tasks_completed_total", "==", t["collected"])
+            fact("failed and erroring tests are failed tasks", "runwatch_tasks_failed_total", "==",
+                 stats.get("failed", 0) + stats.get("error", 0))
+    elif kind in ("pip", "uv"):
+        code = t[f"{kind}_exit"]
+        if code == 0:
+            fact("a clean install counts no error", "runwatch_errors_total", "==", 0)
+            fact("the install finished", "runwatch_run_phase_info", "==", 1, phase="installed")
+        else:
+            # pip reports one failed resolution in two ERROR lines ("Could not find a version ...",
+            # "No matching distribution found ..."): at least one error is the honest fact.
+            fact("a failed install counts an error", "runwatch_errors_total", ">=", 1)
+            fact("a failed install did not finish", "runwatch_run_phase_info", "absent", None,
+                 phase="installed")
+    elif kind == "sklearn":
+        fact("the planned fits", "runwatch_tasks_planned", "==", t["fits"])
+        fact("each fit a task", "runwatch_tasks_completed_total", "==", t["fits"])
+        fact("failed fits are failed tasks", "runwatch_tasks_failed_total", "==", t["failed_fits"])
+        fact("failed fits are no errors", "runwatch_errors_total", "==", 0)
+        fact("the search is complete", "runwatch_run_progress_ratio", "==", 1.0)
+        if t["verbose"] > 2:        # sklearn prints fold scores with 3 decimals
+            fact("the best fold score", "runwatch_best_score", "~3", t["best_fold_score"], name="cv_score")
+        if t["verbose"] > 9:
+            fact("each fit started", "runwatch_tasks_started_total", "==", t["fits"])
+    elif kind in ("xgboost", "lightgbm"):
+        fact("a clean run counts no error", "runwatch_errors_total", "==", 0)
+        for data, metrics in t["evals_result"].items():
+            for metric, values in metrics.items():
+                if kind == "xgboost":       # "<set>-<metric>:%.5f"
+                    up = metric != "mape" and metric.startswith(XGBOOST_MAXIMIZE)
+                    name, op = f"{data}-{metric}", "~5"
+                else:                       # "<set>'s <metric>: %g"
+                    up = metric.startswith(LIGHTGBM_MAXIMIZE)
+                    name, op = f"{data}-{metric}", "g"
+                fact(f"best {name}", "runwatch_best_score", op, max(values) if up else min(values), name=name)
+                if kind == "xgboost":
+                    fact(f"last {name}", "runwatch_score", op, values[-1], name=name)
+        if kind == "lightgbm":
+            fact("early stopping ends the run", "runwatch_run_progress_ratio", "==", 1.0)
+    elif kind == "optuna":
+        states = t["states"]
+        fact("every finished trial a task", "runwatch_tasks_completed_total", "==", len(states))
+        fact("failed trials are failed tasks", "runwatch_tasks_failed_total", "==", states.count("FAIL"))
+        fact("failed trials are no errors", "runwatch_errors_total", "==", 0)
+        if "best_value" in t:
+            fact("the study's best value", "runwatch_best_score", "==", t["best_value"], name="value")
+            fact("progress bar: trials done of n_trials", "runwatch_run_progress_ratio", "==",
+                 len(states) / t["n_trials"])
+        else:   # several objectives: optuna logs no best (a Pareto front); runwatch shows none
+            fact("no single best for several objectives", "runwatch_best_score", "absent", None, name="value")
+    else:
+        raise ValueError(f"{case}: no facts defined for tool {kind!r}")
+    return out
+
+
+def sample(text: str, name: str, labels: dict):
+    """Value of the first sample `name{labels...}` in Prometheus text, or None."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(4))
+    return None
+
+
+def check(text: str, fact: tuple) -> tuple[bool, float | None]:
+    """(holds, the value runwatch showed)."""
+    _what, metric, labels, op, expected = fact
+    got = sample(text, metric, labels)
+    if op == "absent":
+        return got is None, got
+    if got is None:
+        return False, None
+    if op == ">=":
+        return got >= expected, got
+    if op == "g":
+        return abs(got - float(f"{expected:g}")) <= 1e-12, got
+    if op.startswith("~"):
+        return abs(got - round(expected, int(op[1:]))) <= 1e-9, got
+    return abs(got - expected) <= 1e-9 * max(1.0, abs(expected)), got
