@@ -3,7 +3,7 @@
 
 For every recorded case under tests/real/ (see tests/real/record.py), run `runwatch scan` on
 its log, with every built-in pack (no --pack) and with the packs a user would pick, and check
-each fact of its truth file (taken from the tool's own result objects; tests/real/facts.py).
+each fact of its truth file (taken from the tool's own result objects; tests/support/real_facts.py).
 Prints, per case and in total, facts right / facts checked. The target is 100%.
 
     .venv/bin/python bench/real_accuracy.py [--verbose]
@@ -13,13 +13,15 @@ Prints, per case and in total, facts right / facts checked. The target is 100%.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "real"))
-import facts as corpus  # noqa: E402
+_spec = importlib.util.spec_from_file_location("real_facts", os.path.join(ROOT, "tests", "support", "real_facts.py"))
+corpus = importlib.util.module_from_spec(_spec)     # the facts the tests check, read the same way
+_spec.loader.exec_module(corpus)
 
 
 def scan(case: str, packs: list[str] | None, exporter: str) -> str:

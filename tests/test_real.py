@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from conftest import TESTS, runwatch_cmd
-
-sys.path.insert(0, os.path.join(TESTS, "real"))
-import facts as corpus  # noqa: E402
+from support import real_facts as corpus
+from support.paths import TESTS
+from support.procs import runwatch_cmd
+from support.prom_text import sample
 
 CASES = corpus.cases()
 
@@ -66,7 +66,6 @@ def test_scan_without_pack_applies_every_builtin_pack(tmp_path):
                    "Trial 0 finished with value: 0.5 and parameters: {}. Best is trial 0 with value: 0.5.\n"  # trials
                    "Task 1/3: notepad_1\n")                                      # waa
     p = subprocess.run(runwatch_cmd("scan", str(log)), capture_output=True, text=True, check=True)
-    from conftest import sample
     assert sample(p.stdout, "runwatch_docker_build_step") == 1
     assert sample(p.stdout, "runwatch_errors_total") == 2
     assert sample(p.stdout, "runwatch_tasks_failed_total") == 1
@@ -75,7 +74,6 @@ def test_scan_without_pack_applies_every_builtin_pack(tmp_path):
 
 
 def test_free_words_in_step_lines_fold_into_other_and_are_counted(tmp_path):
-    from conftest import sample
     from runwatch.model.state import MAX_LABEL_VALUES
     log = tmp_path / "steps.log"
     words = [f"act{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(MAX_LABEL_VALUES + 7)]   # letters only
@@ -90,7 +88,6 @@ def test_hostile_lines_do_not_stall_the_new_packs(tmp_path):
     # lines of ~1 MB that made rules backtrack quadratically or worse while they were written
     # (a pytest node id followed by ANSI codes, colons, a "=" frame of ANSI codes): a super-linear
     # rule takes hours on them, a linear one milliseconds; the timeout only catches a hang
-    from conftest import sample
     n = 1 << 20
     units = ["\x1b[0m", ":", "::", " ", "\t", "'s ", "1 failed, ", ", score=(train=", "\tv-a:1", "\tv's a: 1",
              " PASSED", "ERROR ", "error", "= "]

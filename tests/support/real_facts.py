@@ -14,7 +14,7 @@ import json
 import os
 import re
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "real")   # tests/real/
 
 # The packs a user would pick for each tool (by case-name prefix); "all" is the other way
 # every case is checked: `runwatch scan` without --pack, every built-in pack.
