@@ -274,8 +274,8 @@ def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
 
 def run_view(run: Run, snap: dict, now: float, *, lines: list[str] | None = None,
              cancellable: dict | None = None) -> dict:
-    """A run as JSON: everything the snapshot has, plus the seeds'
-    benchmark_live.json keys (status, total_tasks, tasks_completed, current_task)."""
+    """A run as JSON: everything the snapshot has, plus the keys benchmark dashboards read
+    from a live-status file (status, total_tasks, tasks_completed, current_task)."""
     s = snap
     spec = run.spec
     current = None
