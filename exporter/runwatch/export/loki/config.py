@@ -6,13 +6,13 @@ is the URL for humans.
 """
 from __future__ import annotations
 
-import base64
 import logging
 import os
 from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlsplit
 
 from ...settings import LOKI_SPOOL, data_dir, parse_size
+from ..httpauth import auth_header, safe_url  # noqa: F401 - safe_url is part of this module's surface
 from .shipper import Shipper
 
 log = logging.getLogger("runwatch.loki")
@@ -72,33 +72,8 @@ class LokiConfig:
 
 
 def parse_auth(value: str | None) -> dict:
-    """HTTP headers for an auth value; raises ValueError (without echoing the secret)."""
-    if not value:
-        return {}
-    if value.startswith("@"):
-        try:
-            with open(os.path.expanduser(value[1:]), encoding="utf-8") as f:
-                value = f.read().strip()
-        except OSError as e:
-            raise ValueError(f"cannot read the Loki auth file {value[1:]!r}: {e.strerror}") from None
-    low = value.lower()
-    if low.startswith("bearer ") or low.startswith("bearer:"):
-        token = value[7:].strip()
-        if not token:
-            raise ValueError("Loki auth: empty bearer token")
-        return {"Authorization": "Bearer " + token}
-    if ":" in value:
-        return {"Authorization": "Basic " + base64.b64encode(value.encode("utf-8")).decode("ascii")}
-    raise ValueError("Loki auth must be USER:PASSWORD, 'Bearer TOKEN' or @FILE holding one of those")
-
-
-def safe_url(url: str) -> str:
-    """The URL without user:password, for messages."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
-    return f"{p.scheme}://{host}{p.path}"
+    """HTTP headers for a Loki auth value; raises ValueError (without echoing the secret)."""
+    return auth_header(value, "Loki")
 
 
 def spool_dir_for(directory: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from ...settings import parse_size
+from ..httpauth import auth_header, safe_url
 
 DEFAULT_INTERVAL = 15.0
 DEFAULT_QUEUE_BYTES = 64 << 20
@@ -46,15 +47,6 @@ class RemoteWriteConfig:
     max_retry_after: float = 300.0
 
 
-def safe_url(url: str) -> str:
-    """The URL without user:password or query, for messages and the `url` label."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
-    return f"{p.scheme}://{host}{p.path}"
-
-
 def check_url(url: str) -> str:
     p = urlsplit(url)
     if p.scheme not in ("http", "https") or not p.hostname:
@@ -69,8 +61,8 @@ def auth_headers(value: str | None, url: str = "") -> dict:
     if p.username is not None:
         raw = f"{unquote(p.username)}:{unquote(p.password or '')}"
         out["Authorization"] = "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
-    if not value:
-        return out
+    out.update(auth_header(value, "remote-write"))
+    return out
     if value.startswith("@"):
         try:
             with open(os.path.expanduser(value[1:]), encoding="utf-8") as f:
