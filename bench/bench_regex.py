@@ -109,7 +109,6 @@ def bench_redact(against: str | None) -> None:
 
 def bench_packs() -> None:
     from bench_loki import corpus
-    from runwatch.parse.linear_regex import BacktrackingPattern
     from runwatch.parse.packs import Matcher, load_packs
     data = corpus(200_000)
     blocks = _blocks(data)

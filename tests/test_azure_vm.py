@@ -8,18 +8,18 @@ import pytest
 
 pytest.importorskip("azure.mgmt.compute")
 
-from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import CollectorRegistry
 
-from runwatch.export.collector import RunwatchCollector  # noqa: E402
-from runwatch.sources.poller import Poller  # noqa: E402
-from runwatch.sources.pricing import RetailPrices  # noqa: E402
-from runwatch.model.runs import Registry, RunSpec  # noqa: E402
-from runwatch.sources.azure_vm import AzureVMConfig, AzureVMSource, compute_client  # noqa: E402
-from support.fakes.azure_cloud import (AUTH_401, AUTH_403, RG, SUB, THROTTLED_429, FakeAzure,  # noqa: E402
+from runwatch.export.collector import RunwatchCollector
+from runwatch.sources.poller import Poller
+from runwatch.sources.pricing import RetailPrices
+from runwatch.model.runs import Registry, RunSpec
+from runwatch.sources.azure_vm import AzureVMConfig, AzureVMSource, compute_client
+from support.fakes.azure_cloud import (AUTH_401, AUTH_403, RG, SUB, THROTTLED_429, FakeAzure,
                                        FakeCredential, VMScript)
-from support.fakes.netguard import no_network  # noqa: E402,F401
-from support.fakes.prices_server import FakePrices  # noqa: E402
-from support.procs import child_env  # noqa: E402
+from support.fakes.netguard import no_network  # noqa: F401
+from support.fakes.prices_server import FakePrices
+from support.procs import child_env
 
 
 class Clock:

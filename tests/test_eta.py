@@ -128,7 +128,8 @@ def test_history_curve_knows_where_the_slow_step_is():
         st.apply(ev("status", t, state="succeeded"))
         return t
 
-    import tempfile, os
+    import tempfile
+    import os
     h = History(os.path.join(tempfile.mkdtemp(), "h.db"))
     st1 = RunState()
     build(st1, 0.0)

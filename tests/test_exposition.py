@@ -22,9 +22,9 @@ def rich_registry() -> CollectorRegistry:
         run = reg.add(RunSpec(id=f"run-{i}", kind=kind, source="file", url=f"https://x.test/{i}?a=b&c=\"d\"",
                               labels={"team": odd, "zone": "eu"}, cost_rate=1.5, budget=2.0))
         Ingest(reg, run, m).data(0, (
-            "Task 1/3: a\nStep 1: CLICK\nStep 2: TY\\PE\nTask a: SUCCESS\n#5 [builder 2/7] RUN x\n#5 DONE 1s\n"
-            "Trial 1/4: Score=0.25 [BEST]\n 45%|####5     | 450/1000 [00:12<00:15, 36.1it/s]\nERROR boom\n"
-            "Position 2/3\n").encode())
+            b"Task 1/3: a\nStep 1: CLICK\nStep 2: TY\\PE\nTask a: SUCCESS\n#5 [builder 2/7] RUN x\n#5 DONE 1s\n"
+            b"Trial 1/4: Score=0.25 [BEST]\n 45%|####5     | 450/1000 [00:12<00:15, 36.1it/s]\nERROR boom\n"
+            b"Position 2/3\n"))
         reg.apply(run, [Event("vm_power", {"vm": "vm\"1", "state": "stopped"}, NOW),
                         Event("artifact", {"artifact": odd, "available": True, "deadline_seconds": 60}, NOW),
                         Event("agent_started", {"agent_id": "planner"}, NOW),

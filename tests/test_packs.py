@@ -1,11 +1,8 @@
 """Packs: the YAML format, its errors, literal prefilters, and matching."""
-import os
 import random
-import re
 
 import pytest
 
-from runwatch.events import Event
 from runwatch.parse.textsearch import KeywordFinder, KeywordSet
 from runwatch.parse.packs import (Matcher, builtin_names, load_builtin, load_pack_file, parse_pack,
                             required_literals)

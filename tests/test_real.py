@@ -4,12 +4,10 @@ output with every built-in pack and with the packs a user would pick; with every
 output is exactly the golden file beside the log."""
 import os
 import subprocess
-import sys
 
 import pytest
 
 from support import real_facts as corpus
-from support.paths import TESTS
 from support.procs import runwatch_cmd
 from support.prom_text import sample
 

@@ -13,7 +13,6 @@ import errno
 import os
 import shutil
 import threading
-import time
 import tracemalloc
 from pathlib import Path
 

@@ -8,14 +8,14 @@ import pytest
 
 pytest.importorskip("wandb")
 
-from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import CollectorRegistry
 
-from runwatch.export.collector import RunwatchCollector  # noqa: E402
-from runwatch.sources.poller import Poller  # noqa: E402
-from runwatch.model.runs import Registry, RunSpec  # noqa: E402
-from runwatch.sources.wandb_run import WandbConfig, WandbSource  # noqa: E402
-from support.fakes.netguard import no_network  # noqa: E402,F401
-from support.fakes.wandb_server import FakeWandb, membership_node, run_node  # noqa: E402
+from runwatch.export.collector import RunwatchCollector
+from runwatch.sources.poller import Poller
+from runwatch.model.runs import Registry, RunSpec
+from runwatch.sources.wandb_run import WandbConfig, WandbSource
+from support.fakes.netguard import no_network  # noqa: F401
+from support.fakes.wandb_server import FakeWandb, membership_node, run_node
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 HIST = ("ent", "proj", "run-abc123-history:latest")

@@ -8,7 +8,8 @@ reason instead of corrupting a run.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 RUN_STATES = ("pending", "running", "succeeded", "failed", "canceled")
 #: the run states a run ends in (it never leaves them but for a new status event)

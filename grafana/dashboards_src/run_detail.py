@@ -7,7 +7,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from .common import (LOKI, PROMETHEUS, RUN, RUN_LOGS, RUN_UID, STATE_COLORS, TAGS, finish,
+from .common import (LOKI, PROMETHEUS, RUN, RUN_LOGS, RUN_UID, TAGS, finish,
                      links_to_dashboards, logql, panel, prom, thresholds, value_map)
 
 

@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV = os.environ.get("RUNWATCH_REAL_VENV", "/tmp/runwatch-real/venv")
@@ -114,7 +113,7 @@ def record(case: str, py: str) -> None:
         if f not in ("log", "truth.json", "README", "golden.prom"):
             shutil.copy(os.path.join(src, f), work)
     bindir = os.path.dirname(py)
-    cmd = f"{bindir}/python run.py" if driver == "run.py" else f"bash run.sh"
+    cmd = f"{bindir}/python run.py" if driver == "run.py" else "bash run.sh"
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", VIRTUAL_ENV=VENV,
                PYTHONDONTWRITEBYTECODE="1", COLUMNS="100", LINES="30")
     for k in [k for k in env if k.startswith(("PIP_", "UV_")) or k == "PYTHONPATH"]:

@@ -201,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.loki.statuses.append(code)
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         loki = self.loki
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n)

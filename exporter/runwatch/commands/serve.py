@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from ..config import RunConfig, load_config
+from ..config import load_config
 from ..parse.packs import Matcher
 from ..model.runs import Ingest, Registry, Run
 from ..sources.command import pump_stream

@@ -125,7 +125,7 @@ class History:
                      total_seconds=_median(r[1] for r in rows), pre_phases=pre_phases,
                      phase_seconds=phase_s, runs=len(rows))
 
-    def close(self) -> None:  # noqa: D401
+    def close(self) -> None:
         with self.lock:
             if self.conn is not None:
                 self.conn.close()

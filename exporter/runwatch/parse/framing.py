@@ -18,9 +18,10 @@ chunk and no per-line Python work at all.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
+from collections.abc import Iterable, Iterator
 
-from ..settings import DEFAULT_MAX_LINE  # noqa: F401 - the framer's default, re-exported
+from ..settings import DEFAULT_MAX_LINE
 
 READ_CHUNK = 1 << 20     # bytes per read of the one-shot readers (scan, backfill)
 

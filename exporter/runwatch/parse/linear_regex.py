@@ -70,7 +70,7 @@ def _ranges(pred, top: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _unicode_set(category: str) -> tuple[tuple[int, int], ...]:
     # No decimal digit, letter or numeral is assigned above U+3FFFF, no space above U+3000.
     if category == "digit":

@@ -268,7 +268,7 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
     return Pack(name, str(data.get("description", "")), rules, file, timestamp)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_pack_file(path: str) -> Pack:
     default = os.path.splitext(os.path.basename(path))[0]
     return parse_pack(load_file(path), path, default)

@@ -29,7 +29,7 @@ The secret is replaced by `<redacted>`; what names it (`sig=`, `AccountKey=`,
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import linear_regex
 from .textsearch import FoldedKeywordSet, KeywordSet

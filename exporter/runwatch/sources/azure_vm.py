@@ -59,7 +59,7 @@ class AzureVMConfig:
 
 def require_sdk() -> None:
     try:
-        import azure.identity  # noqa: F401
+        import azure.identity
         import azure.mgmt.compute  # noqa: F401
     except ImportError as e:
         raise SourceError(f"{INSTALL_HINT} ({e})") from None

@@ -31,7 +31,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..model.runs import Registry, Run
 from .errors import SourceError
@@ -115,7 +115,7 @@ class Poller:
         while not stop.is_set():
             try:
                 delay = self.step()
-            except Exception:  # noqa: BLE001 - a bug applying events must not end polling
+            except Exception:
                 log.exception("%s: error applying a poll", self.name)
                 delay = self.backoff()
             stop.wait(delay)
@@ -123,7 +123,7 @@ class Poller:
         if close is not None:
             try:
                 close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("%s: error closing", self.name, exc_info=True)
 
     def start(self, stop: threading.Event) -> "Poller":

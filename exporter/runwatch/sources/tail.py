@@ -71,7 +71,8 @@ import stat as _stat
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 __all__ = ["FileFollower", "Sink"]
 

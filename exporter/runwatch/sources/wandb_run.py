@@ -194,7 +194,7 @@ def restart_service() -> None:
     try:
         import wandb
         wandb.teardown()
-    except (Exception, SystemExit):  # noqa: BLE001 - teardown of a dead process exits with its code
+    except (Exception, SystemExit):
         log.debug("wandb teardown after the service died", exc_info=True)
 
 

@@ -196,13 +196,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"error": f"no such endpoint: {path}"})
         self._send(404, b"not found; try /, /metrics, /healthz or /api/runs\n", TEXT)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._route("GET")
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._route("HEAD")
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self._body_read = False
         self._route("POST")
 
@@ -288,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
                 data = json.dumps({"version": v, "now": time.time(), "runs": runs,
                                    "server": {"version": __version__, "events": srv.events_enabled}},
                                   separators=(",", ":"))
-                self._write(f"id: {v}\nevent: runs\ndata: {data}\n\n".encode("utf-8"))
+                self._write(f"id: {v}\nevent: runs\ndata: {data}\n\n".encode())
                 last_v, last_send = v, time.monotonic()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
             pass

@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 from requests.adapters import BaseAdapter

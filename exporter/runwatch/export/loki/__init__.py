@@ -35,7 +35,7 @@ flags), levels (a line's level), spool (records and the disk spool), shipper
 """
 from __future__ import annotations
 
-from ...parse.redact import redactor_from  # noqa: F401 - commands/run.py calls loki.redactor_from
+from ...parse.redact import redactor_from
 from .config import (LOKI_KEYS, LokiConfig, PushTarget, config_from_mapping, from_args, parse_auth, safe_url,
                      spool_dir_for)
 from .levels import level_of

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlsplit
 
 from ...settings import LOKI_SPOOL, data_dir, parse_size
-from ..httpauth import auth_header, safe_url  # noqa: F401 - safe_url is part of this module's surface
+from ..httpauth import auth_header, safe_url
 from .shipper import Shipper
 
 log = logging.getLogger("runwatch.loki")

@@ -152,7 +152,7 @@ class Shipper:
                 self.inflight.extend(batch)        # spooled at exit unless accepted or dropped
                 if not self._push_inflight():
                     break
-        except Exception:       # noqa: BLE001 - never lose the queue to a bug silently
+        except Exception:
             log.exception("loki: shipper thread failed; spooling what is left")
         finally:
             self._final_spool()
