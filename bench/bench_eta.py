@@ -137,7 +137,10 @@ def bar_run(total_s, pause_at=None, pause=0.0, frames=200, total=1000):
 
 def synthetic(seed: int):
     rng = random.Random(seed)
-    ln = lambda mu, s: math.exp(rng.gauss(math.log(mu), s))  # noqa: E731
+
+    def ln(mu, s):
+        return math.exp(rng.gauss(math.log(mu), s))
+
     boot = [(rng.uniform(100, 140), "INFO setup: creating VM"), (rng.uniform(200, 300), "INFO setup: waiting for boot")]
     return {
         "tasks_lognormal": ("eval", ["waa"], tasks_run([ln(60, 0.4) for _ in range(20)])),
@@ -215,7 +218,10 @@ def main(argv=None) -> int:
             dur, errs, st = replay(warm, packs, kind, hist.prior(kind))
             rows.append((name, "warm", dur, errs))
             hist.close()
-    fmt = lambda e: "     -" if e is None else f"{100 * e:5.0f}%"  # noqa: E731
+
+    def fmt(e):
+        return "     -" if e is None else f"{100 * e:5.0f}%"
+
     print(f"{'run':24s} {'mode':5s} {'duration':>9s}  {'@25%':>6s} {'@50%':>6s} {'@75%':>6s}")
     for name, mode, dur, errs in rows:
         print(f"{name:24s} {mode:5s} {dur:8.0f}s  " + " ".join(fmt(e) for e in errs))
@@ -230,7 +236,8 @@ def main(argv=None) -> int:
             cells.append(f"{fmt(med)} ({len(xs)}/{len(sel)})")
             if mode == "all" and q == 0.5:
                 ok = med is not None and med <= 0.20
-        print(f"median |error| {mode:5s}: " + "  ".join(f"@{int(q * 100)}% {c}" for q, c in zip(QUANTILES, cells)))
+        row = "  ".join(f"@{int(q * 100)}% {c}" for q, c in zip(QUANTILES, cells, strict=True))
+        print(f"median |error| {mode:5s}: {row}")
     print(f"\ntarget median |error| <= 20% at 50%: {'met' if ok else 'NOT met'}  "
           "(n/m: runs with an ETA / runs)")
     return 0 if ok else 1

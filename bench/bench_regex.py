@@ -16,7 +16,8 @@ usage: python3 bench/bench_regex.py [worst] [redact] [packs] [--against DIR]
           docker) on the same corpus, rules on RE2 against the same rules on
           Python re, interleaved, best of 7: what RE2 costs the common path.
 
-Prints figures, asserts nothing. Run with the package importable (the project venv: .venv/bin/python bench/bench_regex.py).
+Prints figures, asserts nothing. Run with the package importable
+(the project venv: .venv/bin/python bench/bench_regex.py).
 """
 from __future__ import annotations
 

@@ -27,16 +27,16 @@ import sys
 import time
 import urllib.request
 
+from runwatch.export.collector import RunwatchCollector
+from runwatch.export.exposition import render
+from runwatch.export.remote_write.config import EndpointConfig, RemoteWriteConfig
+from runwatch.export.remote_write.sender import Endpoint, snappy_compressor
+from runwatch.export.remote_write.series import SeriesWriter
+from runwatch.model.runs import Ingest, Registry, RunSpec
+from runwatch.parse.packs import Matcher, load_packs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOUBLE = os.path.join(ROOT, "tests", "support", "remote_write_double.py")
-
-from runwatch.export.collector import RunwatchCollector  # noqa: E402
-from runwatch.export.exposition import render  # noqa: E402
-from runwatch.export.remote_write.config import EndpointConfig, RemoteWriteConfig  # noqa: E402
-from runwatch.export.remote_write.sender import Endpoint, snappy_compressor  # noqa: E402
-from runwatch.export.remote_write.series import SeriesWriter  # noqa: E402
-from runwatch.model.runs import Ingest, Registry, RunSpec  # noqa: E402
-from runwatch.parse.packs import Matcher, load_packs  # noqa: E402
 
 
 def registry_with(n: int) -> Registry:
@@ -69,9 +69,9 @@ def receiver(kind: str, tmp: str) -> tuple[subprocess.Popen, str]:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2).close()
             break
-        except OSError:
+        except OSError as e:
             if p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("prometheus did not start")
+                raise SystemExit("prometheus did not start") from e
             time.sleep(0.2)
     return p, f"http://127.0.0.1:{port}/api/v1/write"
 

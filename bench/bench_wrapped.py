@@ -37,7 +37,8 @@ for i in range(n):
     if dense or i % 10 == 0:
         if i % 2000 == 0 and task < tasks:
             task += 1
-            print(f"2026-11-24 10:00:00,{i % 1000:03d} INFO openadapt_evals.runner: Task {task}/{tasks}: notepad_{task}")
+            print(f"2026-11-24 10:00:00,{i % 1000:03d} INFO openadapt_evals.runner: "
+                  f"Task {task}/{tasks}: notepad_{task}")
         else:
             step += 1
             print(f"2026-11-24 10:00:00,{i % 1000:03d} INFO openadapt_evals.runner: Step {step}: {actions[i % 6]}")
@@ -108,7 +109,6 @@ def main() -> None:
                 if what == "alone":
                     alone.append(timed([sys.executable, job, str(args.lines), mode]))
                 else:
-                    scan_out = os.path.join(tmp, "final.prom")
                     argv = [sys.executable, "-m", "runwatch", "run", "--grace", "0", "--listen", "127.0.0.1:0",
                             "--pack", "waa", "--run-id", "bench", "--", sys.executable, job, str(args.lines), mode]
                     wrapped.append(timed(argv, env))

@@ -25,8 +25,8 @@ the package's dependencies); --runwatch "runwatch" times an installed one.
 
 Prints the medians of wall time (and of CPU time, which a busy machine
 disturbs less, as a second opinion) and, last, `ratio: X.XX` = runwatch
-lines/s over mtail lines/s, from the wall-time medians. Exit status: 0 all figures right, 1 a tool's figures are wrong, 2 a
-tool is missing or failed.
+lines/s over mtail lines/s, from the wall-time medians. Exit status: 0 all
+figures right, 1 a tool's figures are wrong, 2 a tool is missing or failed.
 """
 from __future__ import annotations
 
@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
           f"Python {platform.python_version()}; {tool_version(mtail_cmd + ['--version'])}")
     print(f"mtail    median {mm:.3f} s  {rm:,.0f} lines/s  (runs: {', '.join(f'{t:.3f}' for t in tm)})")
     print(f"runwatch median {mr:.3f} s  {rr:,.0f} lines/s  (runs: {', '.join(f'{t:.3f}' for t in tr)})")
-    print(f"CPU time (user + system) median: mtail {statistics.median(cm):.3f} s, "
-          f"runwatch {statistics.median(cr):.3f} s, ratio {statistics.median(cm) / max(statistics.median(cr), 1e-9):.2f}")
+    cpu_m, cpu_r = statistics.median(cm), statistics.median(cr)
+    print(f"CPU time (user + system) median: mtail {cpu_m:.3f} s, "
+          f"runwatch {cpu_r:.3f} s, ratio {cpu_m / max(cpu_r, 1e-9):.2f}")
     print(f"figures checked against the truth: {len(want) + 1} for runwatch, {len(want)} for mtail"
           f"{'' if wrong else ', all right'}")
     for w in wrong:

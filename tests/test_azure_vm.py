@@ -17,7 +17,7 @@ from runwatch.model.runs import Registry, RunSpec
 from runwatch.sources.azure_vm import AzureVMConfig, AzureVMSource, compute_client
 from support.fakes.azure_cloud import (AUTH_401, AUTH_403, RG, SUB, THROTTLED_429, FakeAzure,
                                        FakeCredential, VMScript)
-from support.fakes.netguard import no_network  # noqa: F401
+from support.fakes.netguard import no_network  # noqa: F401 - an autouse fixture: importing it guards every test here
 from support.fakes.prices_server import FakePrices
 from support.procs import child_env
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from support.fakes.netguard import no_network  # noqa: F401
+from support.fakes.netguard import no_network  # noqa: F401 - an autouse fixture: importing it guards every test here
 from support.ports import free_port
 from support.procs import child_env
 from support.prom_text import sample
@@ -122,7 +122,8 @@ def test_status_transitions_and_growing_logs(aml, capsys):
     assert aml.val("runwatch_lines_total") == 5
     assert aml.val("runwatch_tasks_completed_total") == 1
     assert aml.val("runwatch_tasks_started_total") == 2
-    assert aml.svc.ranges[-1] == f"bytes={len(first)}-{len(first) + 8 * 2**20 - 1}"              # only the new bytes were asked for
+    # only the new bytes were asked for
+    assert aml.svc.ranges[-1] == f"bytes={len(first)}-{len(first) + 8 * 2**20 - 1}"
 
     aml.svc.status = "Paused"
     aml.poller.step()

@@ -75,7 +75,8 @@ def test_cancel_sleep_through_api_and_cli(runwatch_proc):
 
 
 def test_cancel_escalates_to_sigkill(runwatch_proc):
-    prog = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+    prog = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+            "time.sleep(600)")
     rw = runwatch_proc("run", "--run-id", "stubborn", "--grace", "0", "--kill-after", "1", "--",
                        sys.executable, "-c", prog, env=env()).wait_up()
     run = wait_for(lambda: (lambda j: j if j["lines"] else None)(

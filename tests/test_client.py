@@ -36,7 +36,7 @@ def dead_url() -> str:
 
 def test_events_arrive_batched(live):
     c = RunwatchClient(live.base, TOKEN, "cl-run", kind="workflow", flush_interval=0.05)
-    for i in range(500):
+    for _ in range(500):
         c.event("step", action="think")
     c.event("agent_started", agent_id="planner")
     c.event("data_flow", from_agent="planner", to_agent="coder", data_size=1234)

@@ -28,7 +28,8 @@ CONTRACT = {
     "runwatch_tasks_planned", "runwatch_tasks_started_total", "runwatch_tasks_completed_total",
     "runwatch_tasks_failed_total", "runwatch_steps_total", "runwatch_docker_build_step", "runwatch_docker_build_steps",
     "runwatch_docker_build_steps_done", "runwatch_score", "runwatch_best_score", "runwatch_errors_total",
-    "runwatch_run_metric", "runwatch_cost_usd", "runwatch_cost_rate_usd_per_hour", "runwatch_cost_projected_usd", "runwatch_cost_budget_usd",
+    "runwatch_run_metric", "runwatch_cost_usd", "runwatch_cost_rate_usd_per_hour", "runwatch_cost_projected_usd",
+    "runwatch_cost_budget_usd",
     "runwatch_artifact_available", "runwatch_vm_power_state", "runwatch_agent_state",
     "runwatch_agent_duration_seconds", "runwatch_data_flow_bytes_total", "runwatch_lines_total",
     "runwatch_lines_cut_total", "runwatch_line_decode_errors_total", "runwatch_source_up",
@@ -188,6 +189,9 @@ def test_promql_rate_interval_and_counters(panel, target):
         assert funcs and funcs[0] in ("rate", "irate", "increase"), f"raw counter {m.group()}"
 
 
+PROMQL_WORDS = {"by", "without", "and", "or", "unless", "bool", "offset", "on", "ignoring", "group_left", "group_right"}
+
+
 def _metric_names(expr: str) -> set[str]:
     expr = _strip_strings(re.sub(r"\{[^}]*\}", "", expr))
     expr = re.sub(r'"_*"', '""', expr)     # string arguments (label_replace, label_join) are not metrics
@@ -196,7 +200,7 @@ def _metric_names(expr: str) -> set[str]:
     names = set()
     for m in re.finditer(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", expr):
         tok = m.group(1)
-        if tok in {"by", "without", "and", "or", "unless", "bool", "offset", "on", "ignoring", "group_left", "group_right"} or re.fullmatch(r"[0-9.e]+", tok):
+        if tok in PROMQL_WORDS or re.fullmatch(r"[0-9.e]+", tok):
             continue
         names.add(tok)
     return names
@@ -219,10 +223,11 @@ def test_promql_syntax_with_promtool(tmp_path):
     if promtool is None:
         pytest.skip("promtool not installed (apt-get install prometheus)")
     rules = []
-    for name, d in DASHBOARDS.items():
+    for d in DASHBOARDS.values():
         for p, t in iter_targets(d):
             if datasource_uid(p, t) == "prometheus":
-                rules.append({"record": f"dashboard:check_{len(rules)}:expr", "expr": substitute(t["expr"], GRAFANA_VARS)})
+                rules.append({"record": f"dashboard:check_{len(rules)}:expr",
+                              "expr": substitute(t["expr"], GRAFANA_VARS)})
     for v in DASHBOARDS["runwatch-run.json"]["templating"]["list"]:
         m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", v["query"])
         assert m, v["query"]

@@ -211,7 +211,7 @@ def test_concurrent_posters_exact_counts(server):
 
     def worker(k):
         with requests.Session() as s:
-            for i in range(per_thread):
+            for _ in range(per_thread):
                 body = [{"type": "step", "action": f"w{k}"} for _ in range(batch)]
                 body.append({"type": "data_flow", "from_agent": f"w{k}", "to_agent": "sink", "data_size": 10})
                 r = s.post(srv.base + "/api/runs/conc/events", data=json.dumps(body), headers=AUTH, timeout=10)

@@ -52,7 +52,7 @@ def test_any_chunking_gives_the_same_lines(max_line):
     rng = random.Random(5)
     for _ in range(50):
         cuts = sorted(rng.sample(range(1, len(data)), 20))
-        parts = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        parts = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)], strict=True)]
         assert frame(parts, max_line)[0] == whole
 
 

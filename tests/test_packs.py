@@ -68,7 +68,8 @@ def test_one_line_is_at_most_one_error_across_packs():
 @pytest.mark.parametrize("text,line,reason", [
     ("rules:\n  - name: r\n    match: 'Task (\\d+'\n    emit: step\n", 3, "regex does not compile"),
     ("rules:\n  - name: r\n    match: x\n    emit: stepp\n", 4, 'unknown event type \'stepp\' (did you mean "step"?)'),
-    ("rules:\n  - name: r\n    macth: x\n    emit: step\n", 3, 'unknown key \'macth\' in a rule (did you mean "match"?)'),
+    ("rules:\n  - name: r\n    macth: x\n    emit: step\n", 3,
+     'unknown key \'macth\' in a rule (did you mean "match"?)'),
     ("rules:\n  - name: r\n    match: x\n    emit: phase\n", 4, "needs field 'phase'"),
     ("rules:\n  - name: r\n    match: x\n    emit: {phase: {phase: '{nope}'}}\n", 4, "names group(s) nope"),
     ("rules:\n  - name: r\n    match: x\n    emit: {step: {acton: a}}\n", 4, "'acton' is not a field of 'step'"),

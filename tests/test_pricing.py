@@ -7,7 +7,7 @@ import pytest
 
 from runwatch.sources.pricing import (Price, PriceUnavailable, RetailPrices, canonical_sku, load_fallback,
                                       pick_price)
-from support.fakes.netguard import no_network  # noqa: F401
+from support.fakes.netguard import no_network  # noqa: F401 - an autouse fixture: importing it guards every test here
 from support.fakes.prices_server import FakePrices, d8s_v3_items, item
 
 
@@ -149,7 +149,7 @@ def test_windows_and_spot_have_no_bundled_fallback(tmp_path):
                                    '{"usd_per_hour": -1, "fetched": 1}', '[1, 2]', '{"usd_per_hour": 0.4}'])
 def test_a_malformed_cache_entry_is_ignored(prices, tmp_path, entry):
     path = tmp_path / "c.json"
-    path.write_text('{"eastus/standard_d8s_v3": %s}' % entry)
+    path.write_text(f'{{"eastus/standard_d8s_v3": {entry}}}')
     rp = RetailPrices(base_url=prices.api, cache_path=str(path))
     assert rp.hourly("Standard_D8s_v3", "eastus") == Price(0.384, "api", "Standard_D8s_v3", "eastus")
 

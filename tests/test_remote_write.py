@@ -199,7 +199,7 @@ runs:
     assert len(first_a_outage) >= 3, (down_at, a_stopped, ts[-20:])
     assert len(first_b_outage) >= 3, (b_started, up_at, ts[-20:])
     for window in (first_a_outage, first_b_outage):     # one write per interval kept, none missing
-        assert max(b - a for a, b in zip(window, window[1:])) < 3.0, window
+        assert max(b - a for a, b in zip(window, window[1:], strict=False)) < 3.0, window
     # the lines written during the outage were counted and pushed
     started = receiver.series("runwatch_tasks_started_total", run_id="job-1")
     (vals,) = started.values()
@@ -239,8 +239,8 @@ def test_bad_config_names_file_line_and_nearest_key(tmp_path):
 def test_without_cramjam_the_error_says_what_to_install(tmp_path):
     code = ("import sys; sys.modules['cramjam'] = None\n"
             "from runwatch.cli import main\n"
-            f"sys.exit(main(['run', '--remote-write', 'http://127.0.0.1:1/api/v1/write', '--data-dir', {str(tmp_path)!r},"
-            " '--', 'true']))")
+            "sys.exit(main(['run', '--remote-write', 'http://127.0.0.1:1/api/v1/write',"
+            f" '--data-dir', {str(tmp_path)!r}, '--', 'true']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "pip install 'runwatch[push]'" in r.stderr, r.stderr
 

@@ -229,4 +229,4 @@ runs:
     for lo, hi in ((down_at, a_stopped), (b_started, up_at)):     # the writes made while it was down
         window = [t for t in ts if lo < t < hi]
         assert len(window) >= 3, (lo, hi, ts[-30:], err_a.decode()[-2000:], err_b.decode()[-2000:])
-        assert max(y - x for x, y in zip(window, window[1:])) < 3.0, window
+        assert max(y - x for x, y in zip(window, window[1:], strict=False)) < 3.0, window

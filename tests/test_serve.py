@@ -42,7 +42,8 @@ def test_serve_follows_files_and_waits_for_late_ones(tmp_path, serve):
             file: later.log
             packs: [docker]
     """)
-    t = wait_for(lambda: (t := rw.metrics()) and sample(t, "runwatch_steps_total", run_id="eval", action="CLICK") == 1 and t,
+    t = wait_for(lambda: (t := rw.metrics())
+                 and sample(t, "runwatch_steps_total", run_id="eval", action="CLICK") == 1 and t,
                  what="first lines counted")
     assert sample(t, "runwatch_run_info", run_id="eval", kind="agent_eval", source="file",
                   url="https://example.test/run/1", team="vision") == 1
@@ -117,8 +118,10 @@ def test_landing_page_and_404(tmp_path, serve):
 
 
 @pytest.mark.parametrize("body,where,reason", [
-    ("runs:\n  - id: a\n    file: x.log\n    pakcs: [waa]\n", ":4:", "unknown key 'pakcs' in a run (did you mean \"packs\"?)"),
-    ("runs:\n  - id: a\n    file: x.log\n    packs: [waa, dokcer]\n", ":4:", "no built-in pack 'dokcer' (did you mean \"docker\"?)"),
+    ("runs:\n  - id: a\n    file: x.log\n    pakcs: [waa]\n", ":4:",
+     "unknown key 'pakcs' in a run (did you mean \"packs\"?)"),
+    ("runs:\n  - id: a\n    file: x.log\n    packs: [waa, dokcer]\n", ":4:",
+     "no built-in pack 'dokcer' (did you mean \"docker\"?)"),
     ("lisen: 1.2.3.4:1\nruns: []\n", ":1:", "unknown key 'lisen' in the config (did you mean \"listen\"?)"),
     ("runs:\n  - id: a\n  - id: a\n    file: y\n", ":2:", "needs a source"),
     ("runs:\n  - {id: a, file: x}\n  - {id: a, file: y}\n", ":3:", "duplicate run id 'a' (first at line 2)"),

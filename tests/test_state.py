@@ -3,7 +3,7 @@ import pytest
 
 from runwatch.events import RUN_STATES, TERMINAL_STATES, Event, make
 from runwatch.model.state import RunState
-from support.events import ev as E
+from support.events import ev
 
 
 def run(*evs):
@@ -21,39 +21,39 @@ def test_first_activity_makes_a_pending_run_running():
 
 
 def test_status_end_sets_end_timestamp():
-    st = run(E("status", 5.0, state="running"), E("status", 9.0, state="failed", reason="exit code 2"))
+    st = run(ev("status", 5.0, state="running"), ev("status", 9.0, state="failed", reason="exit code 2"))
     assert (st.state, st.start_ts, st.end_ts, st.status_reason) == ("failed", 5.0, 9.0, "exit code 2")
 
 
 @pytest.mark.parametrize("state", RUN_STATES)
 def test_exactly_the_terminal_states_end_a_run(state):
-    st = run(E("status", 5.0, state="running"), E("status", 9.0, state=state))
+    st = run(ev("status", 5.0, state="running"), ev("status", 9.0, state=state))
     assert (st.end_ts is not None) == (state in TERMINAL_STATES)
     assert set(TERMINAL_STATES) == {"succeeded", "failed", "canceled"}
 
 
 def test_tasks_and_progress():
-    st = run(E("task_started", 1, task="a", index=1, total=4), E("task_finished", 2, task="a", result="SUCCESS"),
-             E("task_started", 3, task="b", index=2, total=4), E("task_finished", 4, task="b", result="FAIL"))
+    st = run(ev("task_started", 1, task="a", index=1, total=4), ev("task_finished", 2, task="a", result="SUCCESS"),
+             ev("task_started", 3, task="b", index=2, total=4), ev("task_finished", 4, task="b", result="FAIL"))
     assert (st.tasks_planned, st.tasks_started, st.tasks_completed, st.tasks_failed) == (4, 2, 2, 1)
     assert st.progress_ratio() == 0.5
     assert st.last_progress_ts == 4
 
 
 def test_outer_level_refines_with_inner_trials():
-    st = run(E("progress", 1, current=2, total=4, level="outer"), E("task_finished", 2, index=1, total=2))
+    st = run(ev("progress", 1, current=2, total=4, level="outer"), ev("task_finished", 2, index=1, total=2))
     assert st.progress_ratio() == pytest.approx(0.25 + 0.5 / 4)
 
 
 def test_classic_build_progress_counts_steps_before_the_current_one():
-    st = run(E("build_step", 1, step=3, steps=4))
+    st = run(ev("build_step", 1, step=3, steps=4))
     assert st.progress_ratio() == 0.5
-    st.apply(E("build_complete", 2))
+    st.apply(ev("build_complete", 2))
     assert (st.build_step, st.build_done, st.progress_ratio()) == (4, 4, 1.0)
 
 
 def test_tqdm_eta_counts_down_from_the_tools_estimate():
-    st = run(E("status", 0, state="running"), E("progress", 100.0, percent=45, eta_seconds=15))
+    st = run(ev("status", 0, state="running"), ev("progress", 100.0, percent=45, eta_seconds=15))
     assert st.eta_seconds(100.0) == 15
     assert st.eta_seconds(110.0) == 5
     # overdue (a pause): the estimate holds at a floor and grows again instead of sitting at 0 (eta.overdue)
@@ -61,30 +61,31 @@ def test_tqdm_eta_counts_down_from_the_tools_estimate():
 
 
 def test_rate_eta_from_progress_and_absent_without_progress():
-    st = run(E("status", 0, state="running"))
+    st = run(ev("status", 0, state="running"))
     assert st.eta_seconds(10) is None
-    st.apply(E("task_started", 0, index=1, total=10))
-    st.apply(E("task_finished", 10))
-    st.apply(E("task_finished", 20))            # 0.1/10 s -> 80 s left at t=20
+    st.apply(ev("task_started", 0, index=1, total=10))
+    st.apply(ev("task_finished", 10))
+    st.apply(ev("task_finished", 20))            # 0.1/10 s -> 80 s left at t=20
     assert st.eta_seconds(20) == pytest.approx(80)
-    st.apply(E("status", 30, state="succeeded"))
+    st.apply(ev("status", 30, state="succeeded"))
     assert st.eta_seconds(30) is None          # not running: nothing to estimate
 
 
 def test_scores_best_by_marker_by_value_and_by_direction():
-    st = run(E("score", value=0.3), E("score", value=0.2, best=True), E("score", name="loss", direction="min"),
-             E("score", name="loss", value=2.0), E("score", name="loss", value=1.0), E("score", name="loss", value=1.5))
+    st = run(ev("score", value=0.3), ev("score", value=0.2, best=True), ev("score", name="loss", direction="min"),
+             ev("score", name="loss", value=2.0), ev("score", name="loss", value=1.0),
+             ev("score", name="loss", value=1.5))
     assert st.scores == {"score": 0.2, "loss": 1.5}
     assert st.best_scores == {"score": 0.2, "loss": 1.0}
 
 
 def test_cost_accrues_while_running_and_projects_with_eta():
-    st = run(E("cost", 0, rate_usd_per_hour=3.6, budget_usd=1.0), E("status", 0, state="running"))
+    st = run(ev("cost", 0, rate_usd_per_hour=3.6, budget_usd=1.0), ev("status", 0, state="running"))
     assert st.cost(100) == pytest.approx(0.1)
-    st.apply(E("progress", 100, percent=50, eta_seconds=100))
+    st.apply(ev("progress", 100, percent=50, eta_seconds=100))
     snap = st.snapshot(100)
     assert snap["cost_projected"] == pytest.approx(0.2)
-    st.apply(E("status", 200, state="succeeded"))
+    st.apply(ev("status", 200, state="succeeded"))
     assert st.cost(1000) == pytest.approx(0.2)        # stops when the run ends
     assert st.snapshot(1000)["cost_rate"] == 0.0
 
@@ -116,30 +117,30 @@ def test_an_error_that_continues_makes_the_next_one_part_of_it():
                                        ("valid-auc", 0.9), ("eval_accuracy", 0.9), ("f1", 0.9),
                                        ("valid-map@5", 0.9)])
 def test_direction_auto_follows_the_metric_name(name, best):
-    st = run(*(E("score", name=name, value=v, direction="auto") for v in (0.7, 0.9, 0.5, 0.6)))
+    st = run(*(ev("score", name=name, value=v, direction="auto") for v in (0.7, 0.9, 0.5, 0.6)))
     assert st.best_scores[name] == best and st.scores[name] == 0.6
 
 
 def test_direction_auto_keeps_no_best_for_an_unknown_name():
-    st = run(E("score", name="temperature", value=3.0, direction="auto"))
+    st = run(ev("score", name="temperature", value=3.0, direction="auto"))
     assert "temperature" not in st.best_scores and st.scores["temperature"] == 3.0
 
 
 def test_a_continuing_error_covers_only_what_comes_right_after_it():
     # optuna's "Trial 6 failed ... The value nan is not acceptable." has no traceback after it:
     # the next trial's event ends the report, and a later crash counts
-    st = run(E("error", continues=True), E("task_finished", result="complete"), E("error", message="Traceback"))
+    st = run(ev("error", continues=True), ev("task_finished", result="complete"), ev("error", message="Traceback"))
     assert st.errors == 1
 
 
 def test_label_values_from_the_output_are_bounded_per_run():
     from runwatch.model.state import MAX_LABEL_VALUES, OTHER
     n = MAX_LABEL_VALUES + 30
-    st = run(*(E("step", action=f"a{i}") for i in range(n)), E("step", action="a0"),
-             *(E("score", name=f"s{i}", value=i) for i in range(n)),
-             *(E("metric", name=f"m{i}", value=i) for i in range(n)),
-             *(E("phase", phase=f"p{i}") for i in range(n)),
-             *(E("artifact", artifact=f"f{i}") for i in range(n)))
+    st = run(*(ev("step", action=f"a{i}") for i in range(n)), ev("step", action="a0"),
+             *(ev("score", name=f"s{i}", value=i) for i in range(n)),
+             *(ev("metric", name=f"m{i}", value=i) for i in range(n)),
+             *(ev("phase", phase=f"p{i}") for i in range(n)),
+             *(ev("artifact", artifact=f"f{i}") for i in range(n)))
     assert len(st.steps) == MAX_LABEL_VALUES + 1 and st.steps[OTHER] == 30 and st.steps["a0"] == 2
     assert len(st.scores) == MAX_LABEL_VALUES + 1 and st.scores[OTHER] == n - 1
     assert len(st.metrics) == MAX_LABEL_VALUES + 1 and len(st.artifacts) == MAX_LABEL_VALUES + 1

@@ -260,7 +260,8 @@ def test_rotation_matrix(tmp_path: Path, method: str, keep_open: bool) -> None:
                     elif i in poll_after:
                         f.poll()
                 settle(f, clock)
-                where = f"{method}/{'keep_open' if keep_open else 'per_line'} polls after {sorted(poll_after)} expire at {expire_at}"
+                where = (f"{method}/{'keep_open' if keep_open else 'per_line'} polls after {sorted(poll_after)} "
+                         f"expire at {expire_at}")
                 assert sink.lines == expected(total), where
                 assert f.up and f.error is None, where
                 live = f._cur.stream

@@ -14,7 +14,7 @@ from runwatch.export.collector import RunwatchCollector
 from runwatch.sources.poller import Poller
 from runwatch.model.runs import Registry, RunSpec
 from runwatch.sources.wandb_run import WandbConfig, WandbSource
-from support.fakes.netguard import no_network  # noqa: F401
+from support.fakes.netguard import no_network  # noqa: F401 - an autouse fixture: importing it guards every test here
 from support.fakes.wandb_server import FakeWandb, membership_node, run_node
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -112,7 +112,7 @@ def test_server_error_is_source_down_never_artifact_missing(fake, caplog):
     fake.artifacts[HIST] = membership_node(*HIST)
     src, reg, run, poller, prom = setup(fake)
     caplog.set_level(logging.INFO, "runwatch")
-    src.api                                                # log in first
+    _ = src.api                                            # log in first (the property logs in)
     fake.fail_next = [500] * 1000
     d = poller.step()
     assert d >= 30

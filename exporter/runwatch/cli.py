@@ -31,9 +31,10 @@ def _env_name(flag: str) -> str:
     return "RUNWATCH_" + flag.lstrip("-").replace("-", "_").upper()
 
 
-def _opt(p: argparse.ArgumentParser, flag: str, *, help: str, env: bool = True, **kw) -> None:
-    """An option whose default comes from its RUNWATCH_* twin."""
+def _opt(p: argparse.ArgumentParser, flag: str, *, env: bool = True, **kw) -> None:
+    """An option whose default comes from its RUNWATCH_* twin (`help=` as for add_argument)."""
     name = _env_name(flag)
+    text: str = kw.pop("help")
     if env and name in os.environ:
         raw = os.environ[name]
         if kw.get("action") == "append":
@@ -47,10 +48,10 @@ def _opt(p: argparse.ArgumentParser, flag: str, *, help: str, env: bool = True, 
             except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
                 sys.exit(f"runwatch: {name}={raw!r}: {e}")
     if env:
-        help += f" [env {name}]"
+        text += f" [env {name}]"
     if "default" in kw and kw.get("action") not in ("store_true", "append") and kw["default"] is not None:
-        help += f" (default: {kw['default']})"
-    p.add_argument(flag, help=help, **kw)
+        text += f" (default: {kw['default']})"
+    p.add_argument(flag, help=text, **kw)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -140,7 +141,8 @@ def _common_remote_write(p):
          help="remote-write credentials: USER:PASSWORD (basic), 'Bearer TOKEN', or @FILE holding one of those "
               "(prefer @FILE or the env twin: a flag shows in ps)")
     _opt(p, "--remote-write-ca-file", default=None, metavar="FILE", help="CA bundle to verify an https receiver")
-    _opt(p, "--remote-write-cert-file", default=None, metavar="FILE", help="TLS client certificate (with --remote-write-key-file)")
+    _opt(p, "--remote-write-cert-file", default=None, metavar="FILE",
+         help="TLS client certificate (with --remote-write-key-file)")
     _opt(p, "--remote-write-key-file", default=None, metavar="FILE", help="TLS client key")
     _opt(p, "--remote-write-spool-max-bytes", type=_size, default=None, metavar="SIZE",
          help="bound of the disk spool used while a receiver is slow or down (default 1GiB)")
@@ -223,7 +225,8 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
   runwatch scan --rules mypack.yaml --pack python train.log
   cat eval.log | runwatch scan --pack waa -""")
     _common_packs(p)
-    _opt(p, "--run-id", metavar="ID", default=None, help="one run for all files (default: one per file, named after it)")
+    _opt(p, "--run-id", metavar="ID", default=None,
+         help="one run for all files (default: one per file, named after it)")
     _opt(p, "--jobs", type=_positive_int, default=None, metavar="N",
          help="worker processes for large files (default: one per CPU)")
     _opt(p, "--timestamps", action="store_true", default=False,

@@ -78,7 +78,7 @@ class RunwatchClient:
 
     # ------------------------------------------------------------ the job's side
 
-    def event(self, type: str, **fields) -> bool:    # noqa: A002 (the API calls it type)
+    def event(self, type: str, **fields) -> bool:    # noqa: A002 - the API's keyword: event type
         """Queue one event; True if queued, False if dropped. Never raises."""
         try:
             item = {"type": type, "ts": time.time()}
@@ -88,7 +88,7 @@ class RunwatchClient:
                 item["kind"] = self.kind
             item.update(fields)
             return self._put(item)
-        except Exception:
+        except Exception:   # noqa: BLE001 - event() never raises into the job
             return False
 
     def log(self, line: str, level: str = "INFO", logger: str | None = None) -> bool:
@@ -102,7 +102,7 @@ class RunwatchClient:
             if self.kind is not None:
                 item["kind"] = self.kind
             return self._put(item)
-        except Exception:
+        except Exception:   # noqa: BLE001 - log() never raises into the job
             return False
 
     def _put(self, item: dict) -> bool:
@@ -145,7 +145,7 @@ class RunwatchClient:
             if left:
                 self._q.clear()
                 self.dropped["closed"] += left
-        except Exception:
+        except Exception:   # noqa: BLE001 - close() runs at exit and never raises into the job
             pass
 
     def stats(self) -> dict:
@@ -179,7 +179,7 @@ class RunwatchClient:
                 self._idle.clear()
                 try:
                     self._send_some()
-                except Exception as e:      # never let the sender die
+                except Exception as e:      # noqa: BLE001 - never let the sender die
                     self.last_error = f"internal: {e!r}"
                 finally:
                     self._idle.set()
@@ -206,12 +206,16 @@ class RunwatchClient:
         batch, body = self._take()
         if not batch:
             return
+        if urllib.parse.urlsplit(self.endpoint).scheme not in ("http", "https"):
+            self._fail(batch, "unreachable", f"cannot reach {self.url}: not an http(s) URL")
+            return
         headers = {"Content-Type": "application/json", "User-Agent": "runwatch-client"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
+        req = urllib.request.Request(self.endpoint, data=body, method="POST",  # noqa: S310 - scheme checked above
+                                     headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:     # noqa: S310 - scheme checked above
                 res = _json(resp.read())
                 self.sent += int(res.get("applied", len(batch)))
                 self._backoff = 0.0
@@ -290,7 +294,7 @@ class RunwatchLogHandler(logging.Handler):
             if record.name == "runwatch.client" or record.name.startswith("runwatch.client."):
                 return                      # our own warnings would loop
             self.client.log(self.format(record), record.levelname, record.name)
-        except Exception:                   # never into the job, not even to stderr
+        except Exception:                   # noqa: BLE001 - never into the job, not even to stderr
             pass
 
     def flush(self) -> None:

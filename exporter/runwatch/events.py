@@ -155,8 +155,8 @@ class Event:
 
     __slots__ = ("type", "fields", "ts")
 
-    def __init__(self, type: str, fields: dict, ts: float):
-        self.type, self.fields, self.ts = type, fields, ts
+    def __init__(self, type_: str, fields: dict, ts: float):
+        self.type, self.fields, self.ts = type_, fields, ts
 
     def __repr__(self) -> str:
         return f"Event({self.type!r}, {self.fields!r}, ts={self.ts})"

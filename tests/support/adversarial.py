@@ -11,6 +11,7 @@ of the pattern repeated.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 try:  # Python 3.11+
@@ -189,7 +190,7 @@ def shipped_rules() -> list[tuple[str, object, object]]:
         for r in load_builtin(n).rules:
             out.append((f"pack {n}/{r.name}", r.rx, r.rx.search))
     for i, (rx, repl) in enumerate(BUILTIN):
-        out.append((f"redact #{i} {_text(rx.pattern)[:48]!r}", rx, (lambda rx, repl: lambda s: rx.sub(repl, s))(rx, repl)))
+        out.append((f"redact #{i} {_text(rx.pattern)[:48]!r}", rx, functools.partial(rx.sub, repl)))
     out.append(("redact PEM begin", _PEM_BEGIN, _PEM_BEGIN.search))
     return out
 

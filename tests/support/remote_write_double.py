@@ -106,7 +106,7 @@ def decode_write_request(body: bytes):
             series.append((tuple(labels), samples))
         elif num == 3 and wt == 2:
             m = {}
-            for f, w, v in fields(val):
+            for f, _, v in fields(val):
                 m[f] = v
             name = m.get(2, b"").decode("utf-8")
             meta[name] = (METRIC_TYPES.get(m.get(1, 0), "?"), m.get(4, b"").decode("utf-8"),
@@ -163,7 +163,7 @@ class RemoteWriteServer:
             raise BadRequest("X-Prometheus-Remote-Write-Version must be 0.1.0")
         try:
             body = bytes(cramjam.snappy.decompress_raw(raw))
-        except Exception as e:      # cramjam raises its own DecompressionError
+        except cramjam.DecompressionError as e:
             raise BadRequest(f"snappy: {e}") from None
         series, meta = decode_write_request(body)
         with self.lock:

@@ -13,11 +13,14 @@ def cmd_cancel(args) -> int:
         print("runwatch cancel: no token; give --token or set RUNWATCH_TOKEN (runwatch printed it at start)",
               file=sys.stderr)
         return 2
+    if urllib.parse.urlsplit(args.url).scheme not in ("http", "https"):
+        print(f"runwatch cancel: --url {args.url!r} is not an http(s) URL", file=sys.stderr)
+        return 2
     url = args.url.rstrip("/") + "/api/runs/" + urllib.parse.quote(args.run_id, safe="") + "/cancel"
-    req = urllib.request.Request(url, data=b"", method="POST",
+    req = urllib.request.Request(url, data=b"", method="POST",  # noqa: S310 - scheme checked above
                                  headers={"Authorization": f"Bearer {args.token}"})
     try:
-        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+        with urllib.request.urlopen(req, timeout=args.timeout) as resp:     # noqa: S310 - scheme checked above
             body = json.loads(resp.read() or b"{}")
             print(f"runwatch cancel: {args.run_id}: {body.get('message', 'canceling')}")
             return 0

@@ -131,7 +131,10 @@ def cmd_demo(args) -> int:
     scratch = tempfile.TemporaryDirectory(prefix="runwatch-demo-")
     history = History.in_dir(scratch.name)   # the demo's own: a second loop shows history-based ETAs
     registry = Registry(history=history)
-    say = lambda msg: print(f"runwatch demo: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def say(msg: str) -> None:
+        print(f"runwatch demo: {msg}", file=sys.stderr, flush=True)
+
     token = api_token(args.token, needed=args.events, say=say)
     from ..export import loki
     try:

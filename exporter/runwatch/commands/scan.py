@@ -77,7 +77,7 @@ def _run_parallel(fd: int, size: int, matcher: Matcher, max_line: int, jobs: int
     points = _split_points(fd, size, jobs)
     bounds = [(points[i], points[i + 1] if i + 1 < len(points) else None) for i in range(len(points))]
     children = []
-    for i, (a, b) in enumerate(bounds[1:], start=1):
+    for a, b in bounds[1:]:
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:                                   # worker

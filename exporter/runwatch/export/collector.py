@@ -49,24 +49,35 @@ class RunwatchCollector(Collector):
 
     def _runs(self, snaps, now):
         info = InfoMetricFamily("runwatch_run", "What a run is: kind, source, url and configured labels.")
-        state = StateSetMetricFamily("runwatch_run_state", "Run state (pending, running, succeeded, failed, canceled).", labels=RID)
+        state = StateSetMetricFamily("runwatch_run_state", "Run state (pending, running, succeeded, failed, canceled).",
+                                     labels=RID)
         phase = InfoMetricFamily("runwatch_run_phase", "The run's current phase.", labels=RID)
-        g = lambda name, doc, labels=RID: GaugeMetricFamily(name, doc, labels=labels)  # noqa: E731
-        c = lambda name, doc, labels=RID: CounterMetricFamily(name, doc, labels=labels)  # noqa: E731
+
+        def g(name, doc, labels=RID):
+            return GaugeMetricFamily(name, doc, labels=labels)
+
+        def c(name, doc, labels=RID):
+            return CounterMetricFamily(name, doc, labels=labels)
+
         progress = g("runwatch_run_progress_ratio", "Fraction of the run done, 0 to 1.")
         planned = g("runwatch_tasks_planned", "Tasks the run will do (10 from 'Task 1/10').")
         started = c("runwatch_tasks_started", "Tasks started.")
         completed = c("runwatch_tasks_completed", "Tasks finished, whatever the result.")
         failed = c("runwatch_tasks_failed", "Tasks that finished as failures.")
         steps = c("runwatch_steps", "Agent steps by action.", RID + ["action"])
-        bstep = g("runwatch_docker_build_step", "Current docker build step (5 of 'Step 5/12'; BuildKit: distinct steps started).")
-        bsteps = g("runwatch_docker_build_steps", "Total docker build steps (12 of 'Step 5/12'; BuildKit: sum over stages).")
-        bdone = g("runwatch_docker_build_steps_done", "Docker build steps finished (BuildKit DONE or CACHED; classic: steps before the current one).")
+        bstep = g("runwatch_docker_build_step",
+                  "Current docker build step (5 of 'Step 5/12'; BuildKit: distinct steps started).")
+        bsteps = g("runwatch_docker_build_steps",
+                   "Total docker build steps (12 of 'Step 5/12'; BuildKit: sum over stages).")
+        bdone = g("runwatch_docker_build_steps_done", "Docker build steps finished "
+                  "(BuildKit DONE or CACHED; classic: steps before the current one).")
         score = g("runwatch_score", "Latest score by name.", RID + ["name"])
         best = g("runwatch_best_score", "Best score so far by name.", RID + ["name"])
         errors = c("runwatch_errors", "Error lines and error events.")
-        art = g("runwatch_artifact_available", "1 when the artifact is available, 0 while it is not.", RID + ["artifact"])
-        vm = StateSetMetricFamily("runwatch_vm_power_state", "Power state of a VM the run uses.", labels=RID + ["vm"])
+        art = g("runwatch_artifact_available", "1 when the artifact is available, 0 while it is not.",
+                RID + ["artifact"])
+        vm = StateSetMetricFamily("runwatch_vm_power_state", "Power state of a VM the run uses.",
+                                  labels=RID + ["vm"])
         art_dl = g("runwatch_artifact_deadline_seconds", "How long after the run ends the artifact may take "
                    "before RunwatchArtifactMissing fires (configured; else the alert's default).", RID + ["artifact"])
         job_metric = g("runwatch_run_metric", "A value the job reported by name (event `metric`).", RID + ["name"])
@@ -78,15 +89,16 @@ class RunwatchCollector(Collector):
         up = g("runwatch_source_up", "1 while the run's source answers, 0 while it fails.", RID + ["source"])
         src_err = c("runwatch_source_errors", "Failed polls of the run's source (a part that failed on its own, "
                     "like an Azure ML job's log read, counts under its own source).", RID + ["source"])
-        agent = StateSetMetricFamily("runwatch_agent_state", "State of a workflow agent (pending, running, completed, failed).",
+        agent = StateSetMetricFamily("runwatch_agent_state",
+                                     "State of a workflow agent (pending, running, completed, failed).",
                                      labels=RID + ["agent"])
         agent_dur = g("runwatch_agent_duration_seconds", "How long a workflow agent ran (reported or measured).",
                       RID + ["agent"])
         flow = c("runwatch_data_flow_bytes", "Bytes passed from one workflow agent to another.",
                  RID + ["from_agent", "to_agent"])
         fams = [info, state, phase, progress, planned, started, completed, failed, steps, bstep, bsteps,
-                bdone, score, best, errors, art, vm, lines, cut, bad, up, src_err, agent, agent_dur, flow, job_metric, art_dl,
-                folded]
+                bdone, score, best, errors, art, vm, lines, cut, bad, up, src_err, agent, agent_dur, flow, job_metric,
+                art_dl, folded]
         if self.wall_clock:
             start = g("runwatch_run_start_timestamp_seconds", "When the run started.")
             end = g("runwatch_run_end_timestamp_seconds", "When the run finished; absent while it runs.")

@@ -167,7 +167,7 @@ class Tracker:
 
     def _compute_observed(self, pts) -> tuple[float | None, float]:
         p = pts[-1][1] - self.anchor[1]
-        segs = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(pts, list(pts)[1:]) if b[1] > a[1]]
+        segs = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(pts, list(pts)[1:], strict=False) if b[1] > a[1]]
         segs = [(max(0.0, dt), dr) for dt, dr in segs]
         total_t = sum(dt for dt, _ in segs)
         if p <= 0 or total_t <= 0:
@@ -197,7 +197,7 @@ class Tracker:
         n = units(st)
         if n:
             return 1.0 / n
-        steps = [b[1] - a[1] for a, b in zip(list(self.points)[-10:-1], list(self.points)[-9:])]
+        steps = [b[1] - a[1] for a, b in zip(list(self.points)[-10:-1], list(self.points)[-9:], strict=False)]
         steps = [s for s in steps if s > 0]
         return statistics.median(steps) if steps else None
 
@@ -229,7 +229,10 @@ class Tracker:
         if prior.curve_units and n and prior.curve_units != n:
             return None                    # a different job shape: the curve does not apply
         c = prior.curve
-        at = lambda x: _interp(c, x)       # noqa: E731
+
+        def at(x: float) -> float:
+            return _interp(c, x)
+
         done_hist = at(r)
         speed = 1.0
         if done_hist > 0.05 * c[-1] and last_t > self.anchor[0]:

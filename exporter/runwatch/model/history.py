@@ -120,9 +120,10 @@ class History:
         unit = _median([r[3] / r[4] for r in rows if r[3] is not None and r[4]])
         pre_phases = [(name, phase_s[name]) for (name,) in seq if name in phase_s]
         curve, curve_units = _median_curve(rows)
-        return Prior(curve=curve, curve_units=curve_units, pre_seconds=_median(r[2] for r in rows), progress_seconds=_median(r[3] for r in rows),
-                     unit_seconds=unit, post_seconds=_median(r[5] for r in rows),
-                     total_seconds=_median(r[1] for r in rows), pre_phases=pre_phases,
+        return Prior(curve=curve, curve_units=curve_units, pre_seconds=_median(r[2] for r in rows),
+                     progress_seconds=_median(r[3] for r in rows), unit_seconds=unit,
+                     post_seconds=_median(r[5] for r in rows), total_seconds=_median(r[1] for r in rows),
+                     pre_phases=pre_phases,
                      phase_seconds=phase_s, runs=len(rows))
 
     def close(self) -> None:
@@ -139,4 +140,4 @@ def _median_curve(rows) -> tuple[list | None, int | None]:
         return None, None
     units = with_curve[0][0]
     curves = [c for u, c in with_curve if u == units and len(c) == len(with_curve[0][1])]
-    return [statistics.median(xs) for xs in zip(*curves)], units
+    return [statistics.median(xs) for xs in zip(*curves, strict=True)], units

@@ -129,7 +129,7 @@ def _cp(cp: int) -> str:
     ch = chr(cp)
     if ch.isascii() and ch.isalnum():
         return ch
-    return "\\x{%x}" % cp
+    return f"\\x{{{cp:x}}}"
 
 
 def _class(ranges, negate: bool = False) -> str:
@@ -217,13 +217,13 @@ class _Writer:
             if lo > MAX_COUNT or (hi != _c.MAXREPEAT and hi > MAX_COUNT):
                 raise Unsupported(f"a repeat count above {MAX_COUNT}")
             if hi == _c.MAXREPEAT:
-                q = "*" if lo == 0 else "+" if lo == 1 else "{%d,}" % lo
+                q = "*" if lo == 0 else "+" if lo == 1 else f"{{{lo},}}"
             elif lo == 0 and hi == 1:
                 q = "?"
             elif lo == hi:
-                q = "{%d}" % lo
+                q = f"{{{lo}}}"
             else:
-                q = "{%d,%d}" % (lo, hi)
+                q = f"{{{lo},{hi}}}"
             if op is _c.MIN_REPEAT:
                 q += "?"
             return "(?:" + self.seq(sub.data, flags) + ")" + q
@@ -463,7 +463,7 @@ class BacktrackingPattern:
         return f"linear_regex.compile({self.pattern!r}, engine='re')"
 
 
-def compile(pattern: str | bytes, flags: int = 0):
+def compile(pattern: str | bytes, flags: int = 0):   # noqa: A001 - the drop-in for re.compile, called as linear_regex.compile
     """RE2 where the pattern allows it, else Python re. Raises re.error for a
     pattern Python's re rejects (so error messages stay Python's)."""
     rx = re.compile(pattern, flags)

@@ -60,7 +60,7 @@ class AzureVMConfig:
 def require_sdk() -> None:
     try:
         import azure.identity
-        import azure.mgmt.compute  # noqa: F401
+        import azure.mgmt.compute  # noqa: F401 - imported only to learn the SDK is installed
     except ImportError as e:
         raise SourceError(f"{INSTALL_HINT} ({e})") from None
 

@@ -236,7 +236,7 @@ class AzureMLSource:
             info = client.job(self.cfg.name)
         except SourceError:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the SDK raises many types; azure_error classifies each
             raise azure_error(e, self.what) from None
         self.url = info.studio_url or self.url
         events = self._status_events(info.status, self.clock())
@@ -346,5 +346,6 @@ def parse_config(m, rid: str) -> AzureMLConfig:
     vals = {k: str(expect(m[k], str, m, k, f"run {rid!r}: azureml_job.{k}"))
             for k in ("name", "subscription_id", "resource_group", "workspace") if k in m}
     logs = expect(m.get("logs", True), bool, m, "logs", f"run {rid!r}: azureml_job.logs")
+    poll = float(number(m, "poll_seconds", 30.0, what=f"run {rid!r}: poll_seconds", minimum=5))
     return AzureMLConfig(vals["name"], vals.get("subscription_id"), vals.get("resource_group"),
-                         vals.get("workspace"), float(number(m, "poll_seconds", 30.0, what=f"run {rid!r}: poll_seconds", minimum=5)), logs)
+                         vals.get("workspace"), poll, logs)

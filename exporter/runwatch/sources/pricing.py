@@ -212,12 +212,14 @@ class RetailPrices:
         items: list[dict] = []
         pages = 0
         while url and pages < MAX_PAGES:
+            if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                raise PriceUnavailable(f"retail prices API: not an http(s) URL: {str(url)[:200]!r}")
             pages += 1
             self.requests += 1
             try:
-                req = urllib.request.Request(url, headers={"Accept": "application/json",
+                req = urllib.request.Request(url, headers={"Accept": "application/json",  # noqa: S310 - scheme checked above
                                                            "User-Agent": "runwatch"})
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - scheme checked above
                     page = json.load(resp)
             except urllib.error.HTTPError as e:
                 raise PriceUnavailable(f"retail prices API answered HTTP {e.code}") from None

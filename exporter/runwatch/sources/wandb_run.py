@@ -107,7 +107,7 @@ class WandbConfig:
 
 def require_sdk() -> None:
     try:
-        import wandb  # noqa: F401
+        import wandb  # noqa: F401 - imported only to learn the SDK is installed
     except ImportError as e:
         raise SourceError(f"{INSTALL_HINT} ({e})") from None
 
@@ -278,7 +278,7 @@ class WandbSource:
             from wandb import env
             from wandb.sdk import wandb_setup
             return env.get_base_url(wandb_setup.singleton().settings.base_url)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - SDK internals: any failure falls back to the documented default
             return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
 
     def _error(self, e: BaseException, what: str) -> SourceError:
@@ -323,7 +323,7 @@ class WandbSource:
                 self._run = api.run(self.cfg.path)
             else:
                 self._run.load(force=True)        # Api.run caches: force a fresh answer
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the SDK raises many types; _not_found/_error classify each
             if _not_found(e):
                 self._check_project(api)
                 if not self._run_missing_logged:
@@ -368,12 +368,12 @@ class WandbSource:
         if self._project_seen:
             return
         try:
-            api.project(self.cfg.project, self.cfg.entity).id
+            _ = api.project(self.cfg.project, self.cfg.entity).id    # reading .id makes the SDK ask
         except ValueError as e:
             if e.__cause__ is not None:            # the lookup itself failed
                 raise self._error(e.__cause__, self.what) from None
             raise _hidden_project_error(self.what, self.cfg.entity, self.cfg.project) from None
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the SDK raises many types; _error classifies each
             raise self._error(e, self.what) from None
         self._project_seen = True
 
@@ -388,7 +388,7 @@ class WandbSource:
                 state = str(getattr(art, "state", "COMMITTED") or "COMMITTED").upper()
                 since = _parse_time(getattr(art, "created_at", None)) or now
                 ok = state == "COMMITTED" and not self._older_than_run(name, since)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - the SDK raises many types; classified below
                 if _project_hidden(e):
                     entity, project = path.split("/")[:2]
                     raise _hidden_project_error(f"{self.what}: artifact {name}", entity, project) from None

@@ -289,7 +289,8 @@ def run_view(run: Run, snap: dict, now: float, *, lines: list[str] | None = None
         "run_id": spec.id, "kind": spec.kind, "source": spec.source, "url": spec.url,
         "labels": dict(spec.labels),
         # benchmark_live.json compatible
-        "status": s["state"], "status_reason": s.get("status_reason"), "total_tasks": s.get("tasks_planned"), "tasks_completed": s.get("tasks_completed"),
+        "status": s["state"], "status_reason": s.get("status_reason"), "total_tasks": s.get("tasks_planned"),
+        "tasks_completed": s.get("tasks_completed"),
         "current_task": current,
         # runwatch
         "state": s["state"], "phase": s.get("phase"), "progress": s.get("progress"), "eta_seconds": s.get("eta"),

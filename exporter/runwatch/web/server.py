@@ -441,6 +441,6 @@ def open_page(url: str, say) -> None:
         try:
             if not webbrowser.open(url, new=2):
                 say(f"--open: no browser found; open {url} yourself")
-        except Exception as e:   # a broken browser setup must not stop the run
+        except Exception as e:   # noqa: BLE001 - a broken browser setup must not stop the run
             say(f"--open: could not start a browser ({e}); open {url} yourself")
     threading.Thread(target=go, name="runwatch-open", daemon=True).start()

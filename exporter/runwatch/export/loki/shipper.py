@@ -257,7 +257,7 @@ class Shipper:
 
     def encode(self, batch) -> bytes:
         streams: dict = {}
-        for skey, rid, phase, t, block, n, _ in batch:
+        for skey, rid, phase, t, block, _, _ in batch:
             vals = streams.get(skey)
             if vals is None:
                 vals = streams[skey] = []
@@ -531,6 +531,6 @@ class Shipper:
         s.add_metric([], self.spool.bytes if self.spool is not None else 0)
         yield s
         h = HistogramMetricFamily("runwatch_loki_push_duration_seconds", "Duration of push requests to Loki.")
-        h.add_metric([], [(str(b), float(c)) for b, c in zip(PUSH_BUCKETS, self.push_buckets)]
+        h.add_metric([], [(str(b), float(c)) for b, c in zip(PUSH_BUCKETS, self.push_buckets, strict=True)]
                      + [("+Inf", float(self.push_count))], self.push_sum)
         yield h

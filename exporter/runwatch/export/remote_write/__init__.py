@@ -8,5 +8,7 @@ spool.py    the disk spool of requests not yet accepted
 sender.py   the Pusher (collect, compress) and its Endpoints (queue, retry, HTTP)
 config.py   flags and the serve config's `remote_write:`
 """
-from .config import RemoteWriteConfig, config_from_mapping, from_args  # noqa: F401
-from .sender import Pusher, pusher_from  # noqa: F401
+from .config import RemoteWriteConfig, config_from_mapping, from_args
+from .sender import Pusher, pusher_from
+
+__all__ = ["Pusher", "RemoteWriteConfig", "config_from_mapping", "from_args", "pusher_from"]

@@ -148,7 +148,10 @@ def config_from_mapping(m, base_dir: str) -> RemoteWriteConfig:
         raise ConfigError(m.file, m.line_of("endpoints") if "endpoints" in m else m.line,
                           "remote_write: needs 'endpoints:', a list of {url: http://HOST:PORT/api/v1/write, …}")
     cfg = RemoteWriteConfig()
-    path = lambda v: os.path.join(base_dir, os.path.expanduser(v))  # noqa: E731
+
+    def path(v: str) -> str:
+        return os.path.join(base_dir, os.path.expanduser(v))
+
     for i, e in enumerate(eps):
         if not isinstance(e, Map):
             raise ConfigError(m.file, eps.line_of(i), "remote_write: each endpoint is a mapping with a 'url'")
