@@ -11,6 +11,7 @@ Routes (docs/events.md has the details):
     GET  /healthz                   "ok"
     GET  /api/runs                  every run as JSON
     GET  /api/runs/{id}             one run, with its last 50 output lines (redacted)
+    GET  /api/runs/{id}/agents/{agent}  one workflow agent: events, payloads, error (the inspector)
     GET  /api/stream                Server-Sent Events: all runs, pushed on change
     POST /api/events                events (JSON, JSON array or NDJSON)   token; only with --events
     POST /api/runs/{id}/events      the same, run_id from the path        token; only with --events
@@ -156,6 +157,7 @@ ROUTES = [
     ("GET", re.compile(r"^/healthz$"), "_healthz"),
     ("GET", re.compile(r"^/api/runs/?$"), "_runs"),
     ("GET", re.compile(rf"^/api/runs/{RUN}/?$"), "_run"),
+    ("GET", re.compile(rf"^/api/runs/{RUN}/agents/(?P<agent_id>[^/]+)/?$"), "_agent"),
     ("GET", re.compile(r"^/api/stream$"), "_stream"),
     ("POST", re.compile(r"^/api/events$"), "_events"),
     ("POST", re.compile(rf"^/api/runs/{RUN}/events$"), "_events"),
@@ -215,6 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
                                        "script-src 'unsafe-inline'; img-src 'self' data:",
             "X-Content-Type-Options": "nosniff",
         })
+
+    def _agent(self, run_id: str, agent_id: str):
+        code, body = api.agent_view(self.server_ref.registry, run_id, agent_id)
+        self._json(code, body)
 
     def _healthz(self):
         self._send(200, b"ok\n", TEXT)
