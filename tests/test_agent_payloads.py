@@ -11,8 +11,9 @@ import requests
 from runwatch.events import make
 from runwatch.model import persist
 from runwatch.model.runs import Registry, Run, RunSpec
-from runwatch.model.state import (MAX_AGENT_EVENTS, MAX_AGENT_EXECUTIONS, MAX_AGENTS, MAX_PAYLOAD_BYTES,
-                                  MAX_RUN_PAYLOAD_BYTES, RunState)
+from runwatch.model.state import (MAX_AGENT_EVENTS, MAX_AGENT_EXECUTIONS, MAX_AGENT_TEXT, MAX_AGENTS,
+                                  MAX_EVENT_TEXT, MAX_PAYLOAD_BYTES, MAX_RUN_AGENT_EVENTS, MAX_RUN_PAYLOAD_BYTES,
+                                  RunState)
 from runwatch.parse.redact import Redactor
 from runwatch.web.server import Server
 
@@ -121,6 +122,23 @@ def test_events_executions_and_agents_are_bounded(server):
     gone = agent(srv, "many", "one-too-many", code=404)
     assert "no agent" in gone["error"]
     assert agent(srv, "many", "g0")["run_payload_cut_bytes"] == len("dropped")
+
+
+def test_the_events_kept_for_the_inspector_are_bounded_per_run_and_their_text_is_cut():
+    st = RunState()
+    for i in range(MAX_AGENTS):
+        st.apply(make("agent_started", {"agent_id": f"g{i}"}, 1.0 + i))
+    for i in range(MAX_AGENTS):
+        st.apply(make("agent_failed", {"agent_id": f"g{i}", "error": "E" * 5000}, 5000.0 + i))
+    st.apply(make("data_flow", {"from_agent": "g0", "to_agent": "g1", "data_size": 1}, 9000.0))
+    assert len(st.agent_events) == MAX_RUN_AGENT_EVENTS < 2 * MAX_AGENTS + 1
+    d = st.agent_detail("g0")
+    assert [e["type"] for e in d["events"]] == ["agent_failed", "data_flow"]    # its start aged out of the run's
+    assert d["events_total"] == 3
+    assert len(d["events"][0]["error"]) == MAX_EVENT_TEXT + 1                     # cut, with "…"
+    assert len(d["agent"]["error"]) == MAX_AGENT_TEXT + 1
+    # one event too many: only the run's oldest went, g1's start (the next) is still there
+    assert [e["type"] for e in st.agent_detail("g1")["events"]] == ["agent_started", "agent_failed", "data_flow"]
 
 
 def test_a_secret_in_a_payload_is_redacted_like_a_log_line(server):

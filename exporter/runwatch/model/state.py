@@ -11,6 +11,8 @@ build steps (done / total); a progress bar (tqdm or a job's progress event).
 """
 from __future__ import annotations
 
+import collections
+
 from .eta import Tracker
 from ..events import FAILED_RESULTS, PAYLOAD_FIELDS, RUN_STATES, TERMINAL_STATES, Event
 
@@ -23,9 +25,11 @@ OTHER = "other"
 # inspector: what is kept is bounded; the rest is cut (at a UTF-8 character boundary) and counted.
 MAX_PAYLOAD_BYTES = 16 * 1024        # bytes kept of one payload
 MAX_RUN_PAYLOAD_BYTES = 256 * 1024   # bytes kept of all payloads of a run (the latest input and output per agent)
-MAX_AGENT_EVENTS = 50                # events kept per agent (its last ones)
+MAX_AGENT_EVENTS = 50                # events shown per agent (its last ones among the run's)
+MAX_RUN_AGENT_EVENTS = 2000          # agent and data-flow events kept per run, all agents (the last ones)
 MAX_AGENT_EXECUTIONS = 20            # executions (start to end) kept per agent (its last ones)
-MAX_AGENT_TEXT = 1024                # characters kept of an agent's error and of the text fields of its events
+MAX_AGENT_TEXT = 1024                # characters kept of an agent's error
+MAX_EVENT_TEXT = 256                 # characters kept of a text field in the events kept for the inspector
 
 
 class RunState:
@@ -38,7 +42,7 @@ class RunState:
         "error_continues", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
-        "agent_io", "payload_bytes", "payload_cut_bytes",
+        "agent_io", "agent_events", "payload_bytes", "payload_cut_bytes",
         "phases_seen", "labels_folded", "_eta",
     )
 
@@ -77,7 +81,8 @@ class RunState:
         self.task_steps: list[dict] = []        # the current task's steps (last MAX_TASK_STEPS)
         self.agents: dict[str, dict] = {}       # workflow agents: agent_id -> state, times, sizes
         self.data_flow: dict[tuple[str, str], float] = {}   # (from_agent, to_agent) -> bytes
-        self.agent_io: dict[str, dict] = {}     # agent_id -> its payloads and last events (not in snapshot())
+        self.agent_io: dict[str, dict] = {}     # agent_id -> its payloads, its event count (not in snapshot())
+        self.agent_events: collections.deque = collections.deque(maxlen=MAX_RUN_AGENT_EVENTS)   # for the inspector
         self.payload_bytes = 0                  # bytes of payloads kept, all agents (<= MAX_RUN_PAYLOAD_BYTES)
         self.payload_cut_bytes = 0              # bytes of payloads cut, all agents, since the run began
         self.metrics: dict[str, float] = {}     # values the job reported by name (event `metric`)
@@ -298,7 +303,7 @@ class RunState:
             a = self.agents[agent_id] = {"state": "pending", "started_ts": None, "ended_ts": None,
                                          "duration": None, "output_size": None, "error": None}
         if "executions" not in a:                # new, or saved by a runwatch without these keys
-            a.update(executions=[], executions_total=0, input_bytes=None, output_bytes=None)
+            a.update(executions=(), executions_total=0, input_bytes=None, output_bytes=None)
         return a
 
     def _agent_started(self, f, ts):
@@ -308,8 +313,9 @@ class RunState:
             ex = a["executions"]
             if ex and ex[-1]["ended_ts"] is None:    # started again before it ended
                 last = ex[-1]
-                last.update(ended_ts=ts, state="interrupted",
-                            duration=None if last["started_ts"] is None else max(0.0, ts - last["started_ts"]))
+                a["executions"] = ex[:-1] + (dict(
+                    last, ended_ts=ts, state="interrupted",
+                    duration=None if last["started_ts"] is None else max(0.0, ts - last["started_ts"])),)
             self._execution(a, {"started_ts": ts, "ended_ts": None, "state": "running", "duration": None,
                                 "error": None})
         a.update(state="running", started_ts=ts, ended_ts=None, duration=None, error=None)
@@ -350,20 +356,25 @@ class RunState:
         if key in self.data_flow or len(self.data_flow) < MAX_AGENTS:
             self.data_flow[key] = self.data_flow.get(key, 0.0) + f["data_size"]
         entry = {"ts": ts, "type": "data_flow", "from_agent": key[0], "to_agent": key[1], "data_size": f["data_size"]}
-        for agent_id, tracked in ((key[0], a), (key[1], b))[:1 if key[0] == key[1] else 2]:
-            if tracked:
-                self._agent_event(agent_id, entry)
+        if a or b:
+            self.agent_events.append(entry)
+            for agent_id, tracked in ((key[0], a), (key[1], b))[:1 if key[0] == key[1] else 2]:
+                if tracked:
+                    self._agent_io(agent_id)["events_total"] += 1
+
+    # An agent's executions are a tuple of dicts that are replaced, never changed: a snapshot
+    # shares them with the state instead of copying them under the registry lock.
 
     def _execution(self, a: dict, ex: dict) -> None:
-        a["executions"].append(ex)
+        a["executions"] = (tuple(a["executions"]) + (ex,))[-MAX_AGENT_EXECUTIONS:]
         a["executions_total"] += 1
-        del a["executions"][:-MAX_AGENT_EXECUTIONS]
 
     def _end_execution(self, a: dict, state: str, ts: float, duration, error) -> None:
         """The agent's open execution ends (one without a start is added: it ran, we saw only the end)."""
         ex = a["executions"]
         if ex and ex[-1]["ended_ts"] is None:
-            ex[-1].update(ended_ts=ts, state=state, duration=duration, error=error)
+            a["executions"] = tuple(ex[:-1]) + (dict(ex[-1], ended_ts=ts, state=state, duration=duration,
+                                                     error=error),)
         else:
             start = ts - duration if duration is not None else None
             self._execution(a, {"started_ts": start, "ended_ts": ts, "state": state, "duration": duration,
@@ -373,10 +384,10 @@ class RunState:
         """An agent event for the inspector: its payloads kept (bounded), the event in the agent's list.
         a: None for an agent that is not tracked (its payloads count as cut)."""
         agent_id = f["agent_id"]
-        entry = {"ts": ts, "type": etype}
+        entry = {"ts": ts, "type": etype, "agent_id": agent_id}
         for k, v in f.items():
             if k != "agent_id" and k not in PAYLOAD_FIELDS:
-                entry[k] = _cut(v, MAX_AGENT_TEXT) if isinstance(v, str) else v
+                entry[k] = _cut(v, MAX_EVENT_TEXT) if isinstance(v, str) else v
         for k in PAYLOAD_FIELDS:
             if k in f:
                 size = self._keep_payload(agent_id, k, f[k], etype, ts, tracked=a is not None)
@@ -384,20 +395,20 @@ class RunState:
                 if a is not None:
                     a[k + "_bytes"] = size
         if a is not None:
-            self._agent_event(agent_id, entry)
+            self.agent_events.append(entry)
+            self._agent_io(agent_id)["events_total"] += 1
 
-    def _agent_event(self, agent_id: str, entry: dict) -> None:
-        io = self.agent_io.setdefault(agent_id, {"input": None, "output": None, "events": [], "events_total": 0})
-        io["events"].append(entry)
-        io["events_total"] += 1
-        del io["events"][:-MAX_AGENT_EVENTS]
+    def _agent_io(self, agent_id: str) -> dict:
+        io = self.agent_io.get(agent_id)
+        if io is None:
+            io = self.agent_io[agent_id] = {"input": None, "output": None, "events_total": 0}
+        return io
 
     def _keep_payload(self, agent_id: str, which: str, text: str, etype: str, ts: float, tracked: bool) -> int:
         """Keep the latest `which` payload of an agent within MAX_PAYLOAD_BYTES and what the run's
         MAX_RUN_PAYLOAD_BYTES leaves; returns its size as sent, in bytes."""
         data = text.encode("utf-8", "replace")
-        io = self.agent_io.setdefault(agent_id, {"input": None, "output": None, "events": [], "events_total": 0}) \
-            if tracked else None
+        io = self._agent_io(agent_id) if tracked else None
         old = io[which] if io is not None else None
         room = MAX_RUN_PAYLOAD_BYTES - self.payload_bytes + (old["kept_bytes"] if old else 0)
         limit = max(0, min(MAX_PAYLOAD_BYTES, room)) if io is not None else 0
@@ -418,9 +429,13 @@ class RunState:
         if a is None:
             return None
         io = self.agent_io.get(agent_id) or {}
-        return {"agent": _agent_copy(a), "input": dict(io["input"]) if io.get("input") else None,
+        mine = [e for e in self.agent_events
+                if e.get("agent_id") == agent_id or e.get("from_agent") == agent_id or e.get("to_agent") == agent_id]
+        events = [{k: v for k, v in e.items() if k != "agent_id"} for e in mine[-MAX_AGENT_EVENTS:]]
+        agent = dict(a, executions=[dict(x) for x in a.get("executions", ())])     # the caller may change them
+        return {"agent": agent, "input": dict(io["input"]) if io.get("input") else None,
                 "output": dict(io["output"]) if io.get("output") else None,
-                "events": [dict(e) for e in io.get("events", ())], "events_total": io.get("events_total", 0),
+                "events": events, "events_total": io.get("events_total", 0),
                 "flows_out": [{"to_agent": b, "bytes": n} for (x, b), n in self.data_flow.items() if x == agent_id],
                 "flows_in": [{"from_agent": x, "bytes": n} for (x, b), n in self.data_flow.items() if b == agent_id],
                 "run_payload_bytes": self.payload_bytes, "run_payload_cut_bytes": self.payload_cut_bytes}
@@ -543,7 +558,7 @@ class RunState:
             "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power), "metrics": dict(self.metrics),
             "artifact_deadlines": dict(self.artifact_deadlines), "labels_folded": self.labels_folded,
             "task_steps": [dict(x) for x in self.task_steps],
-            "agents": {k: _agent_copy(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
+            "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }
 
 
@@ -561,14 +576,6 @@ def direction_of(name: str) -> str | None:
     if any(w in n for w in HIGHER_IS_BETTER):
         return "max"
     return None
-
-
-def _agent_copy(a: dict) -> dict:
-    """An agent's values for a snapshot: its executions copied too (they change under the lock)."""
-    c = dict(a)
-    if "executions" in c:
-        c["executions"] = [dict(x) for x in c["executions"]]
-    return c
 
 
 def _cut(s: str, n: int) -> str:
