@@ -156,9 +156,11 @@
 
   // ------------------------------------------------------------------ layout
 
-  /* Agents in the order they first started (those never started last, by name); each in a column
-   * one right of its furthest predecessor along a data flow that goes forward in that order. A
-   * flow back to an earlier agent (a review loop) is drawn as an arc over the nodes. */
+  /* Agents in the order they first started (those never started last, by name). A depth-first
+   * walk along the data flows, from the agents in that order, breaks cycles: a flow to an agent
+   * still on the walk's path goes back (drawn as an arc over the nodes, as a review loop is),
+   * every other flow goes forward. Each agent stands one column right of its furthest forward
+   * predecessor; within a column, near the mean row of its predecessors. */
   function layout(run) {
     var agents = (run.agents || []).slice();
     function first(a) {
@@ -173,34 +175,81 @@
     });
     var hidden = Math.max(0, agents.length - MAX_NODES);
     agents = agents.slice(0, MAX_NODES);
-    var rank = {}, byId = {};
-    agents.forEach(function (a, i) { rank[a.agent_id] = i; byId[a.agent_id] = a; });
+    var rank = {}, byId = {}, out = {};
+    agents.forEach(function (a, i) { rank[a.agent_id] = i; byId[a.agent_id] = a; out[a.agent_id] = []; });
     var flows = (run.data_flow || []).filter(function (f) { return f.from_agent in rank && f.to_agent in rank; });
-    var col = {};
-    agents.forEach(function (a) { col[a.agent_id] = 0; });
-    agents.forEach(function (a) {
-      flows.forEach(function (f) {
-        if (f.from_agent === a.agent_id && rank[f.to_agent] > rank[a.agent_id]) {
-          col[f.to_agent] = Math.max(col[f.to_agent], col[a.agent_id] + 1);
-        }
+    flows.forEach(function (f) { if (f.from_agent !== f.to_agent) out[f.from_agent].push(f.to_agent); });
+    Object.keys(out).forEach(function (k) { out[k].sort(function (x, y) { return rank[x] - rank[y]; }); });
+    var seen = {}, order = [], back = {};
+    function visit(id) {                       // at most MAX_NODES deep
+      seen[id] = 1;
+      out[id].forEach(function (t) {
+        if (seen[t] === 1) back[id + "\n" + t] = true;
+        else if (!seen[t]) visit(t);
+      });
+      seen[id] = 2;
+      order.push(id);
+    }
+    agents.forEach(function (a) { if (!seen[a.agent_id]) visit(a.agent_id); });
+    order.reverse();                           // every forward flow goes from earlier to later here
+    function isBack(f) { return f.from_agent === f.to_agent || !!back[f.from_agent + "\n" + f.to_agent]; }
+    var col = {}, preds = {};
+    agents.forEach(function (a) { col[a.agent_id] = 0; preds[a.agent_id] = []; });
+    order.forEach(function (id) {
+      out[id].forEach(function (t) {
+        if (back[id + "\n" + t]) return;
+        col[t] = Math.max(col[t], col[id] + 1);
+        preds[t].push(id);
       });
     });
-    var cols = [], pos = {};
-    agents.forEach(function (a) {
-      var c = col[a.agent_id];
-      (cols[c] = cols[c] || []).push(a.agent_id);
-    });
-    var hasBack = flows.some(function (f) { return rank[f.from_agent] >= rank[f.to_agent]; });
+    var cols = [], row = {};
+    agents.forEach(function (a) { var c = col[a.agent_id]; (cols[c] = cols[c] || []).push(a.agent_id); });
+    for (var c = 0; c < cols.length; c++) {
+      if (!cols[c]) { cols[c] = []; continue; }
+      if (c) {
+        var bary = {};
+        cols[c].forEach(function (id) {
+          var p = preds[id].filter(function (x) { return x in row; });
+          bary[id] = p.length ? p.reduce(function (sum, x) { return sum + row[x]; }, 0) / p.length : Infinity;
+        });
+        cols[c].sort(function (x, y) { return bary[x] !== bary[y] ? (bary[x] < bary[y] ? -1 : 1) : rank[x] - rank[y]; });
+      }
+      cols[c].forEach(function (id, r) { row[id] = r; });
+    }
+    var hasBack = flows.some(isBack);
     var top = PAD + (hasBack ? LOOP : 0);
     var rows = 0;
+    cols.forEach(function (ids) { rows = Math.max(rows, ids.length); });
+    var gap = rows > 6 ? 12 : ROW_GAP;        // a tall column packs closer
+    var pos = {};
     cols.forEach(function (ids, c) {
-      rows = Math.max(rows, ids.length);
-      ids.forEach(function (id, r) { pos[id] = {x: PAD + c * (NODE_W + COL_GAP), y: top + r * (NODE_H + ROW_GAP)}; });
+      ids.forEach(function (id, r) { pos[id] = {x: PAD + c * (NODE_W + COL_GAP), y: top + r * (NODE_H + gap)}; });
     });
+    // where each forward flow leaves and enters a node: spread over the side, in the order of the other end
+    var ports = {}, outs = {}, ins = {};
+    flows.forEach(function (f) {
+      if (isBack(f)) return;
+      (outs[f.from_agent] = outs[f.from_agent] || []).push(f);
+      (ins[f.to_agent] = ins[f.to_agent] || []).push(f);
+    });
+    function spread(groups, end, other) {
+      Object.keys(groups).forEach(function (id) {
+        var g = groups[id];
+        g.sort(function (x, y) { return pos[x[other]].y - pos[y[other]].y; });
+        g.forEach(function (f, i) {
+          var key = f.from_agent + "\n" + f.to_agent;
+          ports[key] = ports[key] || {};
+          ports[key][end] = pos[id].y + NODE_H * (0.2 + 0.6 * (i + 1) / (g.length + 1));
+        });
+      });
+    }
+    spread(outs, "sy", "to_agent");
+    spread(ins, "ty", "from_agent");
     var width = PAD * 2 + Math.max(1, cols.length) * NODE_W + Math.max(0, cols.length - 1) * COL_GAP;
-    var height = top + Math.max(1, rows) * NODE_H + Math.max(0, rows - 1) * ROW_GAP + PAD;
+    var height = top + Math.max(1, rows) * NODE_H + Math.max(0, rows - 1) * gap + PAD;
     return {agents: agents, byId: byId, rank: rank, flows: flows, pos: pos, width: width, height: height,
-            hidden: hidden};
+            hidden: hidden, isBack: isBack, ports: ports,
+            fanOut: function (id) { return (outs[id] || []).length; }, fanIn: function (id) { return (ins[id] || []).length; }};
   }
 
   // ------------------------------------------------------------------ the graph
@@ -226,7 +275,7 @@
 
   function drawEdge(v, lay, f, edges, labels) {
     var a = lay.pos[f.from_agent], b = lay.pos[f.to_agent];
-    var back = lay.rank[f.from_agent] >= lay.rank[f.to_agent];
+    var back = lay.isBack(f);
     var d, lx, ly;
     if (f.from_agent === f.to_agent) {            // an agent feeding itself: a small loop on its top
       var x0 = a.x + NODE_W * 0.65, y0 = a.y;
@@ -239,9 +288,16 @@
       d = "M" + (x1 - 8) + "," + a.y + " C" + (x1 - 8) + "," + up + " " + (x2 + 8) + "," + up + " " + (x2 + 8) + "," + b.y;
       lx = (x1 + x2) / 2; ly = yt - LOOP * 0.72 + 6;
     } else {
-      var sx = a.x + NODE_W, sy = a.y + NODE_H / 2, tx = b.x, ty = b.y + NODE_H / 2, dx = Math.max(24, (tx - sx) / 2);
+      var port = lay.ports[f.from_agent + "\n" + f.to_agent] || {};
+      var sx = a.x + NODE_W, sy = num(port.sy) ? port.sy : a.y + NODE_H / 2, tx = b.x;
+      var ty = num(port.ty) ? port.ty : b.y + NODE_H / 2, dx = Math.max(24, (tx - sx) / 2);
       d = "M" + sx + "," + sy + " C" + (sx + dx) + "," + sy + " " + (tx - dx) + "," + ty + " " + tx + "," + ty;
-      lx = (sx + tx) / 2; ly = (sy + ty) / 2;
+      // the label sits by the end that has fewer flows (on the level part of the curve there),
+      // so each of a fan's labels is beside its own node; a flow alone: in the middle
+      var fo = lay.fanOut(f.from_agent), fi = lay.fanIn(f.to_agent), lw = fmtBytes(f.bytes).length * 6 + 8;
+      if (fo > fi) { lx = tx - lw / 2 - 9; ly = ty; }
+      else if (fi > fo) { lx = sx + lw / 2 + 3; ly = sy; }
+      else { lx = (sx + tx) / 2; ly = (sy + ty) / 2; }
     }
     var label = fmtBytes(f.bytes);
     var g = s("g", {"class": "edge" + (back ? " back" : ""), "data-from": f.from_agent, "data-to": f.to_agent,
@@ -336,11 +392,14 @@
         row.appendChild(bar);
         var last = k === ex.length - 1;
         var label = running ? "▶ running " + fmtDur(dur) : fmtDur(dur);
-        if (last || bw > label.length * 5.6 + 8) {
-          var inside = !last;
-          row.appendChild(s("text", {"class": "tl-dur" + (running ? " running" : ""),
-                                     x: inside ? bx + 4 : bx + bw + 4, y: y + TL_ROW / 2 + 3.5,
-                                     style: inside ? "fill: #fff" : ""}, label));
+        var lw = label.length * 5.6 + 6, ty = y + TL_ROW / 2 + 3.5, cls = "tl-dur" + (running ? " running" : "");
+        if (last && bx + bw + 4 + lw <= TL_W) {              // after the bar
+          row.appendChild(s("text", {"class": cls, x: bx + bw + 4, y: ty}, label));
+        } else if (bw > lw + 4) {                            // inside it
+          row.appendChild(s("text", {"class": cls, x: last ? bx + bw - 4 : bx + 4, y: ty, style: "fill: #fff",
+                                     "text-anchor": last ? "end" : "start"}, label));
+        } else if (last && bx - lw - 4 >= TL_LABEL) {        // before it
+          row.appendChild(s("text", {"class": cls, x: bx - 4, y: ty, "text-anchor": "end"}, label));
         }
       });
       row.addEventListener("click", function () { select(v, a.agent_id); });
