@@ -124,24 +124,39 @@ def test_workflow_view_in_chromium(runwatch_proc, browser):
     assert [b[1] for b in v["bars"] if b[0] == "coder"] == ["failed", "completed"]    # it failed, then ran again
     assert all(b[3] > 0 for b in v["bars"]) and not any(b[2] for b in v["bars"])       # finished: nothing running
 
-    # a click on a node opens the inspector: coder's output, its earlier failure, its events
+    # a click on a node opens the inspector: coder's output, its earlier failure, its events.
+    # The demo starts over after a while; if it does between two steps, the next loop shows it all again.
     insp = WF + " .rw-wf-insp"
-    page.click(WF + ' .node[data-agent="coder"]')
-    page.wait_for_selector(insp + '[data-agent="coder"][data-loaded="true"]', timeout=10000)
+
+    def inspector(agent: str):
+        """The inspector's parts once it shows `agent` (clicked if it is not selected), else None."""
+        try:
+            if page.locator(f'{WF} .node.selected[data-agent="{agent}"]').count() == 0:
+                page.click(f'{WF} .node[data-agent="{agent}"]', timeout=2000)
+            box = page.locator(f'{insp}[data-agent="{agent}"][data-loaded="true"]')
+            if box.count() == 0 or box.locator('pre.rw-payload[data-which="output"]').count() == 0:
+                return None
+            return {"output": box.locator('pre.rw-payload[data-which="output"]').inner_text(timeout=2000),
+                    "input": box.locator('pre.rw-payload[data-which="input"]').inner_text(timeout=2000),
+                    "error": " ".join(box.locator(".rw-err").all_inner_texts()),
+                    "events": box.locator("ol.rw-events").inner_text(timeout=2000),
+                    "size": box.locator(".rw-osize").inner_text(timeout=2000)}
+        except sync_api.Error:          # the node or the inspector was redrawn under the click
+            return None
+
+    coder = wait_for(lambda: (c := inspector("coder")) and "agent_completed" in c["events"] and c,
+                     timeout=LONG / 1000, interval=0.3, what="the inspector to show coder's output")
     assert page.locator(WF + ' .node.selected[data-agent="coder"]').count() == 1
-    out = page.inner_text(insp + ' pre.rw-payload[data-which="output"]')
-    assert "cost_by_model.png" in out and '"rows": 84' in out and "\n" in out     # JSON, pretty-printed
-    assert "sub_question" in page.inner_text(insp + ' pre.rw-payload[data-which="input"]')
-    assert "KeyError('citations')" in page.inner_text(insp + " .rw-err")
-    events = page.inner_text(insp + " ol.rw-events")
-    assert "agent_failed" in events and "agent_completed" in events and "coder → writer" in events
-    assert page.inner_text(insp + " .rw-osize") == fmt_bytes(350000)
+    assert "cost_by_model.png" in coder["output"] and '"rows": 84' in coder["output"] and "\n" in coder["output"]
+    assert "sub_question" in coder["input"]                  # JSON, pretty-printed above
+    assert "KeyError('citations')" in coder["error"]         # the failure before the retry
+    assert "agent_failed" in coder["events"] and "coder → writer" in coder["events"]
+    assert coder["size"] == fmt_bytes(350000)
 
     # the researcher's output quotes the SAS URL: the inspector shows it redacted
-    page.click(WF + ' .node[data-agent="researcher"]')
-    page.wait_for_selector(insp + '[data-agent="researcher"][data-loaded="true"]', timeout=10000)
-    out = page.inner_text(insp + ' pre.rw-payload[data-which="output"]')
-    assert "sig=<redacted>" in out and "papers.jsonl" in out
+    researcher = wait_for(lambda: (r := inspector("researcher")) and "papers.jsonl" in r["output"] and r,
+                          timeout=LONG / 1000, interval=0.3, what="the inspector to show researcher's output")
+    assert "sig=<redacted>" in researcher["output"]
     assert "AbC123" not in page.content()
     page.locator(CARD).screenshot(path=os.path.join(ARTIFACTS, "workflow_page.png"))
 
