@@ -8,6 +8,7 @@ reason instead of corrupting a run.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 from collections.abc import Callable
 
@@ -78,6 +79,44 @@ def _name(v: Any) -> str:
     return s
 
 
+def _payload(v: Any) -> str:
+    """An agent's input or output: a string as it is, any other JSON value as compact JSON text.
+    Not cut here: the run state keeps a bounded part of it (model/state.py, MAX_PAYLOAD_BYTES)."""
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+#: the agent event fields that carry a payload (redacted as text before an event is made)
+PAYLOAD_FIELDS = ("input", "output")
+
+
+def _utf8_text(s: str) -> str:
+    """s, with what UTF-8 cannot encode (a lone surrogate from JSON's \\ud800) replaced by '?'."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "replace").decode("utf-8")
+
+
+def payloads_as_text(fields: dict) -> dict:
+    """fields with each input/output as text: a JSON value becomes its JSON text (so the redaction
+    of text fields, parse/redact.py Redactor.fields, sees what an object payload says), and text
+    UTF-8 cannot encode is replaced. fields itself when nothing changes."""
+    out = fields
+    for k in PAYLOAD_FIELDS:
+        v = fields.get(k)
+        if v is None:
+            continue
+        t = _utf8_text(v if isinstance(v, str) else _payload(v))
+        if t is not v:
+            if out is fields:
+                out = dict(fields)
+            out[k] = t
+    return out
+
+
 def _nonneg(v: Any) -> float:
     f = _float(v)
     if f < 0:
@@ -127,10 +166,12 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "vm_power": {"vm": (_str, True), "state": (_choice(*VM_POWER_STATES), True)},
     "metric": {"name": (_str, True), "value": (_float, True)},
     # multi-agent workflows (posted by a workflow engine through the events API)
-    "agent_started": {"agent_id": (_name, True)},
+    # input / output: optional payloads (any JSON value) for the status page's inspector, kept bounded
+    "agent_started": {"agent_id": (_name, True), "input": (_payload, False), "output": (_payload, False)},
     "agent_completed": {"agent_id": (_name, True), "duration": (_nonneg, False),
-                        "output_size": (_nonneg, False)},
-    "agent_failed": {"agent_id": (_name, True), "error": (_str, False)},
+                        "output_size": (_nonneg, False), "input": (_payload, False), "output": (_payload, False)},
+    "agent_failed": {"agent_id": (_name, True), "error": (_str, False), "input": (_payload, False),
+                     "output": (_payload, False)},
     "data_flow": {"from_agent": (_name, True), "to_agent": (_name, True), "data_size": (_nonneg, True)},
     # progress in percent, as workflow engines report it; the same as progress{percent, message}
     "progress_update": {"progress": (_percent, True), "message": (_str, False)},

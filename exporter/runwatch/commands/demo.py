@@ -11,6 +11,7 @@ Script steps:
   {bar: {desc: d, total: 100, seconds: 10}}  a tqdm bar redrawn with "\\r"
   {sleep: 20}                          nothing happens (a stall)
   {event: {type: artifact, artifact: x, available: true}}
+                                       (an agent event's input / output may be any YAML value)
   {exit: 0}                            the job ends: 0 succeeded, else failed
 """
 from __future__ import annotations
@@ -22,8 +23,9 @@ import tempfile
 import threading
 import time
 
-from ..events import Event, make
+from ..events import Event, make, payloads_as_text
 from ..parse.packs import Matcher, load_builtin
+from ..parse.redact import default_redactor
 from ..model.runs import Ingest, Registry, RunSpec
 from ..web.server import Server, api_token, open_page
 from ..yamlfile import ConfigError, load_file, number
@@ -85,8 +87,8 @@ class Player:
             elif "sleep" in step:
                 if not self.sleep(float(step["sleep"])):
                     return False
-            elif "event" in step:
-                fields = dict(step["event"])
+            elif "event" in step:      # redacted as posted events are (an agent's payloads too)
+                fields = default_redactor().fields(payloads_as_text(dict(step["event"])), skip=("type",))
                 reg.apply(run, [make(fields.pop("type"), fields, time.time())])
             elif "exit" in step:
                 ingest.end(0)

@@ -11,14 +11,25 @@ build steps (done / total); a progress bar (tqdm or a job's progress event).
 """
 from __future__ import annotations
 
+import collections
+
 from .eta import Tracker
-from ..events import FAILED_RESULTS, RUN_STATES, TERMINAL_STATES, Event
+from ..events import FAILED_RESULTS, PAYLOAD_FIELDS, RUN_STATES, TERMINAL_STATES, Event
 
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
 MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
 MAX_LABEL_VALUES = 100   # distinct values per run of each label taken from its output (step action,
                          # score and metric name, phase, artifact); the rest become OTHER
 OTHER = "other"
+# An agent's input and output payloads (optional fields of the agent events) for the status page's
+# inspector: what is kept is bounded; the rest is cut (at a UTF-8 character boundary) and counted.
+MAX_PAYLOAD_BYTES = 16 * 1024        # bytes kept of one payload
+MAX_RUN_PAYLOAD_BYTES = 256 * 1024   # bytes kept of all payloads of a run (the latest input and output per agent)
+MAX_AGENT_EVENTS = 50                # events shown per agent (its last ones among the run's)
+MAX_RUN_AGENT_EVENTS = 2000          # agent and data-flow events kept per run, all agents (the last ones)
+MAX_AGENT_EXECUTIONS = 20            # executions (start to end) kept per agent (its last ones)
+MAX_AGENT_TEXT = 1024                # characters kept of an agent's error
+MAX_EVENT_TEXT = 256                 # characters kept of a text field in the events kept for the inspector
 
 
 class RunState:
@@ -31,6 +42,7 @@ class RunState:
         "error_continues", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
+        "agent_io", "agent_events", "payload_bytes", "payload_cut_bytes",
         "phases_seen", "labels_folded", "_eta",
     )
 
@@ -69,6 +81,10 @@ class RunState:
         self.task_steps: list[dict] = []        # the current task's steps (last MAX_TASK_STEPS)
         self.agents: dict[str, dict] = {}       # workflow agents: agent_id -> state, times, sizes
         self.data_flow: dict[tuple[str, str], float] = {}   # (from_agent, to_agent) -> bytes
+        self.agent_io: dict[str, dict] = {}     # agent_id -> its payloads, its event count (not in snapshot())
+        self.agent_events: collections.deque = collections.deque(maxlen=MAX_RUN_AGENT_EVENTS)   # for the inspector
+        self.payload_bytes = 0                  # bytes of payloads kept, all agents (<= MAX_RUN_PAYLOAD_BYTES)
+        self.payload_cut_bytes = 0              # bytes of payloads cut, all agents, since the run began
         self.metrics: dict[str, float] = {}     # values the job reported by name (event `metric`)
         self.artifact_deadlines: dict[str, float] = {}   # artifact -> seconds after the run's end it may take
         self.phases_seen: set[str] = set()      # the phases this run has had (label bound)
@@ -286,36 +302,143 @@ class RunState:
                 return {}                        # bounded: further agents are not tracked
             a = self.agents[agent_id] = {"state": "pending", "started_ts": None, "ended_ts": None,
                                          "duration": None, "output_size": None, "error": None}
+        if "executions" not in a:                # new, or saved by a runwatch without these keys
+            a.update(executions=(), executions_total=0, input_bytes=None, output_bytes=None)
         return a
 
     def _agent_started(self, f, ts):
         a = self._agent(f["agent_id"])
+        tracked = bool(a)                        # {} for an agent past MAX_AGENTS
+        if tracked:
+            ex = a["executions"]
+            if ex and ex[-1]["ended_ts"] is None:    # started again before it ended
+                last = ex[-1]
+                a["executions"] = ex[:-1] + (dict(
+                    last, ended_ts=ts, state="interrupted",
+                    duration=None if last["started_ts"] is None else max(0.0, ts - last["started_ts"])),)
+            self._execution(a, {"started_ts": ts, "ended_ts": None, "state": "running", "duration": None,
+                                "error": None})
         a.update(state="running", started_ts=ts, ended_ts=None, duration=None, error=None)
+        self._agent_record(f, "agent_started", a if tracked else None, ts)
         self.last_progress_ts = ts
 
     def _agent_completed(self, f, ts):
         a = self._agent(f["agent_id"])
+        tracked = bool(a)
         d = f.get("duration")
         if d is None and a.get("started_ts") is not None:
             d = max(0.0, ts - a["started_ts"])
         a.update(state="completed", ended_ts=ts, duration=d)
         if "output_size" in f:
             a["output_size"] = f["output_size"]
+        if tracked:
+            self._end_execution(a, "completed", ts, d, None)
+        self._agent_record(f, "agent_completed", a if tracked else None, ts)
+        if tracked and a.get("output_size") is None and a.get("output_bytes") is not None:
+            a["output_size"] = a["output_bytes"]     # no size reported: the output payload's
         self.last_progress_ts = ts
 
     def _agent_failed(self, f, ts):
         a = self._agent(f["agent_id"])
+        tracked = bool(a)
         d = max(0.0, ts - a["started_ts"]) if a.get("started_ts") is not None else None
-        a.update(state="failed", ended_ts=ts, duration=d, error=f.get("error"))
+        error = _cut(f["error"], MAX_AGENT_TEXT) if f.get("error") else None
+        a.update(state="failed", ended_ts=ts, duration=d, error=error)
+        if tracked:
+            self._end_execution(a, "failed", ts, d, error)
+        self._agent_record(f, "agent_failed", a if tracked else None, ts)
         self.errors += 1
-        self.last_error = f"agent {f['agent_id']} failed" + (f": {f['error']}" if f.get("error") else "")
+        self.last_error = f"agent {f['agent_id']} failed" + (f": {error}" if error else "")
 
     def _data_flow(self, f, ts):
-        self._agent(f["from_agent"])             # an agent seen only in a flow is pending
-        self._agent(f["to_agent"])
+        a, b = self._agent(f["from_agent"]), self._agent(f["to_agent"])   # an agent seen only in a flow is pending
         key = (f["from_agent"], f["to_agent"])
         if key in self.data_flow or len(self.data_flow) < MAX_AGENTS:
             self.data_flow[key] = self.data_flow.get(key, 0.0) + f["data_size"]
+        entry = {"ts": ts, "type": "data_flow", "from_agent": key[0], "to_agent": key[1], "data_size": f["data_size"]}
+        if a or b:
+            self.agent_events.append(entry)
+            for agent_id, tracked in ((key[0], a), (key[1], b))[:1 if key[0] == key[1] else 2]:
+                if tracked:
+                    self._agent_io(agent_id)["events_total"] += 1
+
+    # An agent's executions are a tuple of dicts that are replaced, never changed: a snapshot
+    # shares them with the state instead of copying them under the registry lock.
+
+    def _execution(self, a: dict, ex: dict) -> None:
+        a["executions"] = (tuple(a["executions"]) + (ex,))[-MAX_AGENT_EXECUTIONS:]
+        a["executions_total"] += 1
+
+    def _end_execution(self, a: dict, state: str, ts: float, duration, error) -> None:
+        """The agent's open execution ends (one without a start is added: it ran, we saw only the end)."""
+        ex = a["executions"]
+        if ex and ex[-1]["ended_ts"] is None:
+            a["executions"] = tuple(ex[:-1]) + (dict(ex[-1], ended_ts=ts, state=state, duration=duration,
+                                                     error=error),)
+        else:
+            start = ts - duration if duration is not None else None
+            self._execution(a, {"started_ts": start, "ended_ts": ts, "state": state, "duration": duration,
+                                "error": error})
+
+    def _agent_record(self, f: dict, etype: str, a: dict | None, ts: float) -> None:
+        """An agent event for the inspector: its payloads kept (bounded), the event in the agent's list.
+        a: None for an agent that is not tracked (its payloads count as cut)."""
+        agent_id = f["agent_id"]
+        entry = {"ts": ts, "type": etype, "agent_id": agent_id}
+        for k, v in f.items():
+            if k != "agent_id" and k not in PAYLOAD_FIELDS:
+                entry[k] = _cut(v, MAX_EVENT_TEXT) if isinstance(v, str) else v
+        for k in PAYLOAD_FIELDS:
+            if k in f:
+                size = self._keep_payload(agent_id, k, f[k], etype, ts, tracked=a is not None)
+                entry[k + "_bytes"] = size
+                if a is not None:
+                    a[k + "_bytes"] = size
+        if a is not None:
+            self.agent_events.append(entry)
+            self._agent_io(agent_id)["events_total"] += 1
+
+    def _agent_io(self, agent_id: str) -> dict:
+        io = self.agent_io.get(agent_id)
+        if io is None:
+            io = self.agent_io[agent_id] = {"input": None, "output": None, "events_total": 0}
+        return io
+
+    def _keep_payload(self, agent_id: str, which: str, text: str, etype: str, ts: float, tracked: bool) -> int:
+        """Keep the latest `which` payload of an agent within MAX_PAYLOAD_BYTES and what the run's
+        MAX_RUN_PAYLOAD_BYTES leaves; returns its size as sent, in bytes."""
+        data = text.encode("utf-8", "replace")
+        io = self._agent_io(agent_id) if tracked else None
+        old = io[which] if io is not None else None
+        room = MAX_RUN_PAYLOAD_BYTES - self.payload_bytes + (old["kept_bytes"] if old else 0)
+        limit = max(0, min(MAX_PAYLOAD_BYTES, room)) if io is not None else 0
+        kept = data[:limit].decode("utf-8", "ignore")      # a character cut in two is dropped
+        kept_bytes = len(kept.encode("utf-8"))
+        cut = len(data) - kept_bytes
+        self.payload_cut_bytes += cut
+        if io is not None:
+            self.payload_bytes += kept_bytes - (old["kept_bytes"] if old else 0)
+            io[which] = {"text": kept, "bytes": len(data), "kept_bytes": kept_bytes, "cut_bytes": cut,
+                         "event": etype, "ts": ts}
+        return len(data)
+
+    def agent_detail(self, agent_id: str) -> dict | None:
+        """One agent for the inspector (the agent API): its state, executions, payloads and last
+        events, as plain copies; None for an agent the run does not have."""
+        a = self.agents.get(agent_id)
+        if a is None:
+            return None
+        io = self.agent_io.get(agent_id) or {}
+        mine = [e for e in self.agent_events
+                if e.get("agent_id") == agent_id or e.get("from_agent") == agent_id or e.get("to_agent") == agent_id]
+        events = [{k: v for k, v in e.items() if k != "agent_id"} for e in mine[-MAX_AGENT_EVENTS:]]
+        agent = dict(a, executions=[dict(x) for x in a.get("executions", ())])     # the caller may change them
+        return {"agent": agent, "input": dict(io["input"]) if io.get("input") else None,
+                "output": dict(io["output"]) if io.get("output") else None,
+                "events": events, "events_total": io.get("events_total", 0),
+                "flows_out": [{"to_agent": b, "bytes": n} for (x, b), n in self.data_flow.items() if x == agent_id],
+                "flows_in": [{"from_agent": x, "bytes": n} for (x, b), n in self.data_flow.items() if b == agent_id],
+                "run_payload_bytes": self.payload_bytes, "run_payload_cut_bytes": self.payload_cut_bytes}
 
     def _progress_update(self, f, ts):
         fields = {"percent": f["progress"]}
@@ -453,6 +576,10 @@ def direction_of(name: str) -> str | None:
     if any(w in n for w in HIGHER_IS_BETTER):
         return "max"
     return None
+
+
+def _cut(s: str, n: int) -> str:
+    return s if len(s) <= n else s[:n] + "…"
 
 
 def _clamp(x: float) -> float:

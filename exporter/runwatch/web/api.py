@@ -24,9 +24,10 @@ import threading
 import time
 
 from ..parse.redact import default_redactor
-from ..events import Event, EventError, make
+from ..events import Event, EventError, make, payloads_as_text
 from ..parse.packs import Matcher
 from ..model.runs import RUN_ID_RE, Ingest, Registry, Run, RunSpec
+from ..model.state import MAX_AGENT_EVENTS, MAX_AGENT_EXECUTIONS, MAX_PAYLOAD_BYTES, MAX_RUN_PAYLOAD_BYTES
 
 RESERVED = ("type", "run_id", "ts", "kind")
 LOG_TYPE = "log"
@@ -197,10 +198,13 @@ class LogLines:
         """A posted event with its free-text fields (message, reason, phase, task,
         action, name, ...) redacted as lines are, before they reach state, labels,
         Loki or the status page; type, run_id, ts and kind are validated as sent."""
+        if not isinstance(item, dict):
+            return item
+        item = payloads_as_text(item)          # an agent's JSON input/output is redacted as its text
         red = self.redactor
         if red is True:
             red = default_redactor()
-        if not red or not isinstance(item, dict):
+        if not red:
             return item
         return red.fields(item, skip=RESERVED)
 
@@ -333,3 +337,35 @@ def runs_view(registry: Registry, *, with_lines: bool = False, cancellable=None,
         out.append(run_view(run, snap, now, lines=lines, cancellable=cancellable.get(run.spec.id)))
     out.sort(key=lambda r: r["run_id"])
     return out
+
+
+def agent_view(registry: Registry, run_id: str, agent_id: str) -> tuple[int, dict]:
+    """GET /api/runs/{run_id}/agents/{agent_id}: one workflow agent for the status page's inspector:
+    its state and executions, its last events, the data it sent and received, and its latest input
+    and output payloads (redacted on the way in, and again here). (404, error) for an unknown run or agent."""
+    with registry.lock:
+        run = registry.runs.get(run_id)
+        detail = run.state.agent_detail(agent_id) if run is not None else None
+    if run is None:
+        return 404, {"error": f"no run {run_id!r}"}
+    if detail is None:
+        return 404, {"error": f"run {run_id!r} has no agent {agent_id!r}", "run_id": run_id}
+    a = detail.pop("agent")
+    if a.get("error"):
+        a["error"] = redact(a["error"])
+    for ex in a.get("executions", ()):
+        if ex.get("error"):
+            ex["error"] = redact(ex["error"])
+    for which in ("input", "output"):
+        p = detail[which]
+        if p is not None:
+            p["text"] = redact(p["text"])
+            p["truncated"] = p["cut_bytes"] > 0
+    for e in detail["events"]:
+        for k, v in e.items():
+            if isinstance(v, str) and k not in ("type", "from_agent", "to_agent"):
+                e[k] = redact(v)
+    out = {"run_id": run_id, "agent_id": agent_id, **a, **detail,
+           "limits": {"payload_bytes": MAX_PAYLOAD_BYTES, "run_payload_bytes": MAX_RUN_PAYLOAD_BYTES,
+                      "events": MAX_AGENT_EVENTS, "executions": MAX_AGENT_EXECUTIONS}}
+    return 200, _json_safe(out)

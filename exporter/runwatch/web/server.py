@@ -11,7 +11,9 @@ Routes (docs/events.md has the details):
     GET  /healthz                   "ok"
     GET  /api/runs                  every run as JSON
     GET  /api/runs/{id}             one run, with its last 50 output lines (redacted)
+    GET  /api/runs/{id}/agents/{agent}  one workflow agent: events, payloads, error (the inspector)
     GET  /api/stream                Server-Sent Events: all runs, pushed on change
+    GET  /workflow.js               the status page's workflow view (static/workflow.js)
     POST /api/events                events (JSON, JSON array or NDJSON)   token; only with --events
     POST /api/runs/{id}/events      the same, run_id from the path        token; only with --events
     POST /api/runs/{id}/cancel      stop a run `runwatch run` launched    token
@@ -94,6 +96,7 @@ class Server:
         self.events_rejected = 0
         self._count_lock = threading.Lock()
         self.page = _load_page()
+        self.static = _load_static()
         handler = type("Handler", (_Handler,), {"server_ref": self})
         ThreadingHTTPServer.daemon_threads = True
         ThreadingHTTPServer.allow_reuse_address = True
@@ -148,6 +151,20 @@ def _load_page() -> bytes:
                 b" and <a href=/api/runs>/api/runs</a>.")
 
 
+STATIC_FILES = {"workflow.js": "text/javascript; charset=utf-8"}   # served at /NAME from static/
+
+
+def _load_static() -> dict[str, bytes]:
+    out = {}
+    for name in STATIC_FILES:
+        try:
+            with open(os.path.join(STATIC_DIR, name), "rb") as f:
+                out[name] = f.read()
+        except OSError:
+            pass
+    return out
+
+
 RUN = r"(?P<run_id>[^/]+)"
 ROUTES = [
     ("GET", re.compile(r"^/$"), "_page"),
@@ -156,7 +173,9 @@ ROUTES = [
     ("GET", re.compile(r"^/healthz$"), "_healthz"),
     ("GET", re.compile(r"^/api/runs/?$"), "_runs"),
     ("GET", re.compile(rf"^/api/runs/{RUN}/?$"), "_run"),
+    ("GET", re.compile(rf"^/api/runs/{RUN}/agents/(?P<agent_id>[^/]+)/?$"), "_agent"),
     ("GET", re.compile(r"^/api/stream$"), "_stream"),
+    ("GET", re.compile(r"^/(?P<name>workflow\.js)$"), "_static"),
     ("POST", re.compile(r"^/api/events$"), "_events"),
     ("POST", re.compile(rf"^/api/runs/{RUN}/events$"), "_events"),
     ("POST", re.compile(rf"^/api/runs/{RUN}/cancel$"), "_cancel"),
@@ -212,9 +231,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, self.server_ref.page, "text/html; charset=utf-8", {
             "Cache-Control": "no-cache",
             "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
-                                       "script-src 'unsafe-inline'; img-src 'self' data:",
+                                       "script-src 'self' 'unsafe-inline'; img-src 'self' data:",
             "X-Content-Type-Options": "nosniff",
         })
+
+    def _static(self, name: str):
+        """A script the status page loads (STATIC_FILES; read once at start)."""
+        body = self.server_ref.static.get(name)
+        if body is None:
+            return self._send(404, f"{name} missing from this install\n".encode(), TEXT)
+        self._send(200, body, STATIC_FILES[name], {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    def _agent(self, run_id: str, agent_id: str):
+        code, body = api.agent_view(self.server_ref.registry, run_id, agent_id)
+        self._json(code, body)
 
     def _healthz(self):
         self._send(200, b"ok\n", TEXT)
