@@ -20,11 +20,12 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import re
 import threading
 import time
 
 from ..parse.redact import default_redactor
-from ..events import Event, EventError, make
+from ..events import Event, EventError, escape_surrogates, make, unicode_error
 from ..parse.packs import Matcher
 from ..model.runs import RUN_ID_RE, Ingest, Registry, Run, RunSpec
 
@@ -88,11 +89,18 @@ class BodyError(ValueError):
     pass
 
 
+MAX_JSON_DEPTH = 32          # nesting of a body: an array of flat objects needs 2
+
+
 def parse_body(body: bytes) -> list:
     """One JSON value, a JSON array, or NDJSON -> list of items.
 
-    An item that is not valid JSON (NDJSON only) is kept as a BodyError so it
-    is reported with its index while the others are applied."""
+    The decoding of a posted body, and its limits: UTF-8, valid JSON, at most
+    MAX_JSON_DEPTH levels of nesting (deeper is refused before the decoder sees it),
+    numbers JSON can spell but no float holds (1e400) refused; the strings' and
+    numbers' own checks are the event schema's (events.py). An item that is not valid
+    JSON (NDJSON only) is kept as a BodyError so it is reported with its index while
+    the others are applied."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -100,7 +108,7 @@ def parse_body(body: bytes) -> list:
     if not text.strip():
         raise BodyError("empty body; send a JSON event, a JSON array of events, or NDJSON")
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except json.JSONDecodeError as e:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if len(lines) < 2:
@@ -108,13 +116,56 @@ def parse_body(body: bytes) -> list:
         items: list = []
         for n, ln in enumerate(lines, 1):
             try:
-                items.append(json.loads(ln))
+                items.append(_loads(ln))
             except json.JSONDecodeError as le:
                 items.append(BodyError(f"NDJSON line {n} is not JSON: {le.msg} at column {le.colno}"))
+            except BodyError as be:
+                items.append(BodyError(f"NDJSON line {n}: {be}"))
         return items
     if isinstance(value, list):
         return value
     return [value]
+
+
+def _depth(text: str) -> int:
+    """How deep arrays and objects nest in JSON text (brackets inside strings do not count)."""
+    if "[" not in text and "{" not in text:
+        return 0
+    opens = text.count("[") + text.count("{")
+    if opens <= MAX_JSON_DEPTH:
+        return opens                 # cannot nest deeper than it has brackets
+    depth = deepest = 0
+    for m in _TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
+
+
+def _bad_constant(name: str):
+    raise BodyError(f"{name} is not a number runwatch accepts (JSON has no NaN or Infinity)")
+
+
+def _loads(text: str):
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise BodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; an event is a flat object")
+    try:
+        return json.loads(text, parse_constant=_bad_constant)
+    except RecursionError:
+        raise BodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; an event is a flat object") from None
+    except (json.JSONDecodeError, BodyError):
+        raise
+    except ValueError as e:          # an integer of more than 4300 digits
+        raise BodyError(f"a number runwatch cannot read: {str(e)[:120]}") from None
 
 
 class Rejected(Exception):
@@ -135,6 +186,21 @@ def _ts(v, now: float) -> float:
     if not math.isfinite(f) or f <= 0:
         raise Rejected("ts", f"must be a positive finite number; got {v!r}")
     return f
+
+
+def _valid_text(item) -> None:
+    """Every key and string value of an item is valid Unicode (events.unicode_error), checked
+    before anything else (redaction, the schema) reads it."""
+    if not isinstance(item, dict):
+        return
+    for k, v in item.items():
+        why = unicode_error(k)
+        if why:
+            raise Rejected(escape_surrogates(k)[:64], f"field name {why}")
+        if isinstance(v, str):
+            why = unicode_error(v)
+            if why:
+                raise Rejected(k, why)
 
 
 def _check(item, path_run_id: str | None, now: float):
@@ -160,6 +226,8 @@ def _check(item, path_run_id: str | None, now: float):
     kind = item.get("kind")
     if kind is not None and (not isinstance(kind, str) or not kind or len(kind) > 64):
         raise Rejected("kind", "must be a non-empty string of at most 64 characters")
+    if kind is not None and unicode_error(kind):
+        raise Rejected("kind", unicode_error(kind))
     ts = _ts(item.get("ts"), now)
     fields = {k: v for k, v in item.items() if k not in RESERVED}
     if etype == LOG_TYPE:
@@ -174,6 +242,9 @@ def _check(item, path_run_id: str | None, now: float):
             raise Rejected("line", "required for 'log' (a string)")
         if level is not None and not isinstance(level, str):
             raise Rejected("level", "must be a string such as INFO or ERROR")
+        for name, value in (("line", line), ("level", level or "")):
+            if unicode_error(value):
+                raise Rejected(name, unicode_error(value))
         return rid, kind, (LOG_TYPE, line[:MAX_LOG_LINE], (level or "").upper(), ts)
     try:
         ev = make(etype, fields, ts)
@@ -239,6 +310,7 @@ def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
 
     for i, item in enumerate(items):
         try:
+            _valid_text(item)
             rid, kind, ev = _check(log_lines.redact_item(item), path_run_id, now)
             run = registry.get(rid)
             if run is None:
