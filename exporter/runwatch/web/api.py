@@ -27,13 +27,12 @@ import time
 from ..parse.redact import default_redactor
 from ..events import Event, EventError, escape_surrogates, make, unicode_error
 from ..parse.packs import Matcher
-from ..model.runs import RUN_ID_RE, Ingest, Registry, Run, RunSpec
+from ..model.runs import RUN_ID_RE, Ingest, Registry, Run, RunLimit, RunSpec
 
 RESERVED = ("type", "run_id", "ts", "kind")
 LOG_TYPE = "log"
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL", "EXCEPTION"})
 DEFAULT_KIND = "workflow"
-MAX_API_RUNS = 1000          # runs the events API may create: a bound on memory and label cardinality
 MAX_LOG_LINE = 16 * 1024     # characters of one log line kept
 MAX_EVENTS_PER_BODY = 10000
 
@@ -314,11 +313,10 @@ def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
             rid, kind, ev = _check(log_lines.redact_item(item), path_run_id, now)
             run = registry.get(rid)
             if run is None:
-                with registry.lock:
-                    n_api = sum(1 for r in registry.runs.values() if r.spec.source == "api")
-                if n_api >= MAX_API_RUNS:
-                    raise Rejected("run_id", f"unknown run and already {MAX_API_RUNS} runs created through the API")
-                run = registry.add(RunSpec(id=rid, kind=kind or DEFAULT_KIND, source="api"), now)
+                try:                 # at the registry's cap: finished runs make room, else refused
+                    run = registry.add(RunSpec(id=rid, kind=kind or DEFAULT_KIND, source="api"), now, limit=True)
+                except RunLimit as e:
+                    raise Rejected("run_id", f"unknown run {rid!r} refused: {e}") from None
                 created.append(rid)
         except Rejected as e:
             errors.append({"index": i, "field": e.field, "reason": e.reason})
