@@ -21,8 +21,8 @@ Promises to the job, whatever runwatch does:
 Standard library only: the job needs nothing but runwatch itself. Events are
 checked against runwatch's own schema (events.py) before they are queued: one the
 server would refuse is dropped at once (`dropped["invalid"]`), and undecodable
-bytes of a file name (os.fsdecode's surrogates) are sent as `\\xNN`. url, token and run_id default to RUNWATCH_URL, RUNWATCH_TOKEN and
-RUNWATCH_RUN_ID.
+bytes of a file name (os.fsdecode's surrogates) are sent as `\\xNN`. url, token
+and run_id default to RUNWATCH_URL, RUNWATCH_TOKEN and RUNWATCH_RUN_ID.
 """
 from __future__ import annotations
 

@@ -237,7 +237,7 @@ def check_run(run, now: float | None = None) -> None:
         for name, v in snap[k].items():
             _label(name, k)
             _number(v, f"{k}[{name[:40]!r}]")
-    for name, (avail, since) in snap["artifacts"].items():
+    for name, (_avail, since) in snap["artifacts"].items():
         _label(name, "artifacts")
         _number(since, f"artifacts[{name[:40]!r}]")
     for vm, p in snap["vm_power"].items():

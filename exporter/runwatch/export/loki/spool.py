@@ -65,7 +65,7 @@ def _poison(meta, block: bytes, n: int) -> str | None:
     """Why a whole record must not be pushed, or None."""
     if not (isinstance(meta, list) and len(meta) == 4):
         return "its labels are not [kind, source, run_id, phase]"
-    for name, v in zip(("kind", "source", "run_id", "phase"), meta):
+    for name, v in zip(("kind", "source", "run_id", "phase"), meta, strict=True):
         if not isinstance(v, str):
             return f"{name} is {type(v).__name__}, not a string"
         why = unicode_error(v)
