@@ -35,9 +35,10 @@ class RunSpec:
     budget: float | None = None      # USD
 
     def __post_init__(self):
-        # kind, url and labels become label values: a name from argv or a file name
-        # (os.fsdecode's lone surrogates) must not make a scrape fail
-        self.kind, self.url = escape_surrogates(self.kind), escape_surrogates(self.url)
+        # id, kind, url and labels become label values: a name from argv or a file name (`runwatch
+        # scan` names a run after its file; os.fsdecode's lone surrogates) must not make a scrape fail
+        self.id, self.kind, self.url = escape_surrogates(self.id), escape_surrogates(self.kind), \
+            escape_surrogates(self.url)
         self.labels = {escape_surrogates(str(k)): escape_surrogates(str(v)) for k, v in self.labels.items()}
 
 
@@ -134,12 +135,19 @@ class Registry:
         with self.lock:
             return self.runs.get(run_id)
 
-    def apply(self, run: Run, events: list, now: float | None = None) -> None:
-        """Apply events that did not come from lines (status, cost, VM power …)."""
+    def apply(self, run: Run, events: list, now: float | None = None, *, outside: bool = False) -> None:
+        """Apply events that did not come from lines (status, cost, VM power …).
+
+        outside=True: posted by the job (the events API). A `status` event for a command that
+        `runwatch run` launched is then only recorded as what the job reported: the process's
+        exit decides how the run ends, and until then it can still be canceled."""
         with self.lock:
             st = run.state
             for e in events:
-                st.apply(e)
+                if outside and e.type == "status" and run.spec.source == "command":
+                    st.report_status(e.fields, e.ts)
+                else:
+                    st.apply(e)
             self._after(run, now if now is not None else time.time())
 
     def ingest(self, run: Run, block: bytes, events: list, cut: int, now: float) -> None:
@@ -166,9 +174,11 @@ class Registry:
 
     def set_url(self, run: Run, url: str | None) -> None:
         """A source learned the run's page (Azure ML studio, W&B): it goes into
-        run_info{url} unless the run has one already (the config's)."""
-        if not url:
+        run_info{url} unless the run has one already (the config's). Only http(s): the
+        status page links it, and a cloud API's answer is input from outside."""
+        if not url or not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
             return
+        url = escape_surrogates(url)[:2048]
         with self.lock:
             if not run.spec.url:
                 run.spec.url = url

@@ -32,7 +32,7 @@ class RunState:
         "error_continues", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
-        "phases_seen", "labels_folded", "refused", "_eta",
+        "phases_seen", "labels_folded", "refused", "reported_state", "_eta",
     )
 
     def __init__(self) -> None:
@@ -75,6 +75,7 @@ class RunState:
         self.phases_seen: set[str] = set()      # the phases this run has had (label bound)
         self.labels_folded = 0                  # label values that became OTHER (MAX_LABEL_VALUES)
         self.refused: dict[str, int] = {}       # what a cap turned away, by reason (agents, build_vertices)
+        self.reported_state: str | None = None  # a status the job posted for a run its process decides
 
     # ------------------------------------------------------------ input
 
@@ -117,6 +118,15 @@ class RunState:
     def _status(self, f, ts):
         self._set_state(f["state"], ts)
         self.status_reason = f.get("reason")
+
+    def report_status(self, f, ts) -> None:
+        """A status the job reported about a run whose process decides its end (runs.Registry.apply):
+        recorded in reported_state and the reason, the state itself stays."""
+        self.reported_state = f["state"]
+        reason = f.get("reason")
+        self.status_reason = f"the job reported {f['state']}" + (f": {reason}" if reason else "")
+        if self.state == "pending":
+            self._set_state("running", ts)
 
     def _set_state(self, state: str, ts: float) -> None:
         if state not in RUN_STATES or state == self.state:
@@ -449,7 +459,7 @@ class RunState:
             "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
             "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power), "metrics": dict(self.metrics),
             "artifact_deadlines": dict(self.artifact_deadlines), "labels_folded": self.labels_folded,
-            "refused": dict(self.refused),
+            "refused": dict(self.refused), "reported_state": self.reported_state,
             "task_steps": [dict(x) for x in self.task_steps],
             "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }

@@ -304,7 +304,7 @@ def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
     def flush():
         nonlocal pending
         if pending_run is not None and pending:
-            registry.apply(pending_run, pending, now)
+            registry.apply(pending_run, pending, now, outside=True)
         pending = []
 
     for i, item in enumerate(items):
