@@ -54,21 +54,25 @@ def run_json(pr, run_id):
 SURROGATE = "\\udcff"          # JSON text for the lone surrogate os.fsdecode makes of byte 0xff
 BIG = "9" * 400
 
+def j(text: str) -> str:
+    return text.replace("<S>", SURROGATE).replace("<BIG>", BIG)
+
+
 # (event JSON text without run_id, the field the 400 must name, a word of the reason)
 BAD = [
-    ('{"type": "phase", "phase": "%s"}' % SURROGATE, "phase", "surrogate"),
-    ('{"type": "agent_started", "agent_id": "a%s"}' % SURROGATE, "agent_id", "surrogate"),
-    ('{"type": "error", "message": "x%s"}' % SURROGATE, "message", "surrogate"),
+    (j('{"type": "phase", "phase": "<S>"}'), "phase", "surrogate"),
+    (j('{"type": "agent_started", "agent_id": "a<S>"}'), "agent_id", "surrogate"),
+    (j('{"type": "error", "message": "x<S>"}'), "message", "surrogate"),
     ('{"type": "agent_failed", "agent_id": "a", "error": "x\\ud800y"}', "error", "surrogate"),
-    ('{"type": "phase", "phase": "ok", "kind": "k%s"}' % SURROGATE, "kind", "surrogate"),
-    ('{"type": "log", "line": "a%sb"}' % SURROGATE, "line", "surrogate"),
-    ('{"type": "step", "%s": 1}' % SURROGATE, "\\xff", "surrogate"),
-    ('{"type": "task_planned", "total": %s}' % BIG, "total", "64 bits"),
-    ('{"type": "build_step", "step": %s}' % BIG, "step", "64 bits"),
-    ('{"type": "step", "action": "a", "index": "%s"}' % BIG, "index", "64 bits"),
+    (j('{"type": "phase", "phase": "ok", "kind": "k<S>"}'), "kind", "surrogate"),
+    (j('{"type": "log", "line": "a<S>b"}'), "line", "surrogate"),
+    (j('{"type": "step", "<S>": 1}'), "\\xff", "surrogate"),
+    (j('{"type": "task_planned", "total": <BIG>}'), "total", "64 bits"),
+    (j('{"type": "build_step", "step": <BIG>}'), "step", "64 bits"),
+    (j('{"type": "step", "action": "a", "index": "<BIG>"}'), "index", "64 bits"),
     ('{"type": "score", "name": "acc", "value": 1e400}', "value", "finite"),
     ('{"type": "metric", "name": "m", "value": -1e400}', "value", "finite"),
-    ('{"type": "cost", "cost_usd": %s.5}' % BIG, "cost_usd", "finite"),
+    (j('{"type": "cost", "cost_usd": <BIG>.5}'), "cost_usd", "finite"),
     ('{"type": "task_planned", "total": -3}', "total", "negative"),
     ('{"type": "task_started", "index": -1}', "index", "negative"),
     ('{"type": "task_finished", "total": -10}', "total", "negative"),
@@ -102,10 +106,10 @@ def test_a_bad_value_is_a_400_naming_the_field(serve, body, field, word):
 
 def test_the_valid_events_of_a_batch_are_applied_around_a_bad_one(serve):
     rid = "batch-mixed"
-    body = ('[{"type": "task_planned", "total": 4, "run_id": "%s"},'
-            ' {"type": "phase", "phase": "x%s", "run_id": "%s"},'
-            ' {"type": "task_finished", "run_id": "%s"},'
-            ' {"type": "cost", "budget_usd": -1, "run_id": "%s"}]') % (rid, SURROGATE, rid, rid, rid)
+    body = j('[{"type": "task_planned", "total": 4, "run_id": "<R>"},'
+             ' {"type": "phase", "phase": "x<S>", "run_id": "<R>"},'
+             ' {"type": "task_finished", "run_id": "<R>"},'
+             ' {"type": "cost", "budget_usd": -1, "run_id": "<R>"}]').replace("<R>", rid)
     r = post(serve, body.encode())
     assert r.status_code == 400
     a = r.json()
