@@ -132,3 +132,11 @@ def test_a_lone_surrogate_in_a_config_string_is_refused_at_its_line(d):
 def test_negative_costs_and_budgets_in_a_config_are_errors(d):
     fails(check("-c", cfg(d, RUN + "    cost_per_hour: -1\n")), "cost_per_hour must be at least 0")
     fails(check("-c", cfg(d, RUN + "    budget_usd: -5\n")), "budget_usd must be at least 0")
+
+
+@pytest.mark.parametrize("flag,value", [("--budget", "-5"), ("--cost-per-hour", "-0.5"), ("--budget", "inf"),
+                                        ("--cost-per-hour", "nan")])
+def test_negative_or_infinite_costs_on_the_command_line_are_usage_errors(flag, value):
+    out = subprocess.run(runwatch_cmd("run", flag, value, "--", "true"), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert f"argument {flag}: must be a finite amount, not negative" in out.stderr
