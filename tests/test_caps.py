@@ -61,6 +61,7 @@ def rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
+@pytest.mark.stack          # no tool, but 100 MB through the events API and its redaction take a while
 def test_a_hundred_one_megabyte_bodies_keep_metrics_and_state_bounded(serve):
     pr = serve()
     rss0 = rss_kib(pr.p.pid)
