@@ -82,6 +82,8 @@ BAD = [
     ('{"type": "progress", "done": -1, "total": 10}', "done", "negative"),
     ('{"type": "progress", "eta_seconds": "-1:00"}', "eta_seconds", "negative"),
     ('{"type": "artifact", "artifact": "m", "deadline_seconds": -5}', "deadline_seconds", "negative"),
+    (j('{"type": "phase", "phase": "x", "ts": <BIG>}'), "ts", "range"),
+    ('{"type": "phase", "phase": "x", "ts": 1e400}', "ts", "finite"),
     ('{"type": "score", "name": "acc", "value": NaN}', "body", "NaN"),
     ('[' * 100_000 + ']' * 100_000, "body", "nested"),
     ('{"a": ' * 50_000 + '1' + '}' * 50_000, "body", "nested"),
@@ -219,3 +221,43 @@ def test_a_reported_status_does_not_end_a_live_command_and_cancel_still_kills_it
         assert pr.p.wait(60) == 143
     finally:
         pr.stop()
+
+
+def test_random_items_never_raise_and_always_leave_a_state_that_renders():
+    """Any mix of types, fields and hostile values: each item is applied or refused with a
+    field and a reason, and the registry still renders as exposition text and as JSON."""
+    import random
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from runwatch.events import SCHEMA
+    from runwatch.export.collector import RunwatchCollector
+    from runwatch.export.exposition import render
+    from runwatch.model.runs import Registry
+    from runwatch.web import api
+
+    values = [None, True, 0, -1, 1.5, 10 ** 400, -10 ** 30, 1e308, float("inf"), "x", "", "\udcff", "a\ud800",
+              [], {}, ["\udcff"], {"a": "\udcff"}, [1, [2, [3]]], "9" * 30, "-5", "1:2:3", "nan", "1e400", "\n\n"]
+    types = [*SCHEMA, "log", "nope", 5, None, "\udcff"]
+    reg = Registry()
+    lines = api.LogLines(reg)
+    rnd = random.Random(12)
+    for _ in range(5000):
+        t = rnd.choice(types)
+        item = {"type": t, "run_id": rnd.choice(["r1", "r2", 5, "\udcff", "", None, "bad id"])}
+        for key in ("ts", "kind"):
+            if rnd.random() < 0.3:
+                item[key] = rnd.choice(values)
+        fields = list(SCHEMA[t]) if t in SCHEMA else ["line", "level", "message", "logger", "zz"]
+        for f in rnd.sample(fields, k=min(len(fields), rnd.randint(0, 4))):
+            item[f] = rnd.choice(values)
+        res = api.apply_body(reg, [item], log_lines=lines)
+        assert res["applied"] + res["rejected"] == 1
+        for e in res["errors"]:
+            assert e["field"] and e["reason"]
+            json.dumps(e, ensure_ascii=False).encode("utf-8")      # the answer itself is valid UTF-8
+    prom = CollectorRegistry(auto_describe=False)
+    prom.register(RunwatchCollector(reg))
+    list(text_string_to_metric_families(render(prom.collect(), False).decode("utf-8")))
+    json.dumps(api.runs_view(reg, with_lines=True), allow_nan=False, ensure_ascii=False).encode("utf-8")

@@ -174,12 +174,16 @@ def _ts(v, now: float) -> float:
         return now
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         raise Rejected("ts", "must be seconds since the epoch (a number)")
+    if isinstance(v, str) and unicode_error(v):
+        raise Rejected("ts", unicode_error(v))
     try:
         f = float(v)
+    except OverflowError:
+        raise Rejected("ts", "out of range: too large for a 64-bit float") from None
     except ValueError:
-        raise Rejected("ts", f"must be seconds since the epoch (a number); got {v!r}") from None
+        raise Rejected("ts", f"must be seconds since the epoch (a number); got {str(v)[:40]!r}") from None
     if not math.isfinite(f) or f <= 0:
-        raise Rejected("ts", f"must be a positive finite number; got {v!r}")
+        raise Rejected("ts", f"must be a positive finite number; got {str(v)[:40]!r}")
     return f
 
 
