@@ -187,3 +187,17 @@ def test_the_remote_write_spool_sets_an_unreadable_request_aside(tmp_path):
         sp.oldest()
     assert [f for f in os.listdir(sp.dir) if ".rws.bad-" in f]
     sp.close()
+
+
+def test_a_history_db_that_cannot_be_read_gives_no_prior_instead_of_failing_the_run(tmp_path):
+    from runwatch.model.history import History
+    from runwatch.model.runs import Registry, RunSpec
+    h = History(str(tmp_path / "history.db"))
+    h.record("train", "old", "succeeded", {"total_seconds": 10, "progress_seconds": 8, "units": 4,
+                                           "curve": [[0.5, 4.0]]}, 100.0)
+    h.conn.execute("UPDATE runs SET curve='[[0.5, ' || 'x' || ']'")    # torn JSON, written by hand
+    reg = Registry(history=h)
+    run = reg.add(RunSpec(id="new", kind="train", source="api"))
+    assert run.state.eta_prior is None
+    assert reg.get("new") is run
+    h.close()

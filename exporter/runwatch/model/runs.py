@@ -7,6 +7,7 @@ run's line path: raw chunks -> LineFramer -> Matcher -> events -> Registry.
 from __future__ import annotations
 
 import collections
+import logging
 import re
 import threading
 import time
@@ -16,6 +17,8 @@ from ..events import TERMINAL_STATES, Event, escape_surrogates
 from ..parse.framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
 from ..parse.packs import Matcher
 from .state import RunState
+
+log = logging.getLogger("runwatch")
 
 RECENT_LINES = 50
 MAX_RUNS = 1000          # runs a registry holds before it refuses new ones from outside (Registry.add limit=True)
@@ -107,12 +110,20 @@ class Registry:
             if run is None:
                 run = self.runs[spec.id] = Run(spec)
                 if self.history is not None:
-                    run.state.set_prior(self.history.prior(spec.kind))
+                    run.state.set_prior(self._prior(spec.kind))
                 cost = spec_cost_event(spec, now)
                 if cost is not None:
                     run.state.apply(cost)
                 self._bump()
             return run
+
+    def _prior(self, kind: str):
+        """The history's prior for kind; None (with a warning) when what it stored cannot be read."""
+        try:
+            return self.history.prior(kind)
+        except Exception as e:  # noqa: BLE001 - a damaged history must not stop a run from being added
+            log.warning("history: no ETA prior for kind %r (%s: %s)", escape_surrogates(kind), type(e).__name__, e)
+            return None
 
     def restore(self, run: Run, saved: Run, now: float | None = None) -> None:
         """Put a run read back from the state database (persist.py) in place of `run`'s
