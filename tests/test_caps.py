@@ -148,3 +148,19 @@ def test_agents_beyond_the_cap_are_refused_and_counted(serve):
     text = scrape(pr.url)
     assert series(text, "runwatch_agent_state") == MAX_AGENTS * 4      # a state set: one sample per state
     assert sample(text, "runwatch_events_refused_total", reason="agents") == extra
+
+
+def test_log_lines_of_forgotten_runs_do_not_pile_up():
+    """Runs come and go through the events API (finished ones make room for new ones): the
+    line paths kept for their posted log lines stay bounded by the run cap too."""
+    from runwatch.model.runs import Registry
+    from runwatch.web import api
+    reg = Registry(max_runs=20)
+    lines = api.LogLines(reg)
+    for i in range(200):
+        res = api.apply_body(reg, [{"type": "log", "line": f"line {i}", "run_id": f"r{i}"},
+                                   {"type": "status", "state": "succeeded", "run_id": f"r{i}"}], log_lines=lines)
+        assert res["applied"] == 2, res
+    assert len(reg.runs) == 20
+    assert len(lines.ingests) <= 20
+    assert reg.evicted == 180

@@ -278,6 +278,11 @@ class LogLines:
         with self.lock:
             ing = self.ingests.get(run.spec.id)
             if ing is None or ing.run is not run:
+                if len(self.ingests) >= self.registry.max_runs:     # bounded: forget runs the registry forgot
+                    with self.registry.lock:
+                        live = dict(self.registry.runs)
+                    for rid in [rid for rid, i in self.ingests.items() if live.get(rid) is not i.run]:
+                        del self.ingests[rid]
                 ing = self.ingests[run.spec.id] = Ingest(self.registry, run, self.matcher, on_block=self.on_block,
                                                          redactor=self.redactor)
             ing.data(0, block)
