@@ -140,3 +140,8 @@ def test_negative_or_infinite_costs_on_the_command_line_are_usage_errors(flag, v
     out = subprocess.run(runwatch_cmd("run", flag, value, "--", "true"), capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert f"argument {flag}: must be a finite amount, not negative" in out.stderr
+
+
+def test_deeply_nested_yaml_is_an_error_at_its_line_not_a_recursion_error(d):
+    c = cfg(d, RUN + "    labels: {x: " + "[" * 100_000 + "]" * 100_000 + "}\n")
+    fails(check("-c", c), f"{c}:4: values nested deeper than 64 levels")

@@ -21,6 +21,7 @@ import yaml
 MAX_FILE_BYTES = 4 << 20      # a bigger file is refused before it is read
 MAX_ALIASES = 1000            # YAML aliases (*name) in one file
 MAX_NODES = 200_000           # values in one file once its aliases are expanded (an alias bomb has billions)
+MAX_DEPTH = 64                # lists and mappings nested in one another
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -59,13 +60,22 @@ def _loader_for(file: str):
     class Loader(yaml.SafeLoader):
         aliases = 0
 
+        depth = 0
+
         def compose_node(self, parent, index):
             if self.check_event(yaml.AliasEvent):
                 self.aliases += 1
                 if self.aliases > MAX_ALIASES:
                     raise ConfigError(file, self.peek_event().start_mark.line + 1,
                                       f"more than {MAX_ALIASES} YAML aliases (*name); write the values out")
-            return super().compose_node(parent, index)
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ConfigError(file, self.peek_event().start_mark.line + 1,
+                                  f"values nested deeper than {MAX_DEPTH} levels")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
         def construct_document(self, node):
             _check_expansion(node, file)
