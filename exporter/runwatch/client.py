@@ -88,7 +88,7 @@ class RunwatchClient:
             if self.run_id is not None and "run_id" not in fields:
                 item["run_id"] = self.run_id
             if self.kind is not None:
-                item["kind"] = self.kind
+                item["kind"] = _text(self.kind)
             item.update({k: _text(v) for k, v in fields.items()})
             try:                    # the server's own schema (events.py): refused here, not after a POST
                 make(type, {k: v for k, v in item.items() if k not in _RESERVED}, item["ts"])
@@ -110,7 +110,7 @@ class RunwatchClient:
             if self.run_id is not None:
                 item["run_id"] = self.run_id
             if self.kind is not None:
-                item["kind"] = self.kind
+                item["kind"] = _text(self.kind)
             return self._put(item)
         except Exception:
             return False
