@@ -201,3 +201,11 @@ def test_a_history_db_that_cannot_be_read_gives_no_prior_instead_of_failing_the_
     assert run.state.eta_prior is None
     assert reg.get("new") is run
     h.close()
+
+
+def test_a_spool_segment_that_cannot_be_read_is_moved_aside(tmp_path):
+    from runwatch.export.loki.spool import read_segment
+    odd = tmp_path / "3.seg"
+    odd.mkdir()                                  # a directory where a segment should be
+    assert read_segment(str(odd)) == ([], 0)
+    assert not odd.exists() and [f for f in os.listdir(tmp_path) if f.startswith("3.seg.bad-")]

@@ -99,8 +99,18 @@ def set_aside(path: str, why: str) -> None:
 def read_segment(path: str) -> tuple[list[Record], int]:
     """Records of a spool segment, and the bytes at its end that were unreadable (a torn
     record) or could not be pushed (a poisoned one: the segment is set aside first)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:            # not a file any more (a directory, no permission): moved out of the way
+        aside = f"{path}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
+        try:
+            os.replace(path, aside)
+            log.warning("loki: spool segment %s cannot be read (%s); set it aside as %s", path, e.strerror, aside)
+        except OSError as e2:
+            log.warning("loki: spool segment %s cannot be read (%s) nor set aside (%s)", path, e.strerror,
+                        e2.strerror)
+        return [], 0
     out = []
     pos, size = 0, len(data)
     now = time.monotonic()
