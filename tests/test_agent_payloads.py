@@ -165,10 +165,13 @@ def test_unknown_run_or_agent_is_404_and_odd_names_and_values_work(server):
     srv = server()
     assert "no run" in agent(srv, "nope", "planner", code=404)["error"]
     post(srv, "wf", [{"type": "agent_started", "agent_id": "team/lead ü", "input": 42},
-                     {"type": "agent_completed", "agent_id": "team/lead ü", "output": "bad \ud800 char"}])
+                     {"type": "agent_completed", "agent_id": "team/lead ü", "output": "fine ü char"}])
     assert "no agent" in agent(srv, "wf", "planner", code=404)["error"]
     a = agent(srv, "wf", "team/lead ü")               # '/' in a name: sent as %2F
-    assert a["input"]["text"] == "42" and a["output"]["text"] == "bad ? char"
+    assert a["input"]["text"] == "42" and a["output"]["text"] == "fine ü char"
+    lone = requests.post(srv.base + "/api/runs/wf/events", headers=AUTH, timeout=5,
+                         data=json.dumps({"type": "agent_completed", "agent_id": "x", "output": "bad \ud800 char"}))
+    assert lone.status_code == 400 and lone.json()["field"] == "output"   # a lone surrogate: refused, named
     bad = requests.post(srv.base + "/api/runs/wf/events", headers=AUTH, timeout=5,
                         data=json.dumps({"type": "data_flow", "from_agent": "a", "to_agent": "b", "data_size": 1,
                                          "output": "x"}))

@@ -58,8 +58,8 @@ def test_invalid_events_are_counted_not_raised(live):
     c.event("step", action="ok")
     c.event("step", action=object())      # not JSON: sent as its str(), still no exception
     assert c.flush(5)
-    assert c.rejected == 2 and c.sent == 2
-    assert "between 0 and 100" in c.last_error
+    assert c.dropped["invalid"] == 2 and c.sent == 2 and c.rejected == 0   # refused before a POST
+    assert "unknown event type" in c.last_error
 
 
 def test_wrong_token_drops_and_counts(live):

@@ -75,6 +75,14 @@ def _seconds(value: str) -> float:
     return x
 
 
+def _usd(value: str) -> float:
+    """A cost or budget: a finite number, not negative."""
+    x = float(value)
+    if x != x or x in (float("inf"), float("-inf")) or x < 0:
+        raise argparse.ArgumentTypeError("must be a finite amount, not negative")
+    return x
+
+
 def data_dir_option(p) -> None:
     """--data-dir DIR with its RUNWATCH_DATA_DIR twin (None when neither is given).
     Idempotent: several features (state, Loki spool) may ask for it on one parser."""
@@ -185,8 +193,8 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     _opt(p, "--grace", type=_seconds, default=60.0, metavar="SECONDS",
          help="keep serving metrics this long after the command ends; Ctrl-C ends it early")
     _opt(p, "--stdin", action="store_true", default=False, help="read the output from stdin instead of a command")
-    _opt(p, "--cost-per-hour", type=float, default=None, metavar="USD", help="billing rate while the run runs")
-    _opt(p, "--budget", type=float, default=None, metavar="USD", help="the run's budget (runwatch_cost_budget_usd)")
+    _opt(p, "--cost-per-hour", type=_usd, default=None, metavar="USD", help="billing rate while the run runs")
+    _opt(p, "--budget", type=_usd, default=None, metavar="USD", help="the run's budget (runwatch_cost_budget_usd)")
     _opt(p, "--kill-after", type=_seconds, default=10.0, metavar="SECONDS",
          help="when the run is canceled (runwatch cancel): SIGKILL this long after SIGTERM")
     _common_api(p)

@@ -18,9 +18,11 @@ Promises to the job, whatever runwatch does:
   `max_queue`. After a failed send the client backs off (0.5 s doubling to 30 s).
 - At interpreter exit the queue is flushed for at most `exit_timeout` seconds.
 
-Standard library only: the job needs nothing but runwatch itself (or a copy of
-this file). url, token and run_id default to RUNWATCH_URL, RUNWATCH_TOKEN and
-RUNWATCH_RUN_ID.
+Standard library only: the job needs nothing but runwatch itself. Events are
+checked against runwatch's own schema (events.py) before they are queued: one the
+server would refuse is dropped at once (`dropped["invalid"]`), and undecodable
+bytes of a file name (os.fsdecode's surrogates) are sent as `\\xNN`. url, token
+and run_id default to RUNWATCH_URL, RUNWATCH_TOKEN and RUNWATCH_RUN_ID.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from .events import EventError, escape_surrogates, make
 from .retry import retry_after_seconds
 
 __all__ = ["RunwatchClient", "RunwatchLogHandler"]
@@ -85,8 +88,15 @@ class RunwatchClient:
             if self.run_id is not None and "run_id" not in fields:
                 item["run_id"] = self.run_id
             if self.kind is not None:
-                item["kind"] = self.kind
-            item.update(fields)
+                item["kind"] = _text(self.kind)
+            item.update({k: _text(v) for k, v in fields.items()})
+            try:                    # the server's own schema (events.py): refused here, not after a POST
+                make(type, {k: v for k, v in item.items() if k not in _RESERVED}, item["ts"])
+            except EventError as e:
+                self.dropped["invalid"] += 1
+                self.last_error = f"invalid {type!r} event: {e}"
+                self._warn("invalid", f"dropped an event runwatch would refuse: {self.last_error}")
+                return False
             return self._put(item)
         except Exception:   # noqa: BLE001 - event() never raises into the job
             return False
@@ -94,13 +104,13 @@ class RunwatchClient:
     def log(self, line: str, level: str = "INFO", logger: str | None = None) -> bool:
         """Queue one line of the job's output (type `log`)."""
         try:
-            item = {"type": "log", "ts": time.time(), "line": str(line), "level": level}
+            item = {"type": "log", "ts": time.time(), "line": _text(str(line)), "level": _text(level)}
             if logger:
                 item["logger"] = logger
             if self.run_id is not None:
                 item["run_id"] = self.run_id
             if self.kind is not None:
-                item["kind"] = self.kind
+                item["kind"] = _text(self.kind)
             return self._put(item)
         except Exception:   # noqa: BLE001 - log() never raises into the job
             return False
@@ -262,6 +272,15 @@ class RunwatchClient:
         if reason not in self._warned:      # once per reason: a job's log is not runwatch's
             self._warned.add(reason)
             log.warning("runwatch client: %s (further ones only counted)", message)
+
+
+_RESERVED = ("type", "run_id", "ts", "kind")
+
+
+def _text(v):
+    """A string from the job (a file name os.fsdecode made, say) as valid Unicode: undecodable
+    bytes become \\xNN instead of a lone surrogate the server would refuse."""
+    return escape_surrogates(v) if isinstance(v, str) else v
 
 
 def _json(raw: bytes) -> dict:

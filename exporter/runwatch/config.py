@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .parse.packs import Pack, builtin_names, load_builtin, load_pack_file
 from .model.runs import RUN_ID_RE, RunSpec
 from .settings import DEFAULT_LISTEN, DEFAULT_MAX_LINE, parse_listen
-from .yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, number
+from .yamlfile import ConfigError, Map, Seq, check_keys, expect, file_problem, load_file, number
 
 TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "file_watch", "data_dir",
             "checkpoint_seconds", "loki", "redact", "remote_write", "runs")
@@ -132,11 +133,16 @@ def _run(r: Map, base: str, seen: dict) -> RunConfig:
     rules = r.get("rules", [])
     if isinstance(rules, str):
         rules = [rules]
+    if not isinstance(rules, list):
+        raise ConfigError(f, r.line_of("rules"), f"run {rid!r}: rules must be a file name or a list of them")
     for j, rf in enumerate(rules):
         p = os.path.join(base, os.path.expanduser(str(rf)))
+        line = rules.line_of(j) if isinstance(rules, Seq) else r.line_of("rules")
         if not os.path.exists(p):
-            line = rules.line_of(j) if isinstance(rules, Seq) else r.line_of("rules")
             raise ConfigError(f, line, f"run {rid!r}: rules file {rf!r} not found (looked at {p})")
+        why = file_problem(p)
+        if why:
+            raise ConfigError(f, line, f"run {rid!r}: rules file {rf!r}: {why}")
         packs.append(load_pack_file(p))
     if not packs:
         raise ConfigError(f, r.line, f"run {rid!r}: no packs; built-in packs: {', '.join(builtin_names())}")
@@ -152,11 +158,15 @@ def _run(r: Map, base: str, seen: dict) -> RunConfig:
             raise ConfigError(f, line, f"run {rid!r}: label {k!r} is set by runwatch; choose another name")
         if isinstance(v, (dict, list)):
             raise ConfigError(f, line, f"run {rid!r}: label {k!r} must have a plain value")
+    url = str(expect(r["url"], str, r, "url", f"run {rid!r}: url")) if r.get("url") is not None else ""
+    if url and urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise ConfigError(f, r.line_of("url"), f"run {rid!r}: url must be an http:// or https:// address "
+                                               f"(the status page links it), got {url[:60]!r}")
     rate = number(r, "cost_per_hour", None, minimum=0)
     budget = number(r, "budget_usd", None, minimum=0)
     source = "stdin" if src == "-" else "file" if src else next(iter(cloud))
     spec = RunSpec(id=rid, kind=str(r.get("kind", "job")), source=source,
-                   url=str(r.get("url", "")), labels={str(k): str(v) for k, v in labels.items()},
+                   url=url, labels={str(k): str(v) for k, v in labels.items()},
                    cost_rate=rate, budget=budget)
     return RunConfig(spec=spec, file=src, from_start=(start == "start"), packs=packs, cloud=cloud)
 

@@ -9,6 +9,7 @@ reason instead of corrupting a run.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from collections.abc import Callable
 
@@ -21,61 +22,129 @@ VM_POWER_STATES = ("starting", "running", "stopping", "stopped", "deallocating",
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}
 
+#: the bounds every value from outside is held to (docs/events.md, "Limits")
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1     # integers: what an int64 holds
+MAX_TEXT = 4096          # characters of a free-text field (message, reason, error); longer is cut
+MAX_WORD = 256           # characters of a field that becomes a label value or a key (phase, action, name …)
+MAX_NAME = 128           # characters of an agent id
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_error(s: str) -> str | None:
+    """Why `s` is not a valid Unicode scalar string (a lone surrogate, which no UTF-8 can
+    encode and no scrape can print), or None when it is one."""
+    m = _SURROGATE.search(s)
+    if m is None:
+        return None
+    return (f"not valid Unicode: a lone surrogate U+{ord(m.group()):04X} at character {m.start()} "
+            f"(send the text as UTF-8; escape bytes that are not text)")
+
+
+def escape_surrogates(s: str) -> str:
+    """A string from a file name or argv (os.fsdecode keeps undecodable bytes as surrogates
+    U+DC80..U+DCFF) as a valid Unicode string: such a byte becomes `\\xNN`, any other lone
+    surrogate `\\uNNNN`. Valid strings come back as the same object."""
+    if _SURROGATE.search(s) is None:
+        return s
+    return _SURROGATE.sub(lambda m: (f"\\x{ord(m.group()) - 0xDC00:02x}" if 0xDC80 <= ord(m.group()) <= 0xDCFF
+                                     else f"\\u{ord(m.group()):04x}"), s)
+
+
+def text(v: Any, limit: int = MAX_TEXT) -> str:
+    """A string from outside: valid Unicode, at most `limit` characters (the rest is cut)."""
+    if isinstance(v, (dict, list, tuple, set)):
+        raise ValueError("must be a string")
+    s = v if isinstance(v, str) else str(v)
+    why = unicode_error(s)
+    if why:
+        raise ValueError(why)
+    return s if len(s) <= limit else s[:limit]
+
 
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
     if isinstance(v, (int, float)):
         return v != 0
-    s = str(v).strip().lower()
+    s = text(v, MAX_WORD).strip().lower()
     if s in _TRUE:
         return True
     if s in _FALSE:
         return False
-    raise ValueError(f"not a boolean: {v!r}")
+    raise ValueError(f"not a boolean: {s[:40]!r}")
 
 
 def _int(v: Any) -> int:
     if isinstance(v, bool):
         raise ValueError("a boolean is not an integer")
     if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ValueError(f"not a finite number: {v!r}")
         if v != int(v):
             raise ValueError(f"not an integer: {v!r}")
-        return int(v)
-    return int(v)
+        n = int(v)
+    elif isinstance(v, int):
+        n = v
+    else:
+        s = text(v, 1 << 30).strip()
+        if len(s) > 20 and s.lstrip("+-").isdigit():
+            raise ValueError(f"out of range: an integer of {len(s.lstrip('+-'))} digits "
+                             f"(integers must fit in 64 bits)")
+        n = int(s)
+    if not INT_MIN <= n <= INT_MAX:
+        raise ValueError(f"out of range: an integer of {len(str(abs(n)))} digits (integers must fit in 64 bits)")
+    return n
+
+
+def _count(v: Any) -> int:
+    """A count, an index or a total: an integer, 0 or more."""
+    n = _int(v)
+    if n < 0:
+        raise ValueError(f"must not be negative; got {n}")
+    return n
 
 
 def _float(v: Any) -> float:
     if isinstance(v, bool):
         raise ValueError("a boolean is not a number")
-    f = float(v)
-    if f != f or f in (float("inf"), float("-inf")):
-        raise ValueError(f"not a finite number: {v!r}")
+    if isinstance(v, int) and not INT_MIN <= v <= INT_MAX:
+        raise ValueError(f"out of range: an integer of {len(str(abs(v)))} digits (numbers must fit in 64 bits)")
+    try:
+        f = float(v if isinstance(v, (int, float)) else text(v, 1 << 30))
+    except OverflowError:
+        raise ValueError("out of range: too large for a 64-bit float") from None
+    if f != f:
+        raise ValueError("not a number (NaN)")
+    if f in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number: infinite, or too large for a 64-bit float (like 1e400)")
     return f
 
 
 def _str(v: Any) -> str:
-    if isinstance(v, (dict, list)):
-        raise ValueError("must be a string")
-    return str(v)
+    return text(v, MAX_TEXT)
+
+
+def _word(v: Any) -> str:
+    """A short string that may become a label value or a key (phase, step action, score name …)."""
+    return text(v, MAX_WORD)
 
 
 def _choice(*allowed: str) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
-        s = str(v).strip().lower()
+        s = text(v, MAX_WORD).strip().lower()
         if s not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}; got {v!r}")
+            raise ValueError(f"must be one of {', '.join(allowed)}; got {s[:40]!r}")
         return s
     return conv
 
 
 def _name(v: Any) -> str:
     """An agent name: non-empty, one line, at most 128 characters (it becomes a label value)."""
-    s = _str(v).strip()
+    s = text(v, 1 << 20).strip()
     if not s:
         raise ValueError("must not be empty")
-    if len(s) > 128 or "\n" in s:
-        raise ValueError("at most 128 characters on one line")
+    if len(s) > MAX_NAME or "\n" in s:
+        raise ValueError(f"at most {MAX_NAME} characters on one line")
     return s
 
 
@@ -132,39 +201,39 @@ def _percent(v: Any) -> float:
 
 
 def _duration(v: Any) -> float:
-    """Seconds from a number or from tqdm/clock style 'MM:SS' / 'H:MM:SS'."""
+    """Seconds (0 or more) from a number or from tqdm/clock style 'MM:SS' / 'H:MM:SS'."""
     if isinstance(v, str) and ":" in v:
         total = 0.0
-        for part in v.strip().split(":"):
-            total = total * 60 + float(part)
-        return total
-    return _float(v)
+        for part in text(v, MAX_WORD).strip().split(":"):
+            total = total * 60 + _float(part)
+        return _nonneg(total)
+    return _nonneg(v)
 
 
 # type -> {field: (converter, required)}
 SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
-    "phase": {"phase": (_str, True)},
+    "phase": {"phase": (_word, True)},
     "status": {"state": (_choice(*RUN_STATES), True), "reason": (_str, False)},
-    "progress": {"done": (_float, False), "total": (_float, False), "ratio": (_float, False),
-                 "percent": (_float, False), "current": (_int, False), "eta_seconds": (_duration, False),
+    "progress": {"done": (_nonneg, False), "total": (_nonneg, False), "ratio": (_float, False),
+                 "percent": (_float, False), "current": (_count, False), "eta_seconds": (_duration, False),
                  "level": (_choice("outer", "inner"), False), "message": (_str, False)},
-    "task_planned": {"total": (_int, True)},
-    "task_started": {"task": (_str, False), "index": (_int, False), "total": (_int, False)},
-    "task_finished": {"task": (_str, False), "result": (_str, False), "failed": (_bool, False),
-                      "index": (_int, False), "total": (_int, False)},
-    "step": {"action": (_str, False), "index": (_int, False)},
-    "build_step": {"step": (_int, True), "steps": (_int, False), "stage": (_str, False),
-                   "vertex": (_str, False), "done": (_bool, False)},
-    "build_step_done": {"vertex": (_str, True), "cached": (_bool, False)},
+    "task_planned": {"total": (_count, True)},
+    "task_started": {"task": (_word, False), "index": (_count, False), "total": (_count, False)},
+    "task_finished": {"task": (_word, False), "result": (_word, False), "failed": (_bool, False),
+                      "index": (_count, False), "total": (_count, False)},
+    "step": {"action": (_word, False), "index": (_count, False)},
+    "build_step": {"step": (_count, True), "steps": (_count, False), "stage": (_word, False),
+                   "vertex": (_word, False), "done": (_bool, False)},
+    "build_step_done": {"vertex": (_word, True), "cached": (_bool, False)},
     "build_complete": {},
-    "score": {"name": (_str, False), "value": (_float, False), "best": (_bool, False),
+    "score": {"name": (_word, False), "value": (_float, False), "best": (_bool, False),
               "best_value": (_float, False), "direction": (_choice("max", "min", "auto"), False)},
     "error": {"message": (_str, False), "continues": (_bool, False)},
-    "artifact": {"artifact": (_str, True), "available": (_bool, False), "deadline_seconds": (_float, False)},
-    "cost": {"rate_usd_per_hour": (_float, False), "cost_usd": (_float, False),
-             "budget_usd": (_float, False)},
-    "vm_power": {"vm": (_str, True), "state": (_choice(*VM_POWER_STATES), True)},
-    "metric": {"name": (_str, True), "value": (_float, True)},
+    "artifact": {"artifact": (_word, True), "available": (_bool, False), "deadline_seconds": (_nonneg, False)},
+    "cost": {"rate_usd_per_hour": (_nonneg, False), "cost_usd": (_nonneg, False),
+             "budget_usd": (_nonneg, False)},
+    "vm_power": {"vm": (_word, True), "state": (_choice(*VM_POWER_STATES), True)},
+    "metric": {"name": (_word, True), "value": (_float, True)},
     # multi-agent workflows (posted by a workflow engine through the events API)
     # input / output: optional payloads (any JSON value) for the status page's inspector, kept bounded
     "agent_started": {"agent_id": (_name, True), "input": (_payload, False), "output": (_payload, False)},
@@ -208,19 +277,23 @@ class Event:
 
 
 def make(etype: str, fields: dict, ts: float) -> Event:
-    """Validate and coerce: the strict constructor used for external input."""
+    """Validate and coerce: the strict constructor used for external input (the events API,
+    the client). Every string comes out valid Unicode and bounded, every number finite and
+    in range, or EventError names the field and the reason."""
     spec = SCHEMA.get(etype)
     if spec is None:
-        raise EventError("type", f"unknown event type {etype!r}; known: {', '.join(SCHEMA)}")
+        raise EventError("type", f"unknown event type {escape_surrogates(str(etype))[:64]!r}; "
+                                 f"known: {', '.join(SCHEMA)}")
     out = {}
     for name, value in fields.items():
         if name not in spec:
-            raise EventError(name, f"not a field of {etype!r} (fields: {', '.join(spec)})")
+            raise EventError(escape_surrogates(str(name))[:64],
+                             f"not a field of {etype!r} (fields: {', '.join(spec)})")
         if value is None:
             continue
         try:
             out[name] = spec[name][0](value)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise EventError(name, str(e)) from None
     for name, (_, required) in spec.items():
         if required and name not in out:

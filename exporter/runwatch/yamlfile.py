@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
+import re
+import stat
 from typing import Any
 from collections.abc import Iterable
 
 import yaml
+
+#: the limits of every YAML file runwatch reads (config, packs, demo samples; README "Config files")
+MAX_FILE_BYTES = 4 << 20      # a bigger file is refused before it is read
+MAX_ALIASES = 1000            # YAML aliases (*name) in one file
+MAX_NODES = 200_000           # values in one file once its aliases are expanded (an alias bomb has billions)
+MAX_DEPTH = 64                # lists and mappings nested in one another
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ConfigError(Exception):
@@ -48,7 +58,36 @@ class Seq(list):
 
 def _loader_for(file: str):
     class Loader(yaml.SafeLoader):
-        pass
+        aliases = 0
+
+        depth = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_ALIASES:
+                    raise ConfigError(file, self.peek_event().start_mark.line + 1,
+                                      f"more than {MAX_ALIASES} YAML aliases (*name); write the values out")
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ConfigError(file, self.peek_event().start_mark.line + 1,
+                                  f"values nested deeper than {MAX_DEPTH} levels")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_document(self, node):
+            _check_expansion(node, file)
+            return super().construct_document(node)
+
+    def construct_str(loader, node):
+        value = loader.construct_scalar(node)
+        m = _SURROGATE.search(value)
+        if m:        # a "\udcff" escape: no UTF-8 holds it, no label or scrape can show it
+            raise ConfigError(file, node.start_mark.line + 1,
+                              f"a lone surrogate U+{ord(m.group()):04X} in a string is not valid Unicode")
+        return value
 
     def construct_map(loader, node):
         loader.flatten_mapping(node)
@@ -70,7 +109,34 @@ def _loader_for(file: str):
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_map)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_seq)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG, construct_str)
     return Loader
+
+
+def _check_expansion(root, file: str) -> None:
+    """ConfigError unless the document, its aliases expanded, has at most MAX_NODES values
+    (each node is sized once, so a bomb is found in time linear in the file)."""
+    sizes: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in sizes and not done:
+            if sizes[key] < 0:
+                raise ConfigError(file, node.start_mark.line + 1, "a recursive YAML alias (a value that holds itself)")
+            continue
+        children = [] if isinstance(node, yaml.ScalarNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv])
+        if not done:
+            sizes[key] = -1              # in progress
+            stack.append((node, True))
+            stack.extend((c, False) for c in children)
+            continue
+        total = 1 + sum(sizes[id(c)] for c in children)
+        if total > MAX_NODES:
+            raise ConfigError(file, node.start_mark.line + 1,
+                              f"its YAML aliases expand to more than {MAX_NODES} values (an alias bomb?)")
+        sizes[key] = total
 
 
 def load_text(text: str, file: str) -> Any:
@@ -87,14 +153,68 @@ def load_text(text: str, file: str) -> Any:
         raise ConfigError(file, None, f"invalid YAML: {e}") from None
 
 
-def load_file(path: str) -> Any:
+def file_problem(path: str, limit: int = MAX_FILE_BYTES) -> str | None:
+    """Why `path` is not a file runwatch reads (missing, a FIFO, a device, a directory,
+    larger than `limit` bytes), or None. Only stats: a FIFO is never opened."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        st = os.stat(path)
     except OSError as e:
-        raise ConfigError(path, None, f"cannot read: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        return f"cannot read: {e.strerror}"
+    return _kind_problem(st, limit)
+
+
+def _kind_problem(st: os.stat_result, limit: int) -> str | None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a file")
+        return f"not a regular file ({kind}); give a file"
+    if st.st_size > limit:
+        return f"{st.st_size} bytes, over the limit of {_size(limit)}"
+    return None
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and not n & ((1 << 20) - 1) else f"{n} bytes"
+
+
+def read_regular(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; ValueError (the reason, without
+    the path) for anything else. Opened without blocking, so a FIFO swapped in after a check
+    cannot hang the caller; a file that grows past the limit while read is refused too."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ValueError(f"cannot read: {e.strerror}") from None
+    try:
+        why = _kind_problem(os.fstat(fd), limit)
+        if why:
+            raise ValueError(why)
+        chunks, n = [], 0
+        while True:
+            b = os.read(fd, min(1 << 20, limit + 1 - n))
+            if not b:
+                break
+            chunks.append(b)
+            n += len(b)
+            if n > limit:
+                raise ValueError(f"over the limit of {_size(limit)}")
+        return b"".join(chunks)
+    except OSError as e:
+        raise ValueError(f"cannot read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def load_file(path: str) -> Any:
+    """A YAML file of at most MAX_FILE_BYTES, UTF-8, aliases bounded (MAX_ALIASES, MAX_NODES);
+    ConfigError(path, line, reason) otherwise."""
+    try:
+        text = read_regular(path).decode("utf-8")
+    except ValueError as e:
+        if isinstance(e, UnicodeDecodeError):
+            raise ConfigError(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise ConfigError(path, None, str(e)) from None
     return load_text(text, path)
 
 

@@ -191,6 +191,12 @@ class RunwatchCollector(Collector):
                                   value=reg.lines_cut_total)
         yield CounterMetricFamily("runwatch_read_decode_errors", "Invalid UTF-8 sequences replaced, all sources.",
                                   value=reg.decode_errors_total)
+        refused = CounterMetricFamily("runwatch_events_refused", "What a cap on input from outside turned "
+                                      "away, by reason (runs, label_values, agents, data_flows, build_vertices; "
+                                      "docs/events.md, Limits).", labels=["reason"])
+        for reason, n in sorted(reg.refused_total().items()):
+            refused.add_metric([reason], n)
+        yield refused
         yield GaugeMetricFamily("runwatch_scrape_duration_seconds",
                                 "How long the previous collection of these metrics took.",
                                 value=self.last_duration)

@@ -5,6 +5,10 @@ import base64
 import os
 from urllib.parse import urlsplit
 
+from ..yamlfile import read_regular
+
+MAX_AUTH_FILE = 64 << 10
+
 
 def safe_url(url: str) -> str:
     """The URL without user:password or query, for messages and labels."""
@@ -22,11 +26,11 @@ def auth_header(value: str | None, what: str) -> dict:
     if not value:
         return {}
     if value.startswith("@"):
-        try:
-            with open(os.path.expanduser(value[1:]), encoding="utf-8") as f:
-                value = f.read().strip()
-        except OSError as e:
-            raise ValueError(f"cannot read the {what} auth file {value[1:]!r}: {e.strerror}") from None
+        try:           # a regular file of at most 64 KiB: never a FIFO or /dev/zero
+            value = read_regular(os.path.expanduser(value[1:]), MAX_AUTH_FILE).decode("utf-8").strip()
+        except ValueError as e:
+            why = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e)
+            raise ValueError(f"cannot read the {what} auth file {value[1:]!r}: {why}") from None
     low = value.lower()
     if low.startswith("bearer ") or low.startswith("bearer:"):
         token = value[7:].strip()

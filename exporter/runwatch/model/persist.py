@@ -24,11 +24,13 @@ import base64
 import collections
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
 import time
 
+from ..events import INT_MAX, INT_MIN, escape_surrogates, unicode_error
 from .runs import Run
 
 log = logging.getLogger("runwatch")
@@ -42,6 +44,10 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT NOT NULL,
     state TEXT NOT NULL,            -- JSON: RunState.to_dict() + run counters
     saved_ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs_aside (   -- saved states that could not be restored, kept for a look
+    key TEXT NOT NULL, run_id TEXT NOT NULL, state TEXT NOT NULL, saved_ts REAL NOT NULL,
+    aside_ts REAL NOT NULL, reason TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS files (
     key TEXT PRIMARY KEY,           -- same key as the run the file feeds
@@ -156,6 +162,101 @@ def load_run(run, blob: str) -> None:
     run.finished_at = d.get("finished_at")
 
 
+# ---------------------------------------------------------------- checking what was read back
+
+_NUMBERS = ("progress", "eta", "lines", "tasks_planned", "tasks_started", "tasks_completed", "tasks_failed",
+            "build_step", "build_steps", "build_done", "errors", "cost", "cost_rate", "cost_projected", "budget",
+            "labels_folded", "start_ts", "end_ts", "last_progress_ts", "last_line_ts")
+_NUMBER_MAPS = ("steps", "scores", "best_scores", "metrics", "artifact_deadlines")
+
+
+class Unusable(ValueError):
+    """A saved run that must not be restored: it would break a scrape or the JSON views."""
+
+
+def _number(v, where: str) -> None:
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise Unusable(f"{where}: {type(v).__name__}, not a number")
+    if isinstance(v, int) and not INT_MIN <= v <= INT_MAX:
+        raise Unusable(f"{where}: an integer of {len(str(abs(v)))} digits")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise Unusable(f"{where}: {v}")
+
+
+def _label(v, where: str) -> None:
+    if not isinstance(v, str):
+        raise Unusable(f"{where}: {type(v).__name__}, not a string")
+    why = unicode_error(v)
+    if why:
+        raise Unusable(f"{where}: {why}")
+
+
+def _walk_text(obj, where: str) -> None:
+    """Every string in obj (keys too) valid Unicode, every integer within int64."""
+    stack = [(obj, where)]
+    while stack:
+        o, w = stack.pop()
+        if isinstance(o, str):
+            _label(o, w)
+        elif isinstance(o, int) and not isinstance(o, bool):
+            _number(o, w)
+        elif isinstance(o, dict):
+            for k, v in o.items():
+                stack.append((k, f"{w} key"))
+                stack.append((v, f"{w}[{str(k)[:40]!r}]" if isinstance(k, str) else w))
+        elif isinstance(o, (list, tuple, set, frozenset, collections.deque)):
+            stack.extend((x, w) for x in o)
+
+
+def check_run(run, now: float | None = None) -> None:
+    """Raise Unusable unless a run read back from state.db renders: every string valid
+    Unicode, every sample a finite number within range, every state one runwatch knows.
+    The same checks the event schema (events.py) makes on the way in, for what a database
+    (an older runwatch, a hand edit, a damaged file) may hold."""
+    from ..events import AGENT_STATES, RUN_STATES, VM_POWER_STATES
+    now = time.time() if now is None else now
+    st = run.state
+    _walk_text(st.to_dict(), "state")
+    _walk_text(list(run.recent), "recent lines")
+    _number(run.lines_cut, "lines_cut")
+    _number(run.decode_errors, "decode_errors")
+    _number(run.finished_at, "finished_at")
+    try:
+        snap = st.snapshot(now)
+    except Exception as e:  # noqa: BLE001 - whatever a damaged state does, it is not restored
+        raise Unusable(f"cannot compute its metrics: {type(e).__name__}: {e}") from None
+    if snap["state"] not in RUN_STATES:
+        raise Unusable(f"state: {snap['state']!r} is not a run state")
+    if snap["phase"] is not None:
+        _label(snap["phase"], "phase")
+    for k in _NUMBERS:
+        _number(snap.get(k), k)
+    for k in _NUMBER_MAPS:
+        for name, v in snap[k].items():
+            _label(name, k)
+            _number(v, f"{k}[{name[:40]!r}]")
+    for name, (_avail, since) in snap["artifacts"].items():
+        _label(name, "artifacts")
+        _number(since, f"artifacts[{name[:40]!r}]")
+    for vm, p in snap["vm_power"].items():
+        _label(vm, "vm_power")
+        if p not in VM_POWER_STATES:
+            raise Unusable(f"vm_power[{vm[:40]!r}]: {p!r} is not a power state")
+    for name, a in snap["agents"].items():
+        _label(name, "agents")
+        if a.get("state") not in AGENT_STATES:
+            raise Unusable(f"agents[{name[:40]!r}]: {a.get('state')!r} is not an agent state")
+        _number(a.get("duration"), f"agents[{name[:40]!r}].duration")
+    for key, v in snap["data_flow"].items():
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise Unusable("data_flow: a key that is not a pair of agents")
+        _label(key[0], "data_flow")
+        _label(key[1], "data_flow")
+        _number(v, "data_flow")
+
+
 # ---------------------------------------------------------------- the state database
 
 class FilePos:
@@ -218,6 +319,26 @@ class StateDB:
             return None, None
         return (r[0] if r else None), pos
 
+    def set_aside(self, key: str, reason: str) -> None:
+        """Move a saved run (and its file position) out of the way: into runs_aside, kept for
+        a look, so the run starts fresh and its file is read anew."""
+        if self.conn is None:
+            return
+        try:
+            with self.lock:
+                self._exec("BEGIN IMMEDIATE")
+                try:
+                    self._exec("INSERT INTO runs_aside SELECT key, run_id, state, saved_ts, ?, ? FROM runs "
+                               "WHERE key=?", (time.time(), reason[:500], key))
+                    self._exec("DELETE FROM runs WHERE key=?", (key,))
+                    self._exec("DELETE FROM files WHERE key=?", (key,))
+                    self._exec("COMMIT")
+                except BaseException:
+                    self._exec("ROLLBACK")
+                    raise
+        except sqlite3.Error as e:
+            log.warning("state database %s: cannot set %s aside (%s)", self.path, key, e)
+
     def save(self, items: list[tuple[str, str, str, FilePos | None]]) -> bool:
         """One transaction: for each (key, run_id, state JSON, file position or None)."""
         if self.conn is None or not items:
@@ -279,8 +400,21 @@ class Checkpointer:
 
     def resume_for(self, run, path: str | None):
         """Load what was saved for this run; returns (resume tuple for FileFollower or None, saved)."""
-        blob, pos = self.db.load(self.key(run.spec.id, path))
+        key = self.key(run.spec.id, path)
+        blob, pos = self.db.load(key)
         if blob is None:
+            return None, None
+        try:
+            saved_run = Run(run.spec)
+            load_run(saved_run, blob)
+            check_run(saved_run)
+            if pos is not None:
+                _check_framer(pos.framer)
+        except Exception as e:  # noqa: BLE001 - a bad saved state must not stop runwatch, nor a scrape
+            reason = f"{type(e).__name__}: {e}" if not isinstance(e, Unusable) else str(e)
+            log.warning("run %s: saved state unusable (%s); set it aside in %s (table runs_aside) "
+                        "and starting the run fresh", run.spec.id, escape_surrogates(reason), self.db.path)
+            self.db.set_aside(key, escape_surrogates(reason))
             return None, None
         resume = (pos.ident, pos.offset, pos.fingerprint) if pos is not None else None
         return resume, (blob, pos)
@@ -357,6 +491,16 @@ class Checkpointer:
         if ok:
             self.saved.update(sigs)
         return ok
+
+
+def _check_framer(saved: dict) -> None:
+    """The saved partial line and flags have the types a LineFramer keeps (carry: bytes …)."""
+    from ..parse.framing import LineFramer
+    fresh = LineFramer(1)
+    for name, value in saved.items():
+        if name in LineFramer.__slots__ and type(value) is not type(getattr(fresh, name)):
+            raise Unusable(f"file position: {name} is {type(value).__name__}, "
+                           f"not {type(getattr(fresh, name)).__name__}")
 
 
 _FRAMER_SKIP = ("max_line", "lines_cut")     # configuration and a per-process counter

@@ -7,17 +7,21 @@ run's line path: raw chunks -> LineFramer -> Matcher -> events -> Registry.
 from __future__ import annotations
 
 import collections
+import logging
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 
-from ..events import TERMINAL_STATES, Event
+from ..events import TERMINAL_STATES, Event, escape_surrogates
 from ..parse.framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
 from ..parse.packs import Matcher
 from .state import RunState
 
+log = logging.getLogger("runwatch")
+
 RECENT_LINES = 50
+MAX_RUNS = 1000          # runs a registry holds before it refuses new ones from outside (Registry.add limit=True)
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
@@ -32,6 +36,13 @@ class RunSpec:
     labels: dict = field(default_factory=dict)
     cost_rate: float | None = None   # USD per hour while running
     budget: float | None = None      # USD
+
+    def __post_init__(self):
+        # id, kind, url and labels become label values: a name from argv or a file name (`runwatch
+        # scan` names a run after its file; os.fsdecode's lone surrogates) must not make a scrape fail
+        self.id, self.kind, self.url = escape_surrogates(self.id), escape_surrogates(self.kind), \
+            escape_surrogates(self.url)
+        self.labels = {escape_surrogates(str(k)): escape_surrogates(str(v)) for k, v in self.labels.items()}
 
 
 def spec_cost_event(spec: RunSpec, ts: float) -> Event | None:
@@ -61,9 +72,16 @@ class Run:
         self.changes = 0                 # bumped on every update: checkpoints skip runs that did not change
 
 
+class RunLimit(Exception):
+    """A new run was refused: the registry holds max_runs runs and none of them has finished."""
+
+
 class Registry:
-    def __init__(self, grace_seconds: float = 0.0, history=None):
+    def __init__(self, grace_seconds: float = 0.0, history=None, max_runs: int = MAX_RUNS):
         self.lock = threading.Lock()
+        self.max_runs = max_runs
+        self.refused: collections.Counter = collections.Counter()   # reason -> what a cap turned away
+        self.evicted = 0                     # finished runs forgotten early to make room for new ones
         self.history = history               # history.History: ETA priors in, finished runs out
         self.runs: dict[str, Run] = {}
         self.grace_seconds = grace_seconds   # finished runs stay exported this long
@@ -73,19 +91,39 @@ class Registry:
         self.changed = threading.Condition(self.lock)   # notified on every update (status page, waits)
         self.version = 0
 
-    def add(self, spec: RunSpec, now: float | None = None) -> Run:
+    def add(self, spec: RunSpec, now: float | None = None, *, limit: bool = False) -> Run:
+        """The run `spec.id`, made if new. limit=True (runs that input from outside creates, like
+        the events API's): at max_runs runs, the finished run that ended first is forgotten to
+        make room; with none finished, RunLimit (counted in refused["runs"])."""
         now = time.time() if now is None else now
         with self.lock:
             run = self.runs.get(spec.id)
+            if run is None and limit and len(self.runs) >= self.max_runs:
+                done = [(r.finished_at, rid) for rid, r in self.runs.items() if r.finished_at is not None]
+                if not done:
+                    self.refused["runs"] += 1
+                    raise RunLimit(f"already {len(self.runs)} runs, none of them finished "
+                                   f"(at most {self.max_runs}); finish or wait for one")
+                for _, rid in sorted(done)[:len(self.runs) - self.max_runs + 1]:
+                    self._forget(rid)
+                    self.evicted += 1
             if run is None:
                 run = self.runs[spec.id] = Run(spec)
                 if self.history is not None:
-                    run.state.set_prior(self.history.prior(spec.kind))
+                    run.state.set_prior(self._prior(spec.kind))
                 cost = spec_cost_event(spec, now)
                 if cost is not None:
                     run.state.apply(cost)
                 self._bump()
             return run
+
+    def _prior(self, kind: str):
+        """The history's prior for kind; None (with a warning) when what it stored cannot be read."""
+        try:
+            return self.history.prior(kind)
+        except Exception as e:  # noqa: BLE001 - a damaged history must not stop a run from being added
+            log.warning("history: no ETA prior for kind %r (%s: %s)", escape_surrogates(kind), type(e).__name__, e)
+            return None
 
     def restore(self, run: Run, saved: Run, now: float | None = None) -> None:
         """Put a run read back from the state database (persist.py) in place of `run`'s
@@ -108,12 +146,19 @@ class Registry:
         with self.lock:
             return self.runs.get(run_id)
 
-    def apply(self, run: Run, events: list, now: float | None = None) -> None:
-        """Apply events that did not come from lines (status, cost, VM power …)."""
+    def apply(self, run: Run, events: list, now: float | None = None, *, outside: bool = False) -> None:
+        """Apply events that did not come from lines (status, cost, VM power …).
+
+        outside=True: posted by the job (the events API). A `status` event for a command that
+        `runwatch run` launched is then only recorded as what the job reported: the process's
+        exit decides how the run ends, and until then it can still be canceled."""
         with self.lock:
             st = run.state
             for e in events:
-                st.apply(e)
+                if outside and e.type == "status" and run.spec.source == "command":
+                    st.report_status(e.fields, e.ts)
+                else:
+                    st.apply(e)
             self._after(run, now if now is not None else time.time())
 
     def ingest(self, run: Run, block: bytes, events: list, cut: int, now: float) -> None:
@@ -140,9 +185,11 @@ class Registry:
 
     def set_url(self, run: Run, url: str | None) -> None:
         """A source learned the run's page (Azure ML studio, W&B): it goes into
-        run_info{url} unless the run has one already (the config's)."""
-        if not url:
+        run_info{url} unless the run has one already (the config's). Only http(s): the
+        status page links it, and a cloud API's answer is input from outside."""
+        if not url or not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
             return
+        url = escape_surrogates(url)[:2048]
         with self.lock:
             if not run.spec.url:
                 run.spec.url = url
@@ -177,10 +224,30 @@ class Registry:
         self.version += 1
         self.changed.notify_all()
 
+    def _forget(self, run_id: str) -> Run | None:
+        """Under the lock: drop a run; what its caps refused stays in refused_total()."""
+        run = self.runs.pop(run_id, None)
+        if run is not None:
+            self.refused.update(run.state.refused)
+            if run.state.labels_folded:
+                self.refused["label_values"] += run.state.labels_folded
+        return run
+
+    def refused_total(self) -> dict[str, int]:
+        """What every cap turned away since the start, by reason (runwatch_events_refused_total):
+        runs (RunLimit), label_values (folded into "other"), agents, data_flows, build_vertices."""
+        with self.lock:
+            out = collections.Counter(self.refused)
+            for run in self.runs.values():
+                out.update(run.state.refused)
+                if run.state.labels_folded:
+                    out["label_values"] += run.state.labels_folded
+            return dict(out)
+
     def remove(self, run_id: str) -> None:
         """Forget a run now, finished or not (the demo starts each sample over as a new run)."""
         with self.lock:
-            if self.runs.pop(run_id, None) is not None:
+            if self._forget(run_id) is not None:
                 self._bump()
 
     def expire(self, now: float) -> list[str]:
@@ -189,7 +256,7 @@ class Registry:
             gone = [rid for rid, r in self.runs.items()
                     if r.finished_at is not None and now - r.finished_at >= self.grace_seconds]
             for rid in gone:
-                del self.runs[rid]
+                self._forget(rid)
             if gone:
                 self._bump()
             return gone

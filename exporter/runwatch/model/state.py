@@ -19,7 +19,8 @@ from ..events import FAILED_RESULTS, PAYLOAD_FIELDS, RUN_STATES, TERMINAL_STATES
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
 MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
 MAX_LABEL_VALUES = 100   # distinct values per run of each label taken from its output (step action,
-                         # score and metric name, phase, artifact); the rest become OTHER
+                         # score and metric name, phase, artifact, VM name); the rest become OTHER
+MAX_BUILD_VERTICES = 10000   # BuildKit vertices and (stage, step) pairs remembered per run; the rest ignored
 OTHER = "other"
 # An agent's input and output payloads (optional fields of the agent events) for the status page's
 # inspector: what is kept is bounded; the rest is cut (at a UTF-8 character boundary) and counted.
@@ -43,7 +44,7 @@ class RunState:
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
         "agent_io", "agent_events", "payload_bytes", "payload_cut_bytes",
-        "phases_seen", "labels_folded", "_eta",
+        "phases_seen", "labels_folded", "refused", "reported_state", "_eta",
     )
 
     def __init__(self) -> None:
@@ -89,6 +90,8 @@ class RunState:
         self.artifact_deadlines: dict[str, float] = {}   # artifact -> seconds after the run's end it may take
         self.phases_seen: set[str] = set()      # the phases this run has had (label bound)
         self.labels_folded = 0                  # label values that became OTHER (MAX_LABEL_VALUES)
+        self.refused: dict[str, int] = {}       # what a cap turned away, by reason (agents, build_vertices)
+        self.reported_state: str | None = None  # a status the job posted for a run its process decides
 
     # ------------------------------------------------------------ input
 
@@ -118,6 +121,9 @@ class RunState:
         self.labels_folded += 1
         return OTHER
 
+    def _refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
     def _phase(self, f, ts):
         phase = f["phase"] or None            # "" clears it (a source left the phase it reported)
         if phase is not None:
@@ -128,6 +134,15 @@ class RunState:
     def _status(self, f, ts):
         self._set_state(f["state"], ts)
         self.status_reason = f.get("reason")
+
+    def report_status(self, f, ts) -> None:
+        """A status the job reported about a run whose process decides its end (runs.Registry.apply):
+        recorded in reported_state and the reason, the state itself stays."""
+        self.reported_state = f["state"]
+        reason = f.get("reason")
+        self.status_reason = f"the job reported {f['state']}" + (f": {reason}" if reason else "")
+        if self.state == "pending":
+            self._set_state("running", ts)
 
     def _set_state(self, state: str, ts: float) -> None:
         if state not in RUN_STATES or state == self.state:
@@ -209,8 +224,13 @@ class RunState:
         step, steps = f["step"], f.get("steps")
         if "vertex" in f:                         # BuildKit: count each (stage, step) once
             key = (f.get("stage") or "", step)
+            full = len(self._bk_vertex) >= MAX_BUILD_VERTICES
+            if (full and f["vertex"] not in self._bk_vertex) or (
+                    len(self._bk_started) >= MAX_BUILD_VERTICES and key not in self._bk_started):
+                self._refuse("build_vertices")
+                return
             self._bk_vertex[f["vertex"]] = key
-            if steps is not None:
+            if steps is not None and (key[0] in self._bk_totals or len(self._bk_totals) < MAX_BUILD_VERTICES):
                 self._bk_totals[key[0]] = steps
             if key not in self._bk_started:
                 self._bk_started.add(key)
@@ -290,7 +310,7 @@ class RunState:
 
     def _vm_power(self, f, ts):
         self._accrue(ts)
-        self.vm_power[f["vm"]] = f["state"]
+        self.vm_power[self._label(f["vm"], self.vm_power)] = f["state"]
         self._accrue(ts)
 
     # ------------------------------------------------------------ workflow agents
@@ -299,6 +319,7 @@ class RunState:
         a = self.agents.get(agent_id)
         if a is None:
             if len(self.agents) >= MAX_AGENTS:
+                self._refuse("agents")
                 return {}                        # bounded: further agents are not tracked
             a = self.agents[agent_id] = {"state": "pending", "started_ts": None, "ended_ts": None,
                                          "duration": None, "output_size": None, "error": None}
@@ -353,8 +374,12 @@ class RunState:
     def _data_flow(self, f, ts):
         a, b = self._agent(f["from_agent"]), self._agent(f["to_agent"])   # an agent seen only in a flow is pending
         key = (f["from_agent"], f["to_agent"])
+        if key[0] not in self.agents or key[1] not in self.agents:
+            return                               # an agent over the cap: its flows are not tracked either
         if key in self.data_flow or len(self.data_flow) < MAX_AGENTS:
             self.data_flow[key] = self.data_flow.get(key, 0.0) + f["data_size"]
+        else:
+            self._refuse("data_flows")
         entry = {"ts": ts, "type": "data_flow", "from_agent": key[0], "to_agent": key[1], "data_size": f["data_size"]}
         if a or b:
             self.agent_events.append(entry)
@@ -557,6 +582,7 @@ class RunState:
             "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
             "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power), "metrics": dict(self.metrics),
             "artifact_deadlines": dict(self.artifact_deadlines), "labels_folded": self.labels_folded,
+            "refused": dict(self.refused), "reported_state": self.reported_state,
             "task_steps": [dict(x) for x in self.task_steps],
             "agents": {k: dict(v) for k, v in self.agents.items()}, "data_flow": dict(self.data_flow),
         }

@@ -20,20 +20,20 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import re
 import threading
 import time
 
 from ..parse.redact import default_redactor
-from ..events import Event, EventError, make, payloads_as_text
+from ..events import Event, EventError, escape_surrogates, make, payloads_as_text, unicode_error
 from ..parse.packs import Matcher
-from ..model.runs import RUN_ID_RE, Ingest, Registry, Run, RunSpec
+from ..model.runs import RUN_ID_RE, Ingest, Registry, Run, RunLimit, RunSpec
 from ..model.state import MAX_AGENT_EVENTS, MAX_AGENT_EXECUTIONS, MAX_PAYLOAD_BYTES, MAX_RUN_PAYLOAD_BYTES
 
 RESERVED = ("type", "run_id", "ts", "kind")
 LOG_TYPE = "log"
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL", "EXCEPTION"})
 DEFAULT_KIND = "workflow"
-MAX_API_RUNS = 1000          # runs the events API may create: a bound on memory and label cardinality
 MAX_LOG_LINE = 16 * 1024     # characters of one log line kept
 MAX_EVENTS_PER_BODY = 10000
 
@@ -89,11 +89,18 @@ class BodyError(ValueError):
     pass
 
 
+MAX_JSON_DEPTH = 32          # nesting of a body: an array of flat objects needs 2
+
+
 def parse_body(body: bytes) -> list:
     """One JSON value, a JSON array, or NDJSON -> list of items.
 
-    An item that is not valid JSON (NDJSON only) is kept as a BodyError so it
-    is reported with its index while the others are applied."""
+    The decoding of a posted body, and its limits: UTF-8, valid JSON, at most
+    MAX_JSON_DEPTH levels of nesting (deeper is refused before the decoder sees it),
+    numbers JSON can spell but no float holds (1e400) refused; the strings' and
+    numbers' own checks are the event schema's (events.py). An item that is not valid
+    JSON (NDJSON only) is kept as a BodyError so it is reported with its index while
+    the others are applied."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -101,7 +108,7 @@ def parse_body(body: bytes) -> list:
     if not text.strip():
         raise BodyError("empty body; send a JSON event, a JSON array of events, or NDJSON")
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except json.JSONDecodeError as e:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if len(lines) < 2:
@@ -109,13 +116,52 @@ def parse_body(body: bytes) -> list:
         items: list = []
         for n, ln in enumerate(lines, 1):
             try:
-                items.append(json.loads(ln))
+                items.append(_loads(ln))
             except json.JSONDecodeError as le:
                 items.append(BodyError(f"NDJSON line {n} is not JSON: {le.msg} at column {le.colno}"))
+            except BodyError as be:
+                items.append(BodyError(f"NDJSON line {n}: {be}"))
         return items
     if isinstance(value, list):
         return value
     return [value]
+
+
+def _too_deep(text: str) -> bool:
+    """Do arrays and objects nest deeper than MAX_JSON_DEPTH in this JSON text? Brackets in
+    strings do not count; the strings and everything but brackets go first, at C speed."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False                     # cannot nest deeper than it has brackets
+    depth = 0
+    for c in _NOT_BRACKETS.sub("", _STRINGS.sub("", text)):
+        if c == "[" or c == "{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def _bad_constant(name: str):
+    raise BodyError(f"{name} is not a number runwatch accepts (JSON has no NaN or Infinity)")
+
+
+def _loads(text: str):
+    if _too_deep(text):
+        raise BodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; an event is a flat object")
+    try:
+        return json.loads(text, parse_constant=_bad_constant)
+    except RecursionError:
+        raise BodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; an event is a flat object") from None
+    except (json.JSONDecodeError, BodyError):
+        raise
+    except ValueError as e:          # an integer of more than 4300 digits
+        raise BodyError(f"a number runwatch cannot read: {str(e)[:120]}") from None
 
 
 class Rejected(Exception):
@@ -129,13 +175,32 @@ def _ts(v, now: float) -> float:
         return now
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         raise Rejected("ts", "must be seconds since the epoch (a number)")
+    if isinstance(v, str) and unicode_error(v):
+        raise Rejected("ts", unicode_error(v))
     try:
         f = float(v)
+    except OverflowError:
+        raise Rejected("ts", "out of range: too large for a 64-bit float") from None
     except ValueError:
-        raise Rejected("ts", f"must be seconds since the epoch (a number); got {v!r}") from None
+        raise Rejected("ts", f"must be seconds since the epoch (a number); got {str(v)[:40]!r}") from None
     if not math.isfinite(f) or f <= 0:
-        raise Rejected("ts", f"must be a positive finite number; got {v!r}")
+        raise Rejected("ts", f"must be a positive finite number; got {str(v)[:40]!r}")
     return f
+
+
+def _valid_text(item) -> None:
+    """Every key and string value of an item is valid Unicode (events.unicode_error), checked
+    before anything else (redaction, the schema) reads it."""
+    if not isinstance(item, dict):
+        return
+    for k, v in item.items():
+        why = unicode_error(k)
+        if why:
+            raise Rejected(escape_surrogates(k)[:64], f"field name {why}")
+        if isinstance(v, str):
+            why = unicode_error(v)
+            if why:
+                raise Rejected(k, why)
 
 
 def _check(item, path_run_id: str | None, now: float):
@@ -161,6 +226,8 @@ def _check(item, path_run_id: str | None, now: float):
     kind = item.get("kind")
     if kind is not None and (not isinstance(kind, str) or not kind or len(kind) > 64):
         raise Rejected("kind", "must be a non-empty string of at most 64 characters")
+    if kind is not None and unicode_error(kind):
+        raise Rejected("kind", unicode_error(kind))
     ts = _ts(item.get("ts"), now)
     fields = {k: v for k, v in item.items() if k not in RESERVED}
     if etype == LOG_TYPE:
@@ -175,6 +242,9 @@ def _check(item, path_run_id: str | None, now: float):
             raise Rejected("line", "required for 'log' (a string)")
         if level is not None and not isinstance(level, str):
             raise Rejected("level", "must be a string such as INFO or ERROR")
+        for name, value in (("line", line), ("level", level or "")):
+            if unicode_error(value):
+                raise Rejected(name, unicode_error(value))
         return rid, kind, (LOG_TYPE, line[:MAX_LOG_LINE], (level or "").upper(), ts)
     try:
         ev = make(etype, fields, ts)
@@ -212,6 +282,11 @@ class LogLines:
         with self.lock:
             ing = self.ingests.get(run.spec.id)
             if ing is None or ing.run is not run:
+                if len(self.ingests) >= self.registry.max_runs:     # bounded: forget runs the registry forgot
+                    with self.registry.lock:
+                        live = dict(self.registry.runs)
+                    for rid in [rid for rid, i in self.ingests.items() if live.get(rid) is not i.run]:
+                        del self.ingests[rid]
                 ing = self.ingests[run.spec.id] = Ingest(self.registry, run, self.matcher, on_block=self.on_block,
                                                          redactor=self.redactor)
             ing.data(0, block)
@@ -238,19 +313,19 @@ def apply_body(registry: Registry, items: list, path_run_id: str | None = None,
     def flush():
         nonlocal pending
         if pending_run is not None and pending:
-            registry.apply(pending_run, pending, now)
+            registry.apply(pending_run, pending, now, outside=True)
         pending = []
 
     for i, item in enumerate(items):
         try:
+            _valid_text(item)
             rid, kind, ev = _check(log_lines.redact_item(item), path_run_id, now)
             run = registry.get(rid)
             if run is None:
-                with registry.lock:
-                    n_api = sum(1 for r in registry.runs.values() if r.spec.source == "api")
-                if n_api >= MAX_API_RUNS:
-                    raise Rejected("run_id", f"unknown run and already {MAX_API_RUNS} runs created through the API")
-                run = registry.add(RunSpec(id=rid, kind=kind or DEFAULT_KIND, source="api"), now)
+                try:                 # at the registry's cap: finished runs make room, else refused
+                    run = registry.add(RunSpec(id=rid, kind=kind or DEFAULT_KIND, source="api"), now, limit=True)
+                except RunLimit as e:
+                    raise Rejected("run_id", f"unknown run {rid!r} refused: {e}") from None
                 created.append(rid)
         except Rejected as e:
             errors.append({"index": i, "field": e.field, "reason": e.reason})

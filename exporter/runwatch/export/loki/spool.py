@@ -10,17 +10,26 @@ Segment format (little endian), one record after another:
     meta: JSON [kind, source, run_id, phase]      block: the lines' bytes
 
 A torn record at the end of a segment (a crash while writing) ends the read;
-its bytes are reported so the caller can count them.
+its bytes are reported so the caller can count them. A record that is whole but
+would poison a push (a stream label or phase that is not a string of valid
+Unicode, a line count that does not match its block) ends the read the same
+way, and the segment is first set aside as `<seq>.seg.bad-<time>` (the newest
+MAX_ASIDE per slot are kept) with a warning.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
 import json
+import logging
 import os
 import struct
 import time
 from typing import NamedTuple
+
+from ...events import unicode_error
+
+log = logging.getLogger("runwatch.loki")
 
 SEGMENT_BYTES = 8 << 20
 
@@ -49,10 +58,59 @@ def encode_record(rec: Record) -> bytes:
     return _HEAD.pack(_MAGIC, len(meta), len(rec.block), rec.first_ns, rec.lines) + meta + rec.block
 
 
+MAX_ASIDE = 3          # poisoned segments kept per slot for a look
+
+
+def _poison(meta, block: bytes, n: int) -> str | None:
+    """Why a whole record must not be pushed, or None."""
+    if not (isinstance(meta, list) and len(meta) == 4):
+        return "its labels are not [kind, source, run_id, phase]"
+    for name, v in zip(("kind", "source", "run_id", "phase"), meta, strict=True):
+        if not isinstance(v, str):
+            return f"{name} is {type(v).__name__}, not a string"
+        why = unicode_error(v)
+        if why:
+            return f"{name}: {why}"
+    held = block.count(b"\n")
+    if n != held:
+        return f"it says {n} lines and holds {held}"
+    return None
+
+
+def set_aside(path: str, why: str) -> None:
+    """Keep a poisoned segment beside the spool (not read again), with a warning."""
+    aside = f"{path}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
+    try:
+        os.link(path, aside)
+    except OSError as e:
+        log.warning("loki: spool segment %s cannot be pushed (%s) and cannot be set aside (%s)",
+                    path, why, e.strerror)
+        return
+    log.warning("loki: spool segment %s cannot be pushed (%s); set it aside as %s", path, why, aside)
+    d = os.path.dirname(path)
+    old = sorted((f for f in os.listdir(d) if ".seg.bad-" in f), key=lambda f: os.path.getmtime(os.path.join(d, f)))
+    for f in old[:-MAX_ASIDE]:
+        try:
+            os.unlink(os.path.join(d, f))
+        except OSError:
+            pass
+
+
 def read_segment(path: str) -> tuple[list[Record], int]:
-    """Records of a spool segment, and the bytes at its end that were unreadable."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """Records of a spool segment, and the bytes at its end that were unreadable (a torn
+    record) or could not be pushed (a poisoned one: the segment is set aside first)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:            # not a file any more (a directory, no permission): moved out of the way
+        aside = f"{path}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
+        try:
+            os.replace(path, aside)
+            log.warning("loki: spool segment %s cannot be read (%s); set it aside as %s", path, e.strerror, aside)
+        except OSError as e2:
+            log.warning("loki: spool segment %s cannot be read (%s) nor set aside (%s)", path, e.strerror,
+                        e2.strerror)
+        return [], 0
     out = []
     pos, size = 0, len(data)
     now = time.monotonic()
@@ -62,10 +120,16 @@ def read_segment(path: str) -> tuple[list[Record], int]:
         if magic != _MAGIC or end > size:
             break
         try:
-            kind, source, rid, phase = json.loads(data[pos + _HEAD.size:pos + _HEAD.size + mlen])
-        except ValueError:
+            meta = json.loads(data[pos + _HEAD.size:pos + _HEAD.size + mlen])
+        except (ValueError, RecursionError):
             break
-        out.append(Record((kind, source), rid, phase, ts, data[end - blen:end], n, now))
+        block = data[end - blen:end]
+        why = _poison(meta, block, n)
+        if why is not None:
+            set_aside(path, f"record at byte {pos}: {why}")
+            break
+        kind, source, rid, phase = meta
+        out.append(Record((kind, source), rid, phase, ts, block, n, now))
         pos = end
     return out, size - pos
 

@@ -12,10 +12,12 @@ import errno
 import fcntl
 import os
 import struct
+import time
 
 _HEAD = struct.Struct("<4sII")          # magic, samples, body length
 _MAGIC = b"RWS1"
 FIRST_SEQ = 10 ** 12                    # room below for requests put back in front
+MAX_ASIDE = 3                           # unreadable requests kept per slot for a look
 
 
 class SpoolCorrupt(Exception):
@@ -105,13 +107,32 @@ class Spool:
         except OSError as e:
             raise SpoolCorrupt(seq, str(e)) from None
         if len(data) < _HEAD.size:
+            self._set_aside(seq)
             raise SpoolCorrupt(seq, "short file", 0)
         magic, samples, blen = _HEAD.unpack_from(data)
         if magic != _MAGIC:
+            self._set_aside(seq)
             raise SpoolCorrupt(seq, "bad header", 0)
         if len(data) != _HEAD.size + blen:
+            self._set_aside(seq)
             raise SpoolCorrupt(seq, "truncated", samples)
         return seq, data[_HEAD.size:], samples
+
+    def _set_aside(self, seq: int) -> None:
+        """Keep an unreadable request beside the spool as `<seq>.rws.bad-<time>` (never read
+        again; the newest MAX_ASIDE are kept) before the sender drops it from the spool."""
+        p = self.path(seq)
+        try:
+            os.link(p, f"{p}.bad-{time.strftime('%Y%m%dT%H%M%S')}")
+        except OSError:
+            return
+        old = sorted((f for f in os.listdir(self.dir) if ".rws.bad-" in f),
+                     key=lambda f: os.path.getmtime(os.path.join(self.dir, f)))
+        for f in old[:-MAX_ASIDE]:
+            try:
+                os.unlink(os.path.join(self.dir, f))
+            except OSError:
+                pass
 
     def remove(self, seq: int) -> None:
         try:
