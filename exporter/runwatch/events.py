@@ -120,7 +120,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "build_complete": {},
     "score": {"name": (_str, False), "value": (_float, False), "best": (_bool, False),
               "best_value": (_float, False), "direction": (_choice("max", "min", "auto"), False)},
-    "error": {"message": (_str, False), "continues": (_bool, False)},
+    "error": {"message": (_str, False), "continues": (_bool, False), "detail": (_bool, False)},
     "artifact": {"artifact": (_str, True), "available": (_bool, False), "deadline_seconds": (_float, False)},
     "cost": {"rate_usd_per_hour": (_float, False), "cost_usd": (_float, False),
              "budget_usd": (_float, False)},
