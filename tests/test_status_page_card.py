@@ -32,6 +32,17 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disa
 T = 30000     # ms: generous, the machine may be slow; every wait ends on the event it waits for
 
 # Stands in for the workflow engineer's static/workflow.js: records what the page hands it.
+# Records the browser notifications the page raises (permission granted to the test's origin).
+NOTIFICATION_PROBE = """
+window.__notified = [];
+(function (Real) {
+  function Probe(title, opts) { window.__notified.push(title); return new Real(title, opts); }
+  Probe.permission = 'granted';
+  Probe.requestPermission = function () { return Promise.resolve('granted'); };
+  window.Notification = Probe;
+})(window.Notification);
+"""
+
 WORKFLOW_PROBE = """
 window.runwatchWorkflow = { calls: [], render: function (div, run, api) {
   window.runwatchWorkflow.calls.push({run: run.run_id, agents: (run.agents || []).length, api: api,
@@ -83,9 +94,11 @@ def until(page, js: str, timeout: int = T):
 
 def test_run_cards_show_everything_with_the_demo(runwatch_proc, browser):
     rw = runwatch_proc("demo", "--speed", "10", "--events", env=dict(os.environ, RUNWATCH_TOKEN=TOKEN)).wait_up()
+    browser.grant_permissions(["notifications"], origin=rw.url)
     page = browser.new_page()
     problems = watch_console(page)
     probe_workflow(page)
+    page.add_init_script(NOTIFICATION_PROBE)
     page.goto(rw.url + "/")
     for rid in ("demo-agent-eval", "demo-docker-build", "demo-failing-train", "demo-hparam-search",
                 "demo-workflow"):
@@ -130,6 +143,7 @@ def test_run_cards_show_everything_with_the_demo(runwatch_proc, browser):
              timeout=60, what="the API's last error")     # (the demo starts the run over: wait for the moment)
     page.wait_for_selector('#notices .notice[data-run="demo-failing-train"][data-kind="failed"]', timeout=T)
     assert exc in page.inner_text('#notices .notice[data-run="demo-failing-train"]')
+    until(page, "window.__notified.includes('runwatch: demo-failing-train failed')")
     until(page, f"document.querySelector('{ft} .chart[data-series=\"loss\"] svg').dataset.points > 1", timeout=60000)
 
     # the workflow run: its workflow container, handed to workflow.js on every update
@@ -177,6 +191,17 @@ def test_run_cards_show_everything_with_the_demo(runwatch_proc, browser):
         return len(doc["samples"]) > 1 and any(e["type"] == "metric" and e["fields"]["name"] == "loss"
                                                for e in doc["events"])
     wait_for(json_with_loss, timeout=60, interval=0.5, what="a JSON export with the loss metric")
+
+    # a run without progress for longer than the page's stall threshold raises its notice: the agent
+    # evaluation waits for Windows to boot without progress (?stall=1: one second is a stall here)
+    stall = browser.new_page()
+    stall_problems = watch_console(stall)
+    probe_workflow(stall)
+    stall.goto(rw.url + "/?stall=1")
+    stall.wait_for_selector('#notices .notice[data-run="demo-agent-eval"][data-kind="stalled"]', timeout=60000)
+    assert "no progress for" in stall.inner_text('#notices .notice[data-run="demo-agent-eval"][data-kind="stalled"]')
+    stall.close()
+    assert not stall_problems, stall_problems
 
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
