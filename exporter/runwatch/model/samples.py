@@ -53,6 +53,11 @@ class Timeline:
     # ------------------------------------------------------------ in
 
     def record(self, events, now: float) -> None:
+        keep = self.events.maxlen
+        if len(events) > keep:                  # a big batch (scan): only its last events can stay
+            self.events_dropped += len(events) - keep + len(self.events)
+            self.events.clear()
+            events = events[-keep:]
         for e in events:
             if len(self.events) == self.events.maxlen:
                 self.events_dropped += 1
