@@ -409,7 +409,9 @@
       card.p.agents.parentNode.insertBefore(div, card.p.agents.nextSibling);
     }
     if (window.runwatchWorkflow && typeof window.runwatchWorkflow.render === "function") {
-      try { window.runwatchWorkflow.render(div, r, API); } catch (e) { if (window.console) console.error(e); }
+      // apiBase: the origin part of the API's address ("" = this page's), as workflow.js builds
+      // apiBase + "/api/runs/..."
+      try { window.runwatchWorkflow.render(div, r, ""); } catch (e) { if (window.console) console.error(e); }
     }
   }
 
