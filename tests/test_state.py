@@ -146,3 +146,24 @@ def test_label_values_from_the_output_are_bounded_per_run():
     assert len(st.metrics) == MAX_LABEL_VALUES + 1 and len(st.artifacts) == MAX_LABEL_VALUES + 1
     assert st.phase == OTHER and len(st.phases_seen) == MAX_LABEL_VALUES + 1
     assert st.labels_folded == 5 * 30
+
+
+def test_an_exception_line_becomes_the_text_of_the_error_just_counted():
+    st = run(ev("error", 1.0, message="Traceback"), ev("error", 1.1, message="ValueError: bad shape", detail=True))
+    assert (st.errors, st.last_error) == (1, "ValueError: bad shape")
+    # a chained traceback: the last link's exception is the last error, still one error
+    st = run(ev("error", 1.0, message="Traceback"), ev("error", 1.1, message="KeyError: 'x'", detail=True),
+             ev("error", 1.2, continues=True), ev("error", 1.3, message="Traceback"),
+             ev("error", 1.4, message="RuntimeError: lookup failed", detail=True))
+    assert (st.errors, st.last_error) == (1, "RuntimeError: lookup failed")
+    # not right after an error (another event between): it changes nothing
+    st = run(ev("error", 1.0, message="Traceback"), ev("phase", 1.1, phase="eval"),
+             ev("error", 1.2, message="ValueError: later", detail=True))
+    assert (st.errors, st.last_error) == (1, "Traceback")
+    assert run(ev("error", 1.0, message="KeyboardInterrupt", detail=True)).errors == 0
+
+
+def test_vm_power_remembers_since_when_the_vm_is_in_its_state():
+    st = run(ev("vm_power", 1.0, vm="vm1", state="starting"), ev("vm_power", 5.0, vm="vm1", state="running"),
+             ev("vm_power", 9.0, vm="vm1", state="running"))
+    assert st.snapshot(10.0)["vm_power_since"] == {"vm1": 5.0}

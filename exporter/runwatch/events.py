@@ -228,7 +228,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "build_complete": {},
     "score": {"name": (_word, False), "value": (_float, False), "best": (_bool, False),
               "best_value": (_float, False), "direction": (_choice("max", "min", "auto"), False)},
-    "error": {"message": (_str, False), "continues": (_bool, False)},
+    "error": {"message": (_str, False), "continues": (_bool, False), "detail": (_bool, False)},
     "artifact": {"artifact": (_word, True), "available": (_bool, False), "deadline_seconds": (_nonneg, False)},
     "cost": {"rate_usd_per_hour": (_nonneg, False), "cost_usd": (_nonneg, False),
              "budget_usd": (_nonneg, False)},

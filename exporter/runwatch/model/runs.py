@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ..events import TERMINAL_STATES, Event, escape_surrogates
 from ..parse.framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
 from ..parse.packs import Matcher
+from .samples import Timeline
 from .state import RunState
 
 log = logging.getLogger("runwatch")
@@ -58,7 +59,7 @@ def spec_cost_event(spec: RunSpec, ts: float) -> Event | None:
 
 class Run:
     __slots__ = ("spec", "state", "lines_cut", "decode_errors", "sources_up", "source_errors", "recent",
-                 "finished_at", "changes")
+                 "finished_at", "changes", "timeline")
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
@@ -70,6 +71,7 @@ class Run:
         self.recent: collections.deque = collections.deque(maxlen=RECENT_LINES)
         self.finished_at: float | None = None
         self.changes = 0                 # bumped on every update: checkpoints skip runs that did not change
+        self.timeline = Timeline()       # samples over time and the last events (samples.py), in memory only
 
 
 class RunLimit(Exception):
@@ -159,7 +161,9 @@ class Registry:
                     st.report_status(e.fields, e.ts)
                 else:
                     st.apply(e)
-            self._after(run, now if now is not None else time.time())
+            now = now if now is not None else time.time()
+            run.timeline.record(events, now)
+            self._after(run, now)
 
     def ingest(self, run: Run, block: bytes, events: list, cut: int, now: float) -> None:
         """Account one block of lines and apply the events parsed from it."""
@@ -175,6 +179,8 @@ class Registry:
                 st.lines_seen(lines, now)
             for e in events:
                 st.apply(e)
+            if events:
+                run.timeline.record(events, now)
             run.lines_cut += cut
             run.decode_errors += bad
             run.recent.extend(recent)
@@ -210,6 +216,7 @@ class Registry:
 
     def _after(self, run: Run, now: float) -> None:
         run.changes += 1
+        run.timeline.observe(run.state, now, force=run.state.state in TERMINAL_STATES and run.finished_at is None)
         if run.state.state in TERMINAL_STATES:
             if run.finished_at is None:
                 run.finished_at = now

@@ -40,11 +40,11 @@ class RunState:
         "task_index", "task_total", "current_task", "current_task_steps",
         "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
-        "error_continues", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
+        "error_continues", "error_open", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
         "agent_io", "agent_events", "payload_bytes", "payload_cut_bytes",
-        "phases_seen", "labels_folded", "refused", "reported_state", "_eta",
+        "phases_seen", "labels_folded", "refused", "reported_state", "vm_power_since", "_eta",
     )
 
     def __init__(self) -> None:
@@ -70,6 +70,7 @@ class RunState:
         self.errors = 0
         self.last_error: str | None = None
         self.error_continues = False            # the next error is part of one already accounted for
+        self.error_open = False                 # an error was just counted: a `detail` right after it is its text
         self.bar_ratio = self.bar_eta = self.bar_eta_ts = None
         self.outer_ratio = self.outer_total = None
         self.artifacts: dict[str, tuple[bool, float | None]] = {}
@@ -78,6 +79,7 @@ class RunState:
         self.cost_base_ts: float | None = None  # None: not accruing
         self.budget: float | None = None
         self.vm_power: dict[str, str] = {}
+        self.vm_power_since: dict[str, float] = {}   # vm -> when it entered its current power state
         self._eta = Tracker()                   # progress points, phases, history prior (eta.py)
         self.task_steps: list[dict] = []        # the current task's steps (last MAX_TASK_STEPS)
         self.agents: dict[str, dict] = {}       # workflow agents: agent_id -> state, times, sizes
@@ -106,6 +108,7 @@ class RunState:
         handler = _HANDLERS.get(e.type)
         if e.type != "error":
             self.error_continues = False     # what continues a report comes right after it
+            self.error_open = False          # and so does the line that completes it
         if handler is not None:
             handler(self, e.fields, e.ts)
             if self.state == "pending" and e.type not in ("status", "cost", "vm_power", "artifact"):
@@ -275,6 +278,11 @@ class RunState:
             self.best_scores[name] = f["best_value"]
 
     def _error(self, f, ts):
+        if f.get("detail"):          # the text of the error just counted (a traceback's `Type: message`
+            if self.error_open and f.get("message"):     # line): it replaces the placeholder, counts nothing
+                self.last_error = f["message"]
+                self.error_open = False
+            return
         if f.get("continues"):       # not an error itself: the next error belongs to a report already
             self.error_continues = True      # accounted for (a chained traceback, a quoted one)
             return
@@ -283,6 +291,7 @@ class RunState:
         else:
             self.errors += 1
         self.last_error = f.get("message")
+        self.error_open = True
 
     def _artifact(self, f, ts):
         name, available = self._label(f["artifact"], self.artifacts), f.get("available", True)
@@ -310,7 +319,10 @@ class RunState:
 
     def _vm_power(self, f, ts):
         self._accrue(ts)
-        self.vm_power[self._label(f["vm"], self.vm_power)] = f["state"]
+        vm = self._label(f["vm"], self.vm_power)
+        if self.vm_power.get(vm) != f["state"] or vm not in self.vm_power_since:
+            self.vm_power_since[vm] = ts
+        self.vm_power[vm] = f["state"]
         self._accrue(ts)
 
     # ------------------------------------------------------------ workflow agents
@@ -580,7 +592,8 @@ class RunState:
             "build_done": self.build_done, "scores": dict(self.scores),
             "best_scores": dict(self.best_scores), "errors": self.errors, "last_error": self.last_error,
             "cost": cost, "cost_rate": rate, "cost_projected": projected, "budget": self.budget,
-            "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power), "metrics": dict(self.metrics),
+            "artifacts": dict(self.artifacts), "vm_power": dict(self.vm_power),
+            "vm_power_since": dict(self.vm_power_since), "metrics": dict(self.metrics),
             "artifact_deadlines": dict(self.artifact_deadlines), "labels_folded": self.labels_folded,
             "refused": dict(self.refused), "reported_state": self.reported_state,
             "task_steps": [dict(x) for x in self.task_steps],

@@ -25,7 +25,8 @@ import threading
 import time
 
 from ..parse.redact import default_redactor
-from ..events import Event, EventError, escape_surrogates, make, payloads_as_text, unicode_error
+from ..events import (TERMINAL_STATES as TERMINAL, Event, EventError, escape_surrogates, make, payloads_as_text,
+                      unicode_error)
 from ..parse.packs import Matcher
 from ..model.runs import RUN_ID_RE, Ingest, Registry, Run, RunLimit, RunSpec
 from ..model.state import MAX_AGENT_EVENTS, MAX_AGENT_EXECUTIONS, MAX_PAYLOAD_BYTES, MAX_RUN_PAYLOAD_BYTES
@@ -383,7 +384,8 @@ def run_view(run: Run, snap: dict, now: float, *, lines: list[str] | None = None
         "cost_usd": s.get("cost"), "cost_rate_usd_per_hour": s.get("cost_rate"),
         "cost_projected_usd": s.get("cost_projected"), "budget_usd": s.get("budget"),
         "artifacts": {k: {"available": a, "since": since} for k, (a, since) in (s.get("artifacts") or {}).items()},
-        "vm_power": s.get("vm_power"), "sources_up": s.get("sources_up"),
+        "vm_power": s.get("vm_power"), "vm_power_since": s.get("vm_power_since"), "sources_up": s.get("sources_up"),
+        "metrics": s.get("metrics"), "links": run_links(spec),
         "agents": agents, "data_flow": flows,
         "cancellable": bool(cancellable), "process": cancellable or None,
     }
@@ -444,3 +446,228 @@ def agent_view(registry: Registry, run_id: str, agent_id: str) -> tuple[int, dic
            "limits": {"payload_bytes": MAX_PAYLOAD_BYTES, "run_payload_bytes": MAX_RUN_PAYLOAD_BYTES,
                       "events": MAX_AGENT_EVENTS, "executions": MAX_AGENT_EXECUTIONS}}
     return 200, _json_safe(out)
+# ---------------------------------------------------------------- links, history, export
+
+LINK_KINDS = (               # (what the URL has, the button's name), first match wins
+    ("vnc", "Open VNC"), ("wandb.ai", "W&B run"), ("ml.azure.com", "Azure ML studio"),
+    ("portal.azure.com", "Azure portal"),
+)
+
+
+def _http_url(v) -> bool:
+    if not isinstance(v, str) or len(v) > 2048:
+        return False
+    low = v.lower()
+    return (low.startswith("http://") or low.startswith("https://")) and not any(c in v for c in " \t\r\n\"'<>")
+
+
+def run_links(spec: RunSpec) -> list[dict]:
+    """The run's URLs as buttons: its page (run_info url), and every label whose value is
+    an http(s) URL. Anything else (javascript:, data:, file:) is never a link."""
+    out = []
+    seen = set()
+    cands = [("url", spec.url)] + sorted((k, v) for k, v in (spec.labels or {}).items())
+    for key, url in cands:
+        if not _http_url(url) or url in seen:
+            continue
+        seen.add(url)
+        low = url.lower()
+        name = next((n for part, n in LINK_KINDS if part in low), "Open page" if key == "url" else key)
+        out.append({"name": name, "url": url, "source": key})
+    return out
+
+
+def history_view(registry: Registry, run_id: str) -> dict | None:
+    """GET /api/runs/{id}/history: the run's samples over time (model/samples.py)."""
+    with registry.lock:
+        run = registry.runs.get(run_id)
+        if run is None:
+            return None
+        view = run.timeline.view(run.state, time.time())
+    return _json_safe({"run_id": run_id, **view})
+
+
+EXPORT_FORMATS = ("csv", "json")
+CSV_COLUMNS = ("record", "seq", "ts", "type", "key", "value")
+
+
+def export_run(registry: Registry, run_id: str, fmt: str, cancellable=None) -> tuple[str, bytes] | None:
+    """GET /api/runs/{id}/export?format=csv|json: (content type, body), None for an unknown run.
+
+    JSON: {"run": the run's view, "samples": [...], "events": [{"ts", "type", "fields"}], ...}.
+    CSV, one value a row: record (sample | event), seq (the sample's or event's number), ts,
+    type (the event's type; empty for a sample), key (the field or sample value's name;
+    metrics.NAME, scores.NAME, best_scores.NAME), value. String fields are redacted again."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}")
+    runs = runs_view(registry, with_lines=True, cancellable=cancellable, only=run_id)
+    with registry.lock:
+        run = registry.runs.get(run_id)
+        if run is None or not runs:
+            return None
+        hist = run.timeline.view(run.state, time.time())
+        evs = run.timeline.events_view()
+    for e in evs["events"]:
+        e["fields"] = {k: redact(v) if isinstance(v, str) else v for k, v in e["fields"].items()}
+    if fmt == "json":
+        doc = _json_safe({"run_id": run_id, "exported_at": time.time(), "run": runs[0],
+                          "interval_seconds": hist["interval_seconds"], "samples": hist["samples"], **evs})
+        return "application/json", (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode("utf-8")
+    import csv
+    import io
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for i, smp in enumerate(hist["samples"]):
+        for k in ("state", "progress", "eta_seconds", "cost_usd", "cost_rate_usd_per_hour", "errors", "lines",
+                  "tasks_completed"):
+            if smp.get(k) is not None:
+                w.writerow(("sample", i, _num(smp["ts"]), "", k, _num(smp[k])))
+        for group in ("metrics", "scores", "best_scores"):
+            for name, v in sorted(smp[group].items()):
+                w.writerow(("sample", i, _num(smp["ts"]), "", f"{group}.{name}", _num(v)))
+    for i, e in enumerate(evs["events"]):
+        fields = sorted(e["fields"].items()) or [("", "")]
+        for k, v in fields:
+            w.writerow(("event", i, _num(e["ts"]), e["type"], k, _csv_cell(_num(v))))
+    return "text/csv; charset=utf-8", buf.getvalue().encode("utf-8")
+
+
+def _num(v):
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
+
+
+def _csv_cell(v):
+    """A text cell a spreadsheet would run as a formula (=, +, -, @ first) gets a leading '."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
+# ---------------------------------------------------------------- the event stream
+
+MAX_RUNS_PER_PUSH = 50       # runs in one push of the stream; the rest follow in the next
+MAX_PUSH_LINE_BYTES = 32 * 1024   # output lines of one run in one push (the newest; the rest are counted)
+
+
+def _fit_lines(lines: list[str], limit: int = MAX_PUSH_LINE_BYTES) -> tuple[list[str], int]:
+    """The newest lines that fit in `limit` bytes (at least the newest, cut), and how many were left out."""
+    out, size = [], 0
+    for ln in reversed(lines):
+        n = len(ln.encode("utf-8", "replace")) + 1
+        if size + n > limit:
+            if not out:
+                out.append(ln[:limit])
+            break
+        out.append(ln)
+        size += n
+    out.reverse()
+    return out, len(lines) - len(out)
+
+
+class StreamDiff:
+    """What one status-page stream has been sent, so each push carries only what changed.
+
+    `snapshot()` at connect: every run with its recent lines. `diff()` then: for each run
+    whose state, output, URL, sources or cancel info changed since it was last sent, only
+    the keys of its view that changed (always with `run_id`) and its new lines
+    (`new_lines`); a run new to this stream, or a new run of the same id, comes whole
+    with `recent_lines`. Also the ids of runs that went away and, when `refresh`, the
+    running runs again (ETA and cost move with time). Bounded: at most MAX_RUNS_PER_PUSH
+    runs a push (`more` says that others are still due) and MAX_PUSH_LINE_BYTES of lines
+    a run (`lines_skipped` counts the older lines left out)."""
+
+    def __init__(self, registry: Registry, max_runs: int = MAX_RUNS_PER_PUSH):
+        self.registry = registry
+        self.max_runs = max_runs
+        self.sent: dict[str, tuple] = {}       # run_id -> (key, lines counted when sent)
+        self.views: dict[str, dict] = {}       # run_id -> the view last sent (without lines)
+        self.refresh_due: set[str] = set()
+
+    @staticmethod
+    def _key(rid: str, r: Run, cancellable: dict) -> tuple:
+        return (r.timeline.serial, r.changes, r.state.lines, r.spec.url, tuple(sorted(r.sources_up.items())),
+                rid in cancellable)
+
+    def _keys(self, cancellable: dict) -> dict[str, tuple]:
+        with self.registry.lock:
+            return {rid: (self._key(rid, r, cancellable), r.state.state) for rid, r in self.registry.runs.items()}
+
+    def _view(self, rid: str, cancellable: dict, now: float):
+        """(view, key, lines counted, recent lines) of one run, all read under one lock; None if gone."""
+        reg = self.registry
+        with reg.lock:
+            run = reg.runs.get(rid)
+            if run is None:
+                return None
+            key, lines, recent = self._key(rid, run, cancellable), run.state.lines, list(run.recent)
+        snap = reg.snapshot(now, only=rid)
+        if not snap or snap[0][0] is not run:
+            return None
+        return run_view(run, snap[0][1], now, cancellable=cancellable.get(rid)), key, lines, recent
+
+    def _whole(self, rid: str, view: dict, recent: list[str]) -> dict:
+        self.views[rid] = dict(view)
+        view["recent_lines"], skipped = _fit_lines(recent)
+        if skipped:
+            view["lines_skipped"] = skipped
+        return view
+
+    def snapshot(self, cancellable: dict) -> dict:
+        now = time.time()
+        self.sent.clear()
+        self.views.clear()
+        self.refresh_due.clear()
+        out = []
+        for rid in sorted(self._keys(cancellable)):
+            got = self._view(rid, cancellable, now)
+            if got is None:
+                continue
+            view, key, lines, recent = got
+            out.append(self._whole(rid, view, recent))
+            self.sent[rid] = (key, lines)
+        return {"type": "snapshot", "now": now, "runs": out}
+
+    def diff(self, cancellable: dict, refresh: bool = False) -> dict | None:
+        """The next push, or None when nothing is due."""
+        keys = self._keys(cancellable)
+        removed = [rid for rid in self.sent if rid not in keys]
+        for rid in removed:
+            del self.sent[rid]
+            self.views.pop(rid, None)
+        if refresh:
+            self.refresh_due |= {rid for rid, (_, state) in keys.items() if state not in TERMINAL}
+        due = [rid for rid, (key, _) in sorted(keys.items())
+               if rid not in self.sent or self.sent[rid][0] != key or rid in self.refresh_due]
+        if not due and not removed:
+            return None
+        todo, rest = due[:self.max_runs], due[self.max_runs:]
+        now = time.time()
+        out = []
+        for rid in todo:
+            self.refresh_due.discard(rid)
+            got = self._view(rid, cancellable, now)
+            if got is None:
+                continue
+            view, key, lines, recent = got
+            prev, last = self.sent.get(rid), self.views.get(rid)
+            self.sent[rid] = (key, lines)
+            if prev is None or last is None or prev[0][0] != key[0] or lines < prev[1]:
+                out.append(self._whole(rid, view, recent))     # new to this client, or a new run of the same id
+                continue
+            change = {k: v for k, v in view.items() if last.get(k) != v}
+            self.views[rid] = view
+            n = min(lines - prev[1], len(recent))
+            if n > 0:
+                change["new_lines"], skipped = _fit_lines(recent[len(recent) - n:])
+                skipped += lines - prev[1] - n             # more lines than the server keeps came in
+                if skipped:
+                    change["lines_skipped"] = skipped
+            if change:
+                change["run_id"] = rid
+                out.append(change)
+        return {"type": "diff", "now": now, "runs": out, "removed": removed, "more": bool(rest)}

@@ -6,14 +6,16 @@ snapshot under the registry lock and renders outside it).
 
 Routes (docs/events.md has the details):
 
-    GET  /                          the status page (static/index.html, self-contained)
+    GET  /                          the status page (static/index.html and its scripts)
     GET  /metrics                   Prometheus / OpenMetrics, gzip when asked
     GET  /healthz                   "ok"
     GET  /api/runs                  every run as JSON
     GET  /api/runs/{id}             one run, with its last 50 output lines (redacted)
     GET  /api/runs/{id}/agents/{agent}  one workflow agent: events, payloads, error (the inspector)
-    GET  /api/stream                Server-Sent Events: all runs, pushed on change
-    GET  /workflow.js               the status page's workflow view (static/workflow.js)
+    GET  /api/runs/{id}/history     the run's samples over time (progress, cost, metrics), bounded
+    GET  /api/runs/{id}/export      ?format=csv|json: the run's events and samples, as a download
+    GET  /api/stream                Server-Sent Events: a snapshot, then the runs that changed
+    GET  /{name}.js, /{name}.css    the status page's other files (static/: app.js, workflow.js)
     POST /api/events                events (JSON, JSON array or NDJSON)   token; only with --events
     POST /api/runs/{id}/events      the same, run_id from the path        token; only with --events
     POST /api/runs/{id}/cancel      stop a run `runwatch run` launched    token
@@ -28,7 +30,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -96,7 +98,6 @@ class Server:
         self.events_rejected = 0
         self._count_lock = threading.Lock()
         self.page = _load_page()
-        self.static = _load_static()
         handler = type("Handler", (_Handler,), {"server_ref": self})
         ThreadingHTTPServer.daemon_threads = True
         ThreadingHTTPServer.allow_reuse_address = True
@@ -141,6 +142,25 @@ class Server:
                                   value=self.events_rejected)
 
 
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def _load_static(name: str) -> bytes | None:
+    """static/NAME (a .js or .css file the page loads), None when there is none; the route's
+    pattern already keeps NAME to one plain file name."""
+    try:
+        with open(os.path.join(STATIC_DIR, name), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _file_name(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:128] or "run"
+
+
 def _load_page() -> bytes:
     try:
         with open(os.path.join(STATIC_DIR, "index.html"), "rb") as f:
@@ -149,20 +169,6 @@ def _load_page() -> bytes:
         return (b"<!doctype html><title>runwatch</title><p>runwatch " + __version__.encode() +
                 b": status page missing from this install; see <a href=/metrics>/metrics</a>"
                 b" and <a href=/api/runs>/api/runs</a>.")
-
-
-STATIC_FILES = {"workflow.js": "text/javascript; charset=utf-8"}   # served at /NAME from static/
-
-
-def _load_static() -> dict[str, bytes]:
-    out = {}
-    for name in STATIC_FILES:
-        try:
-            with open(os.path.join(STATIC_DIR, name), "rb") as f:
-                out[name] = f.read()
-        except OSError:
-            pass
-    return out
 
 
 RUN = r"(?P<run_id>[^/]+)"
@@ -174,8 +180,10 @@ ROUTES = [
     ("GET", re.compile(r"^/api/runs/?$"), "_runs"),
     ("GET", re.compile(rf"^/api/runs/{RUN}/?$"), "_run"),
     ("GET", re.compile(rf"^/api/runs/{RUN}/agents/(?P<agent_id>[^/]+)/?$"), "_agent"),
+    ("GET", re.compile(rf"^/api/runs/{RUN}/history$"), "_history"),
+    ("GET", re.compile(rf"^/api/runs/{RUN}/export$"), "_export"),
     ("GET", re.compile(r"^/api/stream$"), "_stream"),
-    ("GET", re.compile(r"^/(?P<name>workflow\.js)$"), "_static"),
+    ("GET", re.compile(r"^/(?P<name>[a-z][a-z0-9_-]{0,63}\.(?:js|css))$"), "_static"),
     ("POST", re.compile(r"^/api/events$"), "_events"),
     ("POST", re.compile(rf"^/api/runs/{RUN}/events$"), "_events"),
     ("POST", re.compile(rf"^/api/runs/{RUN}/cancel$"), "_cancel"),
@@ -229,18 +237,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _page(self):
         self._send(200, self.server_ref.page, "text/html; charset=utf-8", {
-            "Cache-Control": "no-cache",
-            "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
-                                       "script-src 'self' 'unsafe-inline'; img-src 'self' data:",
-            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-cache", "Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
         })
 
     def _static(self, name: str):
-        """A script the status page loads (STATIC_FILES; read once at start)."""
-        body = self.server_ref.static.get(name)
+        body = _load_static(name)
         if body is None:
-            return self._send(404, f"{name} missing from this install\n".encode(), TEXT)
-        self._send(200, body, STATIC_FILES[name], {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+            return self._send(404, b"not found\n", TEXT)
+        self._send(200, body, STATIC_TYPES[os.path.splitext(name)[1]],
+                   {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    def _history(self, run_id: str):
+        view = api.history_view(self.server_ref.registry, run_id)
+        if view is None:
+            return self._json(404, {"error": f"no run {run_id!r}"})
+        self._json(200, view)
+
+    def _export(self, run_id: str):
+        q = parse_qs(urlsplit(self.path).query)
+        fmt = (q.get("format") or ["json"])[0]
+        if fmt not in api.EXPORT_FORMATS:
+            return self._json(400, {"error": f"format must be one of {', '.join(api.EXPORT_FORMATS)}; got {fmt!r}",
+                                    "field": "format"})
+        got = api.export_run(self.server_ref.registry, run_id, fmt, cancellable=self._cancel_info())
+        if got is None:
+            return self._json(404, {"error": f"no run {run_id!r}"})
+        ctype, body = got
+        self._send(200, body, ctype, {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                                      "Content-Disposition": f'attachment; filename="{_file_name(run_id)}.{fmt}"'})
 
     def _agent(self, run_id: str, agent_id: str):
         code, body = api.agent_view(self.server_ref.registry, run_id, agent_id)
@@ -274,10 +298,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, runs[0])
 
     def _stream(self):
-        """Server-Sent Events: `event: runs` with every run (and its recent
-        lines) whenever the registry changes, at most every SSE_MIN_GAP seconds;
-        a refresh every SSE_REFRESH seconds while runs are active, else a
-        heartbeat comment. EventSource reconnects by itself (retry: 1000)."""
+        """Server-Sent Events. At connect, `event: snapshot` with every run and its recent
+        lines; then `event: diff` with only the runs that changed (and their new lines) and
+        the ids of runs that went away, at most SSE_MIN_GAP apart and at most
+        api.MAX_RUNS_PER_PUSH runs each; every SSE_REFRESH seconds the running runs again
+        (ETA and cost move with time), else a heartbeat comment. EventSource reconnects by
+        itself (retry: 1000) and gets a new snapshot."""
         srv = self.server_ref
         reg = srv.registry
         if not srv.sse_slots.acquire(blocking=False):
@@ -294,36 +320,46 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "HEAD":
                 return
             self._write(b"retry: 1000\n\n")
-            last_v = None
-            last_send = 0.0
-            active = False
+            server_info = {"version": __version__, "events": srv.events_enabled}
+            stream = api.StreamDiff(reg)
+            with reg.lock:
+                v = reg.version
+            self._push("snapshot", v, dict(stream.snapshot(self._cancel_info()), server=server_info))
+            last_v, last_send, last_refresh, more = v, time.monotonic(), time.monotonic(), False
             while not srv.closing.is_set():
                 with reg.changed:
-                    if reg.version == last_v:
+                    if reg.version == last_v and not more:
                         reg.changed.wait(SSE_REFRESH)
                     v = reg.version
                 if srv.closing.is_set():
                     break
-                if v == last_v and not active:
-                    self._write(b": heartbeat\n\n")
+                refresh = time.monotonic() - last_refresh >= SSE_REFRESH
+                if v == last_v and not more and not refresh:
                     continue
                 gap = SSE_MIN_GAP - (time.monotonic() - last_send)
                 if gap > 0 and srv.closing.wait(gap):
                     break
                 with reg.lock:
                     v = reg.version
-                cancel = self._cancel_info()
-                runs = api.runs_view(reg, with_lines=True, cancellable=cancel)
-                active = any(r["state"] not in TERMINAL_STATES for r in runs)
-                data = json.dumps({"version": v, "now": time.time(), "runs": runs,
-                                   "server": {"version": __version__, "events": srv.events_enabled}},
-                                  separators=(",", ":"))
-                self._write(f"id: {v}\nevent: runs\ndata: {data}\n\n".encode())
+                diff = stream.diff(self._cancel_info(), refresh=refresh)
+                if refresh:
+                    last_refresh = time.monotonic()
+                if diff is None:
+                    last_v, more = v, False
+                    if refresh:
+                        self._write(b": heartbeat\n\n")
+                    continue
+                more = diff["more"]
+                self._push("diff", v, diff)
                 last_v, last_send = v, time.monotonic()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
             pass
         finally:
             srv.sse_slots.release()
+
+    def _push(self, event: str, version: int, payload: dict) -> None:
+        data = json.dumps(dict(payload, version=version), separators=(",", ":"), allow_nan=False)
+        self._write(f"id: {version}\nevent: {event}\ndata: {data}\n\n".encode())
 
     def _write(self, data: bytes) -> None:
         self.wfile.write(data)
