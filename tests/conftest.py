@@ -17,7 +17,7 @@ collect_ignore_glob = ["real/*"]
 
 
 # Python packages the tests drive for real ('.[test]' installs them).
-TEST_MODULES = ("azure.ai.ml", "azure.mgmt.compute", "wandb", "playwright")
+TEST_MODULES = ("azure.ai.ml", "azure.mgmt.compute", "wandb", "playwright", "ruff")
 
 
 @pytest.fixture
