@@ -129,6 +129,7 @@ def test_4xx_dropped_and_counted_5xx_and_429_resent(tmp_path, receiver):
     assert ts == sorted(set(ts))
 
 
+@pytest.mark.stack       # two runwatch serve processes, an outage and flush timeouts: seconds of waiting
 def test_outage_and_restart_lose_nothing_and_stay_in_order(tmp_path, receiver):
     """The receiver goes away; `runwatch serve` is restarted while it is away (what was
     queued goes to the spool at exit); the receiver comes back: every write arrives, in order."""
@@ -345,7 +346,8 @@ def test_each_receiver_has_its_own_queue(tmp_path, receiver):
     broken = RemoteWriteServer()
     broken.respond(503)
     try:
-        p, gate, url = _start_run(tmp_path, receiver, "--remote-write", broken.url)
+        # at exit the broken receiver's queue goes to the spool after the flush timeout (default 5 s)
+        p, gate, url = _start_run(tmp_path, receiver, "--remote-write", broken.url, "--remote-write-flush-timeout", "1")
         wait_for(lambda: receiver.latest("runwatch_tasks_started_total", run_id="rw-1") == 2, 30,
                  what="pushes to the working receiver")
         text = wait_for(lambda: (t := requests.get(url, timeout=2).text)
