@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+import time
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ from support.ports import free_port
 from support.procs import runwatch_cmd
 from support.prom_text import sample
 from support.waits import wait_for
+from runwatch.model.eta import overdue
 
 
 def write_config(tmp_path, body: str) -> str:
@@ -180,11 +182,14 @@ def test_help_teaches_by_example():
 def test_serve_reads_stdin_as_a_run(tmp_path, runwatch_proc):
     cfg = write_config(tmp_path, "runs:\n  - {id: piped, file: '-', packs: [tqdm]}\n")
     rw = runwatch_proc("serve", "-c", cfg, stdin=subprocess.PIPE).wait_up()
+    written = time.monotonic()
     rw.p.stdin.write(b"train:  30%|###       | 30/100 [00:03<00:07, 10.0it/s]\r")
     rw.p.stdin.flush()
     wait_for(lambda: sample(rw.metrics(), "runwatch_run_progress_ratio", run_id="piped") == 0.3, what="stdin line")
     t = rw.metrics()
     assert sample(t, "runwatch_source_up", run_id="piped", source="stdin") == 1
-    assert 0 < sample(t, "runwatch_run_eta_seconds", run_id="piped") <= 7
+    # tqdm's own 7 s left, counted down since the line (and held above zero once overdue)
+    eta = sample(t, "runwatch_run_eta_seconds", run_id="piped")
+    assert 0 < eta <= max(7.0, overdue(7.0, time.monotonic() - written)), eta
     rw.p.stdin.close()
     wait_for(lambda: sample(rw.metrics(), "runwatch_source_up", run_id="piped", source="stdin") == 0, what="EOF")
