@@ -8,7 +8,7 @@ import pytest
 from support.paths import TESTS
 from support.procs import runwatch_cmd
 from support.prom_text import sample
-from support.scan import scan as scan_in_process
+from support.cli import scan as scan_in_process
 
 GOLDEN = os.path.join(TESTS, "golden")
 LOGS = sorted(glob.glob(os.path.join(GOLDEN, "*.log")))
@@ -31,7 +31,7 @@ def test_golden(log):
 
 
 def test_a_scan_process_prints_what_the_in_process_scan_does():
-    """The golden tests scan in the test process (support/scan.py); a real process prints the same."""
+    """The golden tests scan in the test process (support/cli.py); a real process prints the same."""
     name = "waa.log"
     p = subprocess.run(runwatch_cmd("scan", "--pack", "waa", name), capture_output=True, cwd=GOLDEN, check=True)
     assert p.stdout.decode("utf-8") == scan("waa", name)

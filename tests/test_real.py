@@ -10,7 +10,7 @@ import pytest
 from support import real_facts as corpus
 from support.procs import runwatch_cmd
 from support.prom_text import sample
-from support.scan import scan as scan_in_process
+from support.cli import scan as scan_in_process
 
 CASES = corpus.cases()
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from support.ports import free_port
+from support.cli import run_cli
 from support.procs import runwatch_cmd
 from support.prom_text import sample
 from support.waits import wait_for
@@ -232,7 +233,7 @@ def test_bad_config_names_file_line_and_nearest_key(tmp_path):
     cfg = tmp_path / "runwatch.yaml"
     cfg.write_text("remote_write:\n  endpoints:\n    - url: http://h:9090/api/v1/write\n      tennant: a\n"
                    "runs:\n  - id: a\n    file: x.log\n")
-    r = subprocess.run(runwatch_cmd("check", "-c", str(cfg)), capture_output=True, text=True, timeout=60)
+    r = run_cli("check", "-c", str(cfg))
     assert r.returncode == 1
     assert f"{cfg}:4" in r.stderr and "tennant" in r.stderr and 'did you mean "tenant"' in r.stderr, r.stderr
 

@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from support.cli import run_cli
 from support.ports import free_port
 from support.procs import runwatch_cmd
 from support.prom_text import sample
@@ -135,7 +136,7 @@ def test_landing_page_and_404(tmp_path, serve):
 ])
 def test_check_names_file_line_and_reason(tmp_path, body, where, reason):
     cfg = write_config(tmp_path, body)
-    p = subprocess.run(runwatch_cmd("check", "-c", cfg), capture_output=True, text=True)
+    p = run_cli("check", "-c", cfg)
     assert p.returncode == 1, p.stdout
     assert f"{cfg}{where}" in p.stderr, p.stderr
     assert reason in p.stderr
@@ -144,11 +145,11 @@ def test_check_names_file_line_and_reason(tmp_path, body, where, reason):
 def test_check_reports_a_broken_regex_in_a_users_pack(tmp_path):
     (tmp_path / "mine.yaml").write_text("rules:\n  - name: epoch\n    match: 'epoch (\\d+'\n    emit: step\n")
     cfg = write_config(tmp_path, "runs:\n  - {id: a, file: x.log, packs: [python], rules: [mine.yaml]}\n")
-    p = subprocess.run(runwatch_cmd("check", "-c", cfg), capture_output=True, text=True)
+    p = run_cli("check", "-c", cfg)
     assert p.returncode == 1
     assert "mine.yaml:3: pack 'mine', rule 'epoch': regex does not compile: missing )" in p.stderr
     ok = write_config(tmp_path, "runs:\n  - {id: a, file: x.log, packs: [python, waa]}\n")
-    p = subprocess.run(runwatch_cmd("check", "-c", ok), capture_output=True, text=True)
+    p = run_cli("check", "-c", ok)
     assert p.returncode == 0 and "1 run(s)" in p.stdout
 
 
@@ -174,9 +175,9 @@ def test_default_listen_is_loopback_and_env_twins_work(tmp_path):
 
 def test_help_teaches_by_example():
     for sub in ("run", "serve", "scan", "demo", "check"):
-        p = subprocess.run(runwatch_cmd(sub, "--help"), capture_output=True, text=True)
+        p = run_cli(sub, "--help")
         assert p.returncode == 0 and "example" in p.stdout and "runwatch " + sub in p.stdout, sub
-    assert subprocess.run(runwatch_cmd("--version"), capture_output=True, text=True).stdout.startswith("runwatch ")
+    assert run_cli("--version").stdout.startswith("runwatch ")
 
 
 def test_serve_reads_stdin_as_a_run(tmp_path, runwatch_proc):

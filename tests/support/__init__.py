@@ -6,7 +6,8 @@
     procs        runwatch as a subprocess: runwatch_cmd, Proc, child_env,
                  processes in their own group with a log file
     prom_text    reading samples out of Prometheus text exposition
-    scan         `runwatch scan` inside the test process (its exact output)
+    cli          runwatch's command line inside the test process (exit code and
+                 exact output of scan, check, --help)
     events       hand-built events for the pure reducer and its neighbours
     tools        the system tools the stack tests run, what installs them,
                  the stack marker read, and whether this is CI
