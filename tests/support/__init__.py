@@ -2,6 +2,7 @@
 
     paths        where the repository, tests/ and exporter/ are
     ports        a free loopback port
+    bytecode     compiled bytecode outside the checkout when none may be written in it
     waits        wait_for (poll a condition) and wait_http (poll a URL)
     procs        runwatch as a subprocess: runwatch_cmd, Proc, child_env,
                  processes in their own group with a log file
