@@ -70,7 +70,7 @@ def test_cancel_sleep_through_api_and_cli(runwatch_proc):
     # canceling again: the run has ended
     r = requests.post(rw.url + "/api/runs/c1/cancel", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
     assert r.status_code == 409 and "already ended" in r.json()["error"]
-    assert rw.p.wait(10) == 143           # SIGTERM: 128 + 15
+    assert rw.p.wait(60) == 143           # SIGTERM: 128 + 15
     assert "canceled" in rw.stderr_text()
 
 

@@ -57,7 +57,7 @@ def test_run_exports_while_running_passes_output_and_exit_code(tmp_path):
         assert sample(text, "runwatch_run_end_timestamp_seconds", run_id="eval-1") is not None
         assert sample(text, "runwatch_source_up", run_id="eval-1", source="command") == 0
         p.send_signal(signal.SIGINT)                 # Ctrl-C ends the grace period early
-        out, err = p.communicate(timeout=10)
+        out, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
