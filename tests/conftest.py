@@ -5,6 +5,7 @@ import importlib.util
 
 import pytest
 
+from support.bytecode import cache_outside_the_checkout
 from support.ports import free_port
 from support.procs import Proc
 from support.tools import in_ci, missing, stack_tools
@@ -17,7 +18,7 @@ collect_ignore_glob = ["real/*"]
 
 
 # Python packages the tests drive for real ('.[test]' installs them).
-TEST_MODULES = ("azure.ai.ml", "azure.mgmt.compute", "wandb", "playwright")
+TEST_MODULES = ("azure.ai.ml", "azure.mgmt.compute", "wandb", "playwright", "ruff")
 
 
 @pytest.fixture
@@ -36,6 +37,10 @@ def runwatch_proc():
     yield start
     for pr in procs:
         pr.stop()
+
+
+def pytest_configure(config):
+    cache_outside_the_checkout()     # before the test modules are collected and any runwatch process starts
 
 
 def pytest_sessionstart(session):

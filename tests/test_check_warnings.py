@@ -1,10 +1,9 @@
 """`runwatch check` names every user regex that can only run on the backtracking engine."""
 from __future__ import annotations
 
-import subprocess
 import textwrap
 
-from support.procs import runwatch_cmd
+from support.cli import run_cli
 
 PACK = textwrap.dedent("""\
     pack: mine
@@ -34,7 +33,7 @@ def test_check_warns_with_file_line_and_rule_and_still_passes(tmp_path):
     (tmp_path / "job.log").write_text("")
     cfg = tmp_path / "runwatch.yaml"
     cfg.write_text(CONFIG)
-    p = subprocess.run(runwatch_cmd("check", "-c", str(cfg)), capture_output=True, text=True, timeout=60)
+    p = run_cli("check", "-c", str(cfg))
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("ok: ")
     warnings = [ln for ln in p.stderr.splitlines() if ln.startswith("warning: ")]
@@ -48,5 +47,5 @@ def test_check_warns_with_file_line_and_rule_and_still_passes(tmp_path):
 def test_check_of_a_linear_pack_has_no_warning(tmp_path):
     f = tmp_path / "ok.yaml"
     f.write_text(PACK.split("  - name: with_lookbehind")[0])
-    p = subprocess.run(runwatch_cmd("check", "--rules", str(f)), capture_output=True, text=True, timeout=60)
+    p = run_cli("check", "--rules", str(f))
     assert p.returncode == 0 and p.stderr == "" and p.stdout.startswith("ok: ")

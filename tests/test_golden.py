@@ -8,15 +8,14 @@ import pytest
 from support.paths import TESTS
 from support.procs import runwatch_cmd
 from support.prom_text import sample
+from support.cli import scan as scan_in_process
 
 GOLDEN = os.path.join(TESTS, "golden")
 LOGS = sorted(glob.glob(os.path.join(GOLDEN, "*.log")))
 
 
 def scan(pack: str, path: str) -> str:
-    p = subprocess.run(runwatch_cmd("scan", "--pack", pack, path), capture_output=True, text=True,
-                       cwd=GOLDEN, check=True)
-    return p.stdout
+    return scan_in_process("--pack", pack, path, cwd=GOLDEN)
 
 
 @pytest.mark.parametrize("log", LOGS, ids=[os.path.basename(p) for p in LOGS])
@@ -29,6 +28,15 @@ def test_golden(log):
             f.write(got)
     with open(want_path) as f:
         assert got == f.read()
+
+
+def test_a_scan_process_prints_what_the_in_process_scan_does():
+    """The golden tests scan in the test process (support/cli.py); a real process prints the same."""
+    name = "waa.log"
+    p = subprocess.run(runwatch_cmd("scan", "--pack", "waa", name), capture_output=True, cwd=GOLDEN, check=True)
+    assert p.stdout.decode("utf-8") == scan("waa", name)
+    with open(os.path.join(GOLDEN, "waa.prom")) as f:
+        assert p.stdout.decode("utf-8") == f.read()
 
 
 def test_every_builtin_pack_has_a_golden_file():

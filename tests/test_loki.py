@@ -174,6 +174,7 @@ def test_ten_minute_outage_at_1000_lines_per_second_loses_nothing(srv, tmp_path)
     assert srv.entries[0][1] // 10**9 == int(start)               # lines keep their own time
 
 
+@pytest.mark.stack       # megabytes through a slow double: ~10 s (the shrink/grow rule itself: below)
 def test_a_loki_slower_than_the_timeout_gets_smaller_batches_and_every_line_once(srv, tmp_path):
     """Loki needs longer than the push timeout for a full batch. Retrying that same
     request would time out forever (nothing delivered); the shipper retries its lines
@@ -195,6 +196,7 @@ def test_a_loki_slower_than_the_timeout_gets_smaller_batches_and_every_line_once
     assert sum(sh.dropped.values()) == 0 and sh.sent == 220_000
 
 
+@pytest.mark.stack       # as above: ~7 s
 def test_an_exit_while_pushing_smaller_batches_spools_exactly_what_was_not_accepted(srv, tmp_path):
     srv.slow(per_byte=0.25e-6)                    # as above: a full batch times out
     srv.go_away()

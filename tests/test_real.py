@@ -10,17 +10,16 @@ import pytest
 from support import real_facts as corpus
 from support.procs import runwatch_cmd
 from support.prom_text import sample
+from support.cli import scan as scan_in_process
 
 CASES = corpus.cases()
 
 
 def scan(case: str, packs: list[str] | None) -> str:
-    args = ["scan", "--run-id", case]
+    args = ["--run-id", case]
     for p in packs or []:
         args += ["--pack", p]
-    p = subprocess.run(runwatch_cmd(*args, "log"), capture_output=True, text=True,
-                       cwd=os.path.join(corpus.HERE, case), check=True)
-    return p.stdout
+    return scan_in_process(*args, "log", cwd=os.path.join(corpus.HERE, case))
 
 
 def test_the_corpus_has_every_tool_of_this_part():

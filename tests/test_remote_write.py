@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from support.ports import free_port
+from support.cli import run_cli
 from support.procs import runwatch_cmd
 from support.prom_text import sample
 from support.waits import wait_for
@@ -129,6 +130,7 @@ def test_4xx_dropped_and_counted_5xx_and_429_resent(tmp_path, receiver):
     assert ts == sorted(set(ts))
 
 
+@pytest.mark.stack       # two runwatch serve processes, an outage and flush timeouts: seconds of waiting
 def test_outage_and_restart_lose_nothing_and_stay_in_order(tmp_path, receiver):
     """The receiver goes away; `runwatch serve` is restarted while it is away (what was
     queued goes to the spool at exit); the receiver comes back: every write arrives, in order."""
@@ -231,7 +233,7 @@ def test_bad_config_names_file_line_and_nearest_key(tmp_path):
     cfg = tmp_path / "runwatch.yaml"
     cfg.write_text("remote_write:\n  endpoints:\n    - url: http://h:9090/api/v1/write\n      tennant: a\n"
                    "runs:\n  - id: a\n    file: x.log\n")
-    r = subprocess.run(runwatch_cmd("check", "-c", str(cfg)), capture_output=True, text=True, timeout=60)
+    r = run_cli("check", "-c", str(cfg))
     assert r.returncode == 1
     assert f"{cfg}:4" in r.stderr and "tennant" in r.stderr and 'did you mean "tenant"' in r.stderr, r.stderr
 
@@ -345,7 +347,8 @@ def test_each_receiver_has_its_own_queue(tmp_path, receiver):
     broken = RemoteWriteServer()
     broken.respond(503)
     try:
-        p, gate, url = _start_run(tmp_path, receiver, "--remote-write", broken.url)
+        # at exit the broken receiver's queue goes to the spool after the flush timeout (default 5 s)
+        p, gate, url = _start_run(tmp_path, receiver, "--remote-write", broken.url, "--remote-write-flush-timeout", "1")
         wait_for(lambda: receiver.latest("runwatch_tasks_started_total", run_id="rw-1") == 2, 30,
                  what="pushes to the working receiver")
         text = wait_for(lambda: (t := requests.get(url, timeout=2).text)

@@ -125,7 +125,7 @@ def test_sigkill_mid_file_with_rotation_loses_nothing_and_counts_nothing_twice(t
         wait_for(lambda: (sample(scrape(url), "runwatch_lines_total", run_id="eval") or 0) >= 360, 15,
                  what="lines after the checkpoint read")
         p.send_signal(signal.SIGKILL)
-        p.wait(10)
+        p.wait(60)
         assert saved_lines(data) < 360                      # so the restart must re-read some lines
 
         w.finish_partial()                                  # runwatch is down: the file goes on
@@ -145,7 +145,7 @@ def test_sigkill_mid_file_with_rotation_loses_nothing_and_counts_nothing_twice(t
     finally:
         p.send_signal(signal.SIGTERM)
         try:
-            _, err = p.communicate(timeout=10)
+            _, err = p.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             p.kill()
             _, err = p.communicate()
@@ -253,7 +253,7 @@ def test_serve_with_a_corrupt_state_db_starts_fresh(tmp_path):
         wait_for(lambda: sample(scrape(url), "runwatch_tasks_completed_total", run_id="a") == 1, 10)
     finally:
         p.terminate()
-        _, err = p.communicate(timeout=10)
+        _, err = p.communicate(timeout=60)
     assert b"moved it to" in err
     assert sorted(n.split(".corrupt-")[0] for n in os.listdir(data) if ".corrupt-" in n) == ["history.db", "state.db"]
 

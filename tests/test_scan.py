@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from support.cli import run_cli
 from support.procs import runwatch_cmd
 from support.prom_text import sample
 
@@ -73,5 +74,5 @@ def test_scan_stdin_and_run_id(tmp_path):
     (["scan", "--pack", "wa", "/dev/null"], 'no built-in pack \'wa\' (did you mean "waa"?)'),
 ])
 def test_scan_errors(args, msg):
-    p = subprocess.run(runwatch_cmd(*args), capture_output=True, text=True)
+    p = run_cli(*args)
     assert p.returncode != 0 and msg in p.stderr

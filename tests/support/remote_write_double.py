@@ -269,7 +269,7 @@ class RemoteWriteServer:
             ctx.load_cert_chain(*self.tls)
             self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self._port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def go_away(self) -> None:
         """Close the port: pushes get connection refused until come_back()."""
