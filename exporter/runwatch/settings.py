@@ -20,6 +20,10 @@ HISTORY_DB = "history.db"             # durations of finished runs, for ETAs fro
 LOKI_SPOOL = "loki-spool"             # lines waiting while Loki is slow or down
 REMOTE_WRITE_SPOOL = "remote-write-spool"   # samples waiting while a remote-write receiver is down
 PRICE_CACHE = "azure_vm_prices_cache.json"
+TOKEN_FILE = "api-token"              # the API token serve/run generated, mode 0600 (never logged)
+
+# Environment variables that hold secrets: the command `runwatch run` launches does not inherit them.
+SECRET_ENV = ("RUNWATCH_TOKEN", "RUNWATCH_LOKI_AUTH", "RUNWATCH_REMOTE_WRITE_AUTH")
 
 
 def default_data_dir() -> str:
@@ -35,12 +39,91 @@ def data_dir(value: str | None = None) -> str:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """'HOST:PORT' -> (host, port); '[::1]:9897' -> ('::1', 9897); ':9897' -> loopback.
-    Raises ValueError with the expected form."""
-    host, sep, port = str(value).rpartition(":")
+    """'HOST:PORT' -> (host, port); '[::1]:9897' -> ('::1', 9897), '[::]:9897' -> every
+    IPv6 (and, where the system allows, IPv4) address; ':9897' -> loopback.
+    An IPv6 address needs its brackets. Raises ValueError with the expected form."""
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT like {DEFAULT_LISTEN} or [::1]:{DEFAULT_PORT}, got {value!r}")
+    if host.startswith("[") or host.endswith("]"):
+        inner = host[1:-1] if host.startswith("[") and host.endswith("]") else None
+        if not inner or ":" not in inner or "[" in inner or "]" in inner:
+            raise ValueError(f"brackets hold an IPv6 address, like [::1]:{DEFAULT_PORT}; got {value!r}")
+        host = inner
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address needs brackets: [{host}]:{port}")
+    if any(c.isspace() for c in host) or "/" in host:
         raise ValueError(f"expected HOST:PORT like {DEFAULT_LISTEN}, got {value!r}")
-    return (host.strip("[]") or "127.0.0.1", int(port))
+    return (host or "127.0.0.1", int(port))
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1); a host name
+    other than localhost counts as not loopback."""
+    import ipaddress
+    h = host.strip("[]").lower().rstrip(".")
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- private files
+
+def ensure_private_dir(path: str) -> str:
+    """Create path (and its parents) if missing; the directory itself is mode 0700.
+    An existing directory of ours that others may read is tightened to 0700."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        st = os.stat(path)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            os.chmod(path, st.st_mode & 0o700 | 0o700)
+    except OSError:
+        pass
+    return path
+
+
+def private_file(path: str) -> str:
+    """Make sure path exists as a file only its owner can read or write (0600),
+    creating it empty if missing (its directory: ensure_private_dir). Used before
+    handing the path to a library that creates files with the umask's mode
+    (SQLite gives its -wal and -shm files the database's mode)."""
+    ensure_private_dir(os.path.dirname(os.path.abspath(path)))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path
+
+
+def private_opener(path: str, flags: int) -> int:
+    """open(..., opener=private_opener): a file created by open() gets mode 0600."""
+    return os.open(path, flags, 0o600)
+
+
+def write_private(path: str, text: str) -> str:
+    """Write text to path atomically as a 0600 file (its directory 0700)."""
+    ensure_private_dir(os.path.dirname(os.path.abspath(path)))
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8", opener=private_opener) as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def child_environ(env=None) -> dict[str, str]:
+    """The environment for a command runwatch launches: its own, without the
+    secrets runwatch was given (SECRET_ENV)."""
+    env = dict(os.environ if env is None else env)
+    for name in SECRET_ENV:
+        env.pop(name, None)
+    return env
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.I)

@@ -22,6 +22,8 @@ import struct
 import time
 from typing import NamedTuple
 
+from ...settings import ensure_private_dir, private_opener
+
 SEGMENT_BYTES = 8 << 20
 
 
@@ -80,11 +82,11 @@ class Spool:
 
     def __init__(self, base: str, max_bytes: int):
         self.max_bytes = max_bytes
-        os.makedirs(base, exist_ok=True)
+        ensure_private_dir(base)
         k = 0
         while True:
             d = os.path.join(base, str(k))
-            os.makedirs(d, exist_ok=True)
+            ensure_private_dir(d)
             fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -113,7 +115,7 @@ class Spool:
             self._rotate()
             seq = self.next_seq
             self.next_seq += 1
-            self.active = (seq, open(self.path(seq), "ab"))
+            self.active = (seq, open(self.path(seq), "ab", opener=private_opener))
             self.segments.append(seq)
             self.active_bytes = 0
         self.active[1].write(data)
@@ -160,7 +162,7 @@ class Spool:
         written = dropped = 0
         tmp = self.path(seq) + ".tmp"
         size = 0
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb", opener=private_opener) as f:
             for rec in records:
                 data = encode_record(rec)
                 if self.bytes + size + len(data) > self.max_bytes:
