@@ -31,7 +31,7 @@ def _env_name(flag: str) -> str:
     return "RUNWATCH_" + flag.lstrip("-").replace("-", "_").upper()
 
 
-def _opt(p: argparse.ArgumentParser, flag: str, *, help: str, env: bool = True, **kw) -> None:
+def _opt(p: argparse.ArgumentParser, flag: str, *, help: str, env: bool = True, aliases=(), **kw) -> None:
     """An option whose default comes from its RUNWATCH_* twin."""
     name = _env_name(flag)
     if env and name in os.environ:
@@ -50,7 +50,7 @@ def _opt(p: argparse.ArgumentParser, flag: str, *, help: str, env: bool = True, 
         help += f" [env {name}]"
     if "default" in kw and kw.get("action") not in ("store_true", "append") and kw["default"] is not None:
         help += f" (default: {kw['default']})"
-    p.add_argument(flag, help=help, **kw)
+    p.add_argument(flag, *aliases, help=help, **kw)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -149,12 +149,37 @@ def _common_remote_write(p):
     data_dir_option(p)
 
 
+def _common_http(p):
+    """The HTTP server: TLS and basic auth, allowed Host names, timeouts and limits (docs/security.md)."""
+    _opt(p, "--web-config-file", default=None, metavar="FILE", aliases=("--web.config.file",),
+         help="TLS and basic auth from a web config in the Prometheus exporter-toolkit format "
+              "(tls_server_config, basic_auth_users; docs/security.md)")
+    _opt(p, "--allowed-host", action="append", default=None, metavar="NAME",
+         help="a name the Host header may carry besides localhost, 127.0.0.1, ::1 and the listen address "
+              "(a DNS-rebinding guard on loopback); repeatable; '*' turns the check off")
+    _opt(p, "--http-read-timeout", type=_seconds, default=None, metavar="SECONDS",
+         help="a request head (and a body) must arrive within this, else 408 and close (default 10)")
+    _opt(p, "--http-idle-timeout", type=_seconds, default=None, metavar="SECONDS",
+         help="close a keep-alive connection idle this long (default 60)")
+    _opt(p, "--http-max-connections", type=_positive_int, default=None, metavar="N",
+         help="open connections at most; the oldest idle one is closed for a new one (default 512, "
+              "lowered to fit the open-files limit)")
+    _opt(p, "--http-max-requests", type=_positive_int, default=None, metavar="N",
+         help="requests answered at once besides scrapes and streams; more get 503 (default 32)")
+    _opt(p, "--http-max-streams", type=_positive_int, default=None, metavar="N",
+         help="status-page event streams at once; more get 503 (default 32)")
+
+
 def _common_api(p, open_flag: bool = True):
     _opt(p, "--events", action="store_true", default=False,
          help="accept events over HTTP: POST /api/events (docs/events.md); needs the API token")
-    _opt(p, "--token", default=None, metavar="TOKEN",
-         help="bearer token for writes (events, cancel); generated and printed at start when needed "
-              "and not given (prefer the env twin: a flag shows in ps)")
+    _opt(p, "--token", default=None, metavar="TOKEN", env=False,
+         help="bearer token for writes (events, cancel); discouraged: a flag shows in ps, use "
+              "RUNWATCH_TOKEN or --token-file. Without one, a token is generated when needed: shown once "
+              "on a terminal (run), else written to DATA_DIR/api-token (mode 0600)")
+    _opt(p, "--token-file", default=None, metavar="FILE",
+         help="read the bearer token for writes from FILE (one line)")
+    _common_http(p)
     if open_flag:
         _opt(p, "--open", action="store_true", default=False, help="open the status page in your browser")
 

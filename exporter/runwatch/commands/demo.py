@@ -25,7 +25,7 @@ import time
 from ..events import Event, make
 from ..parse.packs import Matcher, load_builtin
 from ..model.runs import Ingest, Registry, RunSpec
-from ..web.server import Server, api_token, open_page
+from ..web.server import Server, api_token, given_token, open_page, server_options
 from ..yamlfile import ConfigError, load_file, number
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "demo")
@@ -132,7 +132,12 @@ def cmd_demo(args) -> int:
     history = History.in_dir(scratch.name)   # the demo's own: a second loop shows history-based ETAs
     registry = Registry(history=history)
     say = lambda msg: print(f"runwatch demo: {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    token = api_token(args.token, needed=args.events, say=say)
+    try:
+        given, source = given_token(args)
+    except ValueError as e:
+        print(f"runwatch demo: {e}", file=sys.stderr)
+        return 2
+    token = api_token(given, needed=args.events, say=say, source=source, tty=sys.stderr.isatty())
     from ..export import loki
     try:
         shipper = loki.from_args(args)      # None without --loki-url
@@ -140,7 +145,7 @@ def cmd_demo(args) -> int:
         print(f"runwatch demo: {e}", file=sys.stderr)
         return 2
     server = Server(registry, args.listen, events=args.events, token=token,
-                    shipper=shipper).start()
+                    shipper=shipper, warn=say, **server_options(args)).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
     stop = threading.Event()
@@ -151,8 +156,8 @@ def cmd_demo(args) -> int:
         t.start()
     print(f"runwatch demo: {len(samples)} sample runs "
           f"({', '.join(s.spec.id for s in samples)}) {'once' if args.once else 'looping'} "
-          f"at {args.speed:g}x\n  status page: http://{server.address}/\n"
-          f"  metrics:     http://{server.address}/metrics\nCtrl-C to stop.", file=sys.stderr, flush=True)
+          f"at {args.speed:g}x\n  status page: {server.url}\n"
+          f"  metrics:     {server.url}metrics\nCtrl-C to stop.", file=sys.stderr, flush=True)
     if args.open:
         open_page(server.url, say)
     for sig in (signal.SIGINT, signal.SIGTERM):
