@@ -256,6 +256,32 @@ def test_pipelined_requests_on_one_connection_are_answered_in_order(runwatch_pro
     assert codes == [b"200", b"404", b"200"]
 
 
+def test_expect_100_continue_then_the_answer_both_carry_the_security_headers(runwatch_proc):
+    token = "hardening-token"
+    rw = demo(runwatch_proc, "--events", env=dict(os.environ, RUNWATCH_TOKEN=token))
+    body = b'{"run_id": "curl-run", "type": "phase", "phase": "train"}'
+    s = connect(rw)
+    s.sendall(b"POST /api/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + token.encode() +
+              b"\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += s.recv(4096)
+    assert interim.startswith(b"HTTP/1.1 100 "), interim
+    s.sendall(body)
+    answer = read_response(s)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+    assert b"X-Frame-Options: DENY" in answer and b"frame-ancestors 'none'" in answer
+    # a refused write gets its answer at once, without the body being asked for
+    s = connect(rw)
+    s.sendall(b"POST /api/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer wrong\r\n"
+              b"Expect: 100-continue\r\nContent-Length: 100000\r\n\r\n")
+    answer = read_all(s)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    scrape_ok(rw)
+
+
 # ---------------------------------------------------------------- headers and hosts
 
 def test_every_answer_forbids_framing_and_the_page_allows_only_its_own_script(runwatch_proc):

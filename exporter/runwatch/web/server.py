@@ -317,7 +317,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = conn
         self.wfile = _Writer(conn.sock)
         self.close_connection = True
-        self._sent = set()
         self._csp = None
 
     def log_message(self, fmt, *args):  # quiet: a scrape every few seconds is not news
@@ -364,27 +363,27 @@ class _Handler(BaseHTTPRequestHandler):
                                         {"WWW-Authenticate": 'Basic realm="runwatch", charset="UTF-8"'})
         return True
 
+    def handle_expect_100(self) -> bool:
+        """Expect: 100-continue: the 100 goes out only when the body is about to be
+        read (_read_body), after the checks, so a refused request is not uploaded."""
+        self._expect_100 = True
+        return True
+
     def _refuse(self, code: int, reason: str, message: str, headers: dict | None = None) -> bool:
         self.server_ref.stats.refuse(reason)
         self.close_connection = True
         self._json(code, {"error": message}, headers)
         return False
 
-    def send_header(self, keyword, value):
-        self._sent.add(keyword.lower())
-        super().send_header(keyword, value)
-
     def end_headers(self):
-        """Every answer gets the security headers (a web config's headers win)."""
-        if "x-frame-options" not in self._sent:
-            extra = dict(self.server_ref.web.headers) if self.server_ref.web is not None else {}
-            csp = extra.pop("Content-Security-Policy", None) or self._csp or DEFAULT_CSP
-            super().send_header("Content-Security-Policy", csp)
-            super().send_header("X-Frame-Options", extra.pop("X-Frame-Options", "DENY"))
-            super().send_header("X-Content-Type-Options", extra.pop("X-Content-Type-Options", "nosniff"))
-            for k, v in extra.items():
-                super().send_header(k, v)
-            self._sent.add("x-frame-options")
+        """Every answer (an interim 100 Continue too) gets the security headers; a web config's win."""
+        extra = dict(self.server_ref.web.headers) if self.server_ref.web is not None else {}
+        csp = extra.pop("Content-Security-Policy", None) or self._csp or DEFAULT_CSP
+        super().send_header("Content-Security-Policy", csp)
+        super().send_header("X-Frame-Options", extra.pop("X-Frame-Options", "DENY"))
+        super().send_header("X-Content-Type-Options", extra.pop("X-Content-Type-Options", "nosniff"))
+        for k, v in extra.items():
+            super().send_header(k, v)
         super().end_headers()
 
     # ------------------------------------------------------------ routing
@@ -542,6 +541,10 @@ class _Handler(BaseHTTPRequestHandler):
                                       f"send smaller batches"})
             return None
         self._body_read = True
+        if getattr(self, "_expect_100", False):
+            self._expect_100 = False
+            self.send_response_only(100)
+            self.end_headers()
         sock = self.connection
         sock.settimeout(srv.limits.read_timeout)     # a body that stops arriving is a request timeout
         deadline = time.monotonic() + srv.limits.read_timeout
