@@ -85,13 +85,27 @@ def test_token_file_flag_and_the_command_line_flag_is_discouraged(runwatch_proc,
 def test_run_without_a_terminal_writes_the_token_to_a_file_not_to_stderr(runwatch_proc, tmp_path):
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "RUNWATCH_TOKEN"}
-    rw = runwatch_proc("run", "--grace", "60", "--events", "--data-dir", str(data), "--", "sleep", "30",
+    rw = runwatch_proc("run", "--grace", "0", "--events", "--data-dir", str(data), "--", "sleep", "300",
                        env=env).wait_up()
     token_file = data / "api-token"
     wait_for(lambda: str(token_file) in rw.stderr_text(), 10, what="the token file's path")
     token = token_file.read_text().strip()
     assert token not in rw.stderr_text() and mode(token_file) == 0o600
     assert post_phase(rw, token, run_id="sleep").status_code == 200
+    # `runwatch cancel` takes the same file
+    done = subprocess.run(runwatch_cmd("cancel", "sleep", "--url", rw.url, "--token-file", str(token_file)),
+                          env={k: v for k, v in child_env().items() if k != "RUNWATCH_TOKEN"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert rw.p.wait(60) == 143          # sleep was asked to stop, and the run ended canceled
+
+
+def test_a_token_file_that_is_a_fifo_is_refused_without_hanging(runwatch_proc, tmp_path):
+    fifo = tmp_path / "token.fifo"
+    os.mkfifo(fifo)
+    rw = runwatch_proc("serve", "-c", serve_config(tmp_path), "--events", "--token-file", str(fifo))
+    assert rw.p.wait(60) == 2
+    assert "not a regular file" in rw.stderr_text()
 
 
 def test_run_on_a_terminal_shows_the_token_once_and_writes_no_file(tmp_path):

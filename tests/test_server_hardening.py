@@ -142,6 +142,26 @@ def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(runwatch_
             s.close()
 
 
+def test_under_a_low_open_files_limit_idle_connections_are_evicted_and_scrapes_answer(runwatch_proc):
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))
+    rw = runwatch_proc("demo", "--speed", "10", preexec_fn=low_limit).wait_up(30)
+    held = []
+    try:
+        for _ in range(300):             # more than the process has file descriptors
+            held.append(connect(rw))
+        text = wait_for(lambda: (t := scrape_ok(rw)) and
+                        (sample(t, "runwatch_http_dropped_total", reason="evicted") or 0) >= 200 and t,
+                        60, what="evictions under the open-files limit")
+        assert sample(text, "runwatch_http_connections") <= 160 - 64
+    finally:
+        for s in held:
+            s.close()
+    scrape_ok(rw)
+
+
 def test_stream_clients_beyond_the_bound_get_503_with_retry_after(runwatch_proc):
     rw = demo(runwatch_proc, "--http-max-streams", "2")
     streams = [requests.get(rw.url + "/api/stream", stream=True, timeout=30) for _ in range(2)]

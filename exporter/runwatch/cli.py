@@ -284,7 +284,10 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
   runwatch cancel eval-7 --url http://127.0.0.1:9897 --token TOKEN""")
     p.add_argument("run_id", metavar="RUN_ID", help="the run to stop")
     _opt(p, "--url", default=DEFAULT_URL, metavar="URL", help="the runwatch that launched the run")
-    _opt(p, "--token", default=None, metavar="TOKEN", help="the API token that runwatch printed at start")
+    _opt(p, "--token", default=None, metavar="TOKEN",
+         help="the API token that runwatch printed at start (prefer the env twin: a flag shows in ps)")
+    _opt(p, "--token-file", default=None, metavar="FILE",
+         help="read the API token from FILE, e.g. the api-token file in runwatch's data directory")
     _opt(p, "--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="HTTP timeout")
 
     p = sub.add_parser("check", formatter_class=_Formatter, help="validate a config or pack files",

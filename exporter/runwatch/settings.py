@@ -138,3 +138,39 @@ def parse_size(value) -> int:
     if not m:
         raise ValueError(f"expected a size like 1GiB, 500MB or 1048576, got {value!r}")
     return int(float(m.group(1)) * _SIZE_MULT[m.group(2).lower()])
+
+
+MAX_TOKEN_FILE = 4096
+
+
+def given_token(flag: str | None, path: str | None) -> tuple[str | None, str | None]:
+    """(token, where it came from) from --token (flag), --token-file (path; its
+    env twin RUNWATCH_TOKEN_FILE arrives here too) or RUNWATCH_TOKEN, in that
+    order; (None, None) if none. ValueError for a token file that cannot be
+    used, and for --token together with --token-file."""
+    if flag and path:
+        raise ValueError("give --token or --token-file, not both")
+    if flag:
+        return flag, "--token"
+    if not path and os.environ.get("RUNWATCH_TOKEN"):
+        return os.environ["RUNWATCH_TOKEN"], "RUNWATCH_TOKEN"
+    if not path:
+        return None, None
+    import stat
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))   # a FIFO must not hang us
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"--token-file {path}: not a regular file")
+            raw = f.read(MAX_TOKEN_FILE + 1)
+    except OSError as e:
+        raise ValueError(f"--token-file {path}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_TOKEN_FILE:
+        raise ValueError(f"--token-file {path}: over {MAX_TOKEN_FILE} bytes; it should hold one token")
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"--token-file {path}: not UTF-8 text") from None
+    if not token or any(c.isspace() for c in token):
+        raise ValueError(f"--token-file {path}: should hold one token on one line")
+    return token, f"--token-file {path}"

@@ -663,39 +663,10 @@ def server_options(args) -> dict:
             "limits": lim}
 
 
-MAX_TOKEN_FILE = 4096
-
-
 def given_token(args) -> tuple[str | None, str | None]:
-    """(token, where it came from) from --token, --token-file, RUNWATCH_TOKEN or
-    RUNWATCH_TOKEN_FILE, in that order; (None, None) if none. ValueError for a
-    token file that cannot be used, and for --token together with --token-file."""
-    flag, path = getattr(args, "token", None), getattr(args, "token_file", None)
-    if flag and path:
-        raise ValueError("give --token or --token-file, not both")
-    if flag:
-        return flag, "--token"
-    if not path and os.environ.get("RUNWATCH_TOKEN"):
-        return os.environ["RUNWATCH_TOKEN"], "RUNWATCH_TOKEN"
-    if not path:
-        return None, None
-    import stat
-    try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ValueError(f"--token-file {path}: not a regular file")
-            raw = f.read(MAX_TOKEN_FILE + 1)
-    except OSError as e:
-        raise ValueError(f"--token-file {path}: cannot read: {e.strerror}") from None
-    if len(raw) > MAX_TOKEN_FILE:
-        raise ValueError(f"--token-file {path}: over {MAX_TOKEN_FILE} bytes; it should hold one token")
-    try:
-        token = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ValueError(f"--token-file {path}: not UTF-8 text") from None
-    if not token or any(c.isspace() for c in token):
-        raise ValueError(f"--token-file {path}: should hold one token on one line")
-    return token, f"--token-file {path}"
+    """(token, where it came from): settings.given_token on the command's flags."""
+    from ..settings import given_token as _given
+    return _given(getattr(args, "token", None), getattr(args, "token_file", None))
 
 
 def api_token(given: str | None, needed: bool, say, *, source: str | None = None,
