@@ -74,7 +74,12 @@ def test_token_file_flag_and_the_command_line_flag_is_discouraged(runwatch_proc,
     flag = runwatch_proc("serve", "-c", serve_config(tmp_path, "other.log"), "--events", "--token", SECRET).wait_up()
     err = flag.stderr_text()
     assert SECRET not in err
-    assert "shows in ps and /proc/PID/cmdline" in err and "--token-file" in err
+    assert "showed in ps and /proc/PID/cmdline" in err and "--token-file" in err
+    # runwatch moved it out of its command line (same process, re-executed)
+    with open(f"/proc/{flag.p.pid}/cmdline", "rb") as f:
+        cmdline = f.read()
+    assert b"serve" in cmdline and SECRET.encode() not in cmdline and b"--token" not in cmdline
+    assert post_phase(flag, SECRET).status_code == 200
     bad = tmp_path / "empty"
     bad.write_text("\n")
     rw = runwatch_proc("serve", "-c", serve_config(tmp_path, "third.log"), "--events", "--token-file", str(bad))
@@ -146,6 +151,13 @@ def test_the_watched_command_does_not_inherit_secrets(runwatch_proc, tmp_path):
     out = (rw.dir / "stdout").read_text()
     assert "token=unset loki=unset marker=kept" in out, out
     assert SECRET not in out and SECRET not in rw.stderr_text()
+    # a --token moved into the environment is not passed on either, and the command's own --token stays
+    script = 'echo "token=${RUNWATCH_TOKEN:-unset} args=$*"'
+    rw = runwatch_proc("run", "--grace", "0", "--token", SECRET, "--", "sh", "-c", script, "sh", "--token", "mine",
+                       env={k: v for k, v in os.environ.items() if k != "RUNWATCH_TOKEN"})
+    assert rw.p.wait(60) == 0
+    out = (rw.dir / "stdout").read_text()
+    assert "token=unset args=--token mine" in out, out
 
 
 def test_data_files_are_private(runwatch_proc, tmp_path):

@@ -302,12 +302,51 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     return ap
 
 
+TOKEN_FROM_FLAG = "RUNWATCH_TOKEN_FROM_FLAG"     # set by _hide_token for the re-executed process
+
+
+def _hide_token(argv: list[str] | None, args) -> None:
+    """--token on the command line: run runwatch again (exec: same process id)
+    with the token moved into its environment, so /proc/PID/cmdline and `ps`
+    no longer show it for as long as runwatch runs. Only the moment before this
+    exec is exposed; RUNWATCH_TOKEN or --token-file avoid even that."""
+    if argv is not None or not getattr(args, "token", None) or args.command not in ("run", "serve", "demo"):
+        return
+    given = sys.argv[1:]
+    tail = len(getattr(args, "cmd", None) or [])     # run's command and its arguments are not ours
+    head, rest = given[:len(given) - tail], given[len(given) - tail:]
+    kept, i = [], 0
+    while i < len(head):
+        a = head[i]
+        if a == "--":
+            kept += head[i:]
+            break
+        if a == "--token" and i + 1 < len(head):
+            i += 2
+            continue
+        if a.startswith("--token="):
+            i += 1
+            continue
+        kept.append(a)
+        i += 1
+    if kept == head:
+        return
+    env = dict(os.environ, RUNWATCH_TOKEN=args.token, **{TOKEN_FROM_FLAG: "1"})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "runwatch", *kept, *rest], env)
+    except OSError:
+        pass            # carry on with the token where it is; the warning at start says so
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if not args.command:
         ap.print_help()
         return 2
+    _hide_token(argv, args)
     from .yamlfile import ConfigError
     try:
         if args.command == "scan":

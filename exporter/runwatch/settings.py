@@ -23,7 +23,7 @@ PRICE_CACHE = "azure_vm_prices_cache.json"
 TOKEN_FILE = "api-token"              # the API token serve/run generated, mode 0600 (never logged)
 
 # Environment variables that hold secrets: the command `runwatch run` launches does not inherit them.
-SECRET_ENV = ("RUNWATCH_TOKEN", "RUNWATCH_LOKI_AUTH", "RUNWATCH_REMOTE_WRITE_AUTH")
+SECRET_ENV = ("RUNWATCH_TOKEN", "RUNWATCH_TOKEN_FROM_FLAG", "RUNWATCH_LOKI_AUTH", "RUNWATCH_REMOTE_WRITE_AUTH")
 
 
 def default_data_dir() -> str:
@@ -153,7 +153,9 @@ def given_token(flag: str | None, path: str | None) -> tuple[str | None, str | N
     if flag:
         return flag, "--token"
     if not path and os.environ.get("RUNWATCH_TOKEN"):
-        return os.environ["RUNWATCH_TOKEN"], "RUNWATCH_TOKEN"
+        # cli.py moves a --token into the environment and runs runwatch again, marking it so
+        moved = os.environ.pop("RUNWATCH_TOKEN_FROM_FLAG", None) == "1"
+        return os.environ["RUNWATCH_TOKEN"], "--token" if moved else "RUNWATCH_TOKEN"
     if not path:
         return None, None
     import stat

@@ -680,8 +680,9 @@ def api_token(given: str | None, needed: bool, say, *, source: str | None = None
     if given:
         say(f"API token: from {source or '--token / RUNWATCH_TOKEN'}")
         if source == "--token":
-            say("warning: a token given with --token shows in ps and /proc/PID/cmdline to every user of this "
-                "machine; prefer RUNWATCH_TOKEN or --token-file (docs/security.md)")
+            say("warning: a token given with --token showed in ps and /proc/PID/cmdline to every user of this "
+                "machine until runwatch moved it into its environment; prefer RUNWATCH_TOKEN or --token-file "
+                "(docs/security.md)")
         return given
     if not needed:
         return None
