@@ -421,3 +421,32 @@ def test_the_status_page_works_under_its_csp_and_cannot_be_framed(runwatch_proc)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     scrape_ok(rw)
+
+
+# ---------------------------------------------------------------- the listen address parser
+
+@pytest.mark.parametrize("text, want", [
+    ("127.0.0.1:9897", ("127.0.0.1", 9897)), (":9897", ("127.0.0.1", 9897)), ("[::1]:9897", ("::1", 9897)),
+    ("[::]:80", ("::", 80)), ("0.0.0.0:0", ("0.0.0.0", 0)), ("localhost:1", ("localhost", 1)),
+    ("[fe80::1%eth0]:9897", ("fe80::1%eth0", 9897)),
+])
+def test_parse_listen_takes_ipv4_ipv6_and_names(text, want):
+    from runwatch.settings import parse_listen
+    assert parse_listen(text) == want
+
+
+@pytest.mark.parametrize("text, words", [
+    ("::1:9897", "needs brackets: [::1]:9897"), ("[127.0.0.1]:80", "brackets hold an IPv6 address"),
+    ("[::1:80", "brackets hold"), ("9897", "expected HOST:PORT"), ("host:99999", "expected HOST:PORT"),
+    ("a b:80", "expected HOST:PORT"),
+])
+def test_parse_listen_refuses_with_the_expected_form(text, words):
+    from runwatch.settings import parse_listen
+    with pytest.raises(ValueError, match=re.escape(words)):
+        parse_listen(text)
+
+
+def test_is_loopback():
+    from runwatch.settings import is_loopback
+    assert all(map(is_loopback, ("127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost", "LOCALHOST.", "a.localhost")))
+    assert not any(map(is_loopback, ("0.0.0.0", "::", "10.0.0.1", "example.com", "localhost.example.com")))
