@@ -74,6 +74,13 @@ def _seconds(value: str) -> float:
     return x
 
 
+def _positive_seconds(value: str) -> float:
+    x = float(value)
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return x
+
+
 def data_dir_option(p) -> None:
     """--data-dir DIR with its RUNWATCH_DATA_DIR twin (None when neither is given).
     Idempotent: several features (state, Loki spool) may ask for it on one parser."""
@@ -157,9 +164,9 @@ def _common_http(p):
     _opt(p, "--allowed-host", action="append", default=None, metavar="NAME",
          help="a name the Host header may carry besides localhost, 127.0.0.1, ::1 and the listen address "
               "(a DNS-rebinding guard on loopback); repeatable; '*' turns the check off")
-    _opt(p, "--http-read-timeout", type=_seconds, default=None, metavar="SECONDS",
+    _opt(p, "--http-read-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
          help="a request head (and a body) must arrive within this, else 408 and close (default 10)")
-    _opt(p, "--http-idle-timeout", type=_seconds, default=None, metavar="SECONDS",
+    _opt(p, "--http-idle-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
          help="close a keep-alive connection idle this long (default 60)")
     _opt(p, "--http-max-connections", type=_positive_int, default=None, metavar="N",
          help="open connections at most; the oldest idle one is closed for a new one (default 512, "
