@@ -40,8 +40,9 @@ def env(**kw):
 def test_cancel_sleep_through_api_and_cli(runwatch_proc):
     rw = runwatch_proc("run", "--run-id", "c1", "--grace", "3", "--kill-after", "5", "--", "sleep", "600",
                        env=env()).wait_up()
-    run = wait_for(lambda: requests.get(rw.url + "/api/runs/c1", timeout=2).json(), what="run c1")
-    assert run["state"] == "running" and run["cancellable"]
+    run = wait_for(lambda: (j := requests.get(rw.url + "/api/runs/c1", timeout=2).json()).get("state") == "running"
+                   and j, what="run c1 running")         # pending until the command has started
+    assert run["cancellable"]
     pid = run["process"]["pid"]
     assert alive(pid)
 

@@ -141,7 +141,8 @@ class Stream:
     def __init__(self, url):
         host, port = url.split("//", 1)[1].split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=30)
-        self.sock.sendall(b"GET /api/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        self.sock.sendall(b"GET /api/stream HTTP/1.1\r\nHost: %s:%s\r\nAccept: text/event-stream\r\n\r\n"
+                          % (host.encode(), port.encode()))     # a loopback Host: others are refused (DNS rebinding)
         self.got: list[tuple[str, dict]] = []
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()

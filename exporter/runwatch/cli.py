@@ -31,7 +31,7 @@ def _env_name(flag: str) -> str:
     return "RUNWATCH_" + flag.lstrip("-").replace("-", "_").upper()
 
 
-def _opt(p: argparse.ArgumentParser, flag: str, *, env: bool = True, **kw) -> None:
+def _opt(p: argparse.ArgumentParser, flag: str, *, env: bool = True, aliases=(), **kw) -> None:
     """An option whose default comes from its RUNWATCH_* twin (`help=` as for add_argument)."""
     name = _env_name(flag)
     text: str = kw.pop("help")
@@ -51,7 +51,7 @@ def _opt(p: argparse.ArgumentParser, flag: str, *, env: bool = True, **kw) -> No
         text += f" [env {name}]"
     if "default" in kw and kw.get("action") not in ("store_true", "append") and kw["default"] is not None:
         text += f" (default: {kw['default']})"
-    p.add_argument(flag, help=text, **kw)
+    p.add_argument(flag, *aliases, help=text, **kw)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -80,6 +80,13 @@ def _usd(value: str) -> float:
     x = float(value)
     if x != x or x in (float("inf"), float("-inf")) or x < 0:
         raise argparse.ArgumentTypeError("must be a finite amount, not negative")
+    return x
+
+
+def _positive_seconds(value: str) -> float:
+    x = float(value)
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return x
 
 
@@ -159,12 +166,37 @@ def _common_remote_write(p):
     data_dir_option(p)
 
 
+def _common_http(p):
+    """The HTTP server: TLS and basic auth, allowed Host names, timeouts and limits (docs/security.md)."""
+    _opt(p, "--web-config-file", default=None, metavar="FILE", aliases=("--web.config.file",),
+         help="TLS and basic auth from a web config in the Prometheus exporter-toolkit format "
+              "(tls_server_config, basic_auth_users; docs/security.md)")
+    _opt(p, "--allowed-host", action="append", default=None, metavar="NAME",
+         help="a name the Host header may carry besides localhost, 127.0.0.1, ::1 and the listen address "
+              "(a DNS-rebinding guard on loopback); repeatable; '*' turns the check off")
+    _opt(p, "--http-read-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+         help="a request head (and a body) must arrive within this, else 408 and close (default 10)")
+    _opt(p, "--http-idle-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+         help="close a keep-alive connection idle this long (default 60)")
+    _opt(p, "--http-max-connections", type=_positive_int, default=None, metavar="N",
+         help="open connections at most; the oldest idle one is closed for a new one (default 512, "
+              "lowered to fit the open-files limit)")
+    _opt(p, "--http-max-requests", type=_positive_int, default=None, metavar="N",
+         help="requests answered at once besides scrapes and streams; more get 503 (default 32)")
+    _opt(p, "--http-max-streams", type=_positive_int, default=None, metavar="N",
+         help="status-page event streams at once; more get 503 (default 32)")
+
+
 def _common_api(p, open_flag: bool = True):
     _opt(p, "--events", action="store_true", default=False,
          help="accept events over HTTP: POST /api/events (docs/events.md); needs the API token")
-    _opt(p, "--token", default=None, metavar="TOKEN",
-         help="bearer token for writes (events, cancel); generated and printed at start when needed "
-              "and not given (prefer the env twin: a flag shows in ps)")
+    _opt(p, "--token", default=None, metavar="TOKEN", env=False,
+         help="bearer token for writes (events, cancel); discouraged: a flag shows in ps, use "
+              "RUNWATCH_TOKEN or --token-file. Without one, a token is generated when needed: shown once "
+              "on a terminal (run), else written to DATA_DIR/api-token (mode 0600)")
+    _opt(p, "--token-file", default=None, metavar="FILE",
+         help="read the bearer token for writes from FILE (one line)")
+    _common_http(p)
     if open_flag:
         _opt(p, "--open", action="store_true", default=False, help="open the status page in your browser")
 
@@ -270,7 +302,10 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
   runwatch cancel eval-7 --url http://127.0.0.1:9897 --token TOKEN""")
     p.add_argument("run_id", metavar="RUN_ID", help="the run to stop")
     _opt(p, "--url", default=DEFAULT_URL, metavar="URL", help="the runwatch that launched the run")
-    _opt(p, "--token", default=None, metavar="TOKEN", help="the API token that runwatch printed at start")
+    _opt(p, "--token", default=None, metavar="TOKEN",
+         help="the API token that runwatch printed at start (prefer the env twin: a flag shows in ps)")
+    _opt(p, "--token-file", default=None, metavar="FILE",
+         help="read the API token from FILE, e.g. the api-token file in runwatch's data directory")
     _opt(p, "--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="HTTP timeout")
 
     p = sub.add_parser("check", formatter_class=_Formatter, help="validate a config or pack files",
@@ -285,12 +320,51 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     return ap
 
 
+TOKEN_FROM_FLAG = "RUNWATCH_TOKEN_FROM_FLAG"     # set by _hide_token for the re-executed process
+
+
+def _hide_token(argv: list[str] | None, args) -> None:
+    """--token on the command line: run runwatch again (exec: same process id)
+    with the token moved into its environment, so /proc/PID/cmdline and `ps`
+    no longer show it for as long as runwatch runs. Only the moment before this
+    exec is exposed; RUNWATCH_TOKEN or --token-file avoid even that."""
+    if argv is not None or not getattr(args, "token", None) or args.command not in ("run", "serve", "demo"):
+        return
+    given = sys.argv[1:]
+    tail = len(getattr(args, "cmd", None) or [])     # run's command and its arguments are not ours
+    head, rest = given[:len(given) - tail], given[len(given) - tail:]
+    kept, i = [], 0
+    while i < len(head):
+        a = head[i]
+        if a == "--":
+            kept += head[i:]
+            break
+        if a == "--token" and i + 1 < len(head):
+            i += 2
+            continue
+        if a.startswith("--token="):
+            i += 1
+            continue
+        kept.append(a)
+        i += 1
+    if kept == head:
+        return
+    env = dict(os.environ, RUNWATCH_TOKEN=args.token, **{TOKEN_FROM_FLAG: "1"})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "runwatch", *kept, *rest], env)
+    except OSError:
+        pass            # carry on with the token where it is; the warning at start says so
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if not args.command:
         ap.print_help()
         return 2
+    _hide_token(argv, args)
     from .yamlfile import ConfigError
     try:
         if args.command == "scan":

@@ -9,9 +9,16 @@ import urllib.request
 
 
 def cmd_cancel(args) -> int:
+    if args.token_file and not args.token:
+        from ..settings import given_token
+        try:
+            args.token = given_token(None, args.token_file)[0]
+        except ValueError as e:
+            print(f"runwatch cancel: {e}", file=sys.stderr)
+            return 2
     if not args.token:
-        print("runwatch cancel: no token; give --token or set RUNWATCH_TOKEN (runwatch printed it at start)",
-              file=sys.stderr)
+        print("runwatch cancel: no token; set RUNWATCH_TOKEN or give --token-file (runwatch printed the token, "
+              "or the path of its api-token file, at start)", file=sys.stderr)
         return 2
     if urllib.parse.urlsplit(args.url).scheme not in ("http", "https"):
         print(f"runwatch cancel: --url {args.url!r} is not an http(s) URL", file=sys.stderr)

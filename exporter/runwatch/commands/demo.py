@@ -27,7 +27,7 @@ from ..events import Event, make, payloads_as_text
 from ..parse.packs import Matcher, load_builtin
 from ..parse.redact import default_redactor
 from ..model.runs import Ingest, Registry, RunSpec
-from ..web.server import Server, api_token, open_page
+from ..web.server import Server, api_token, given_token, open_page, server_options
 from ..yamlfile import ConfigError, load_file, number
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "demo")
@@ -137,7 +137,12 @@ def cmd_demo(args) -> int:
     def say(msg: str) -> None:
         print(f"runwatch demo: {msg}", file=sys.stderr, flush=True)
 
-    token = api_token(args.token, needed=args.events, say=say)
+    try:
+        given, source = given_token(args)
+    except ValueError as e:
+        print(f"runwatch demo: {e}", file=sys.stderr)
+        return 2
+    token = api_token(given, needed=args.events, say=say, source=source, tty=sys.stderr.isatty())
     from ..export import loki
     try:
         shipper = loki.from_args(args)      # None without --loki-url
@@ -145,7 +150,7 @@ def cmd_demo(args) -> int:
         print(f"runwatch demo: {e}", file=sys.stderr)
         return 2
     server = Server(registry, args.listen, events=args.events, token=token,
-                    shipper=shipper).start()
+                    shipper=shipper, warn=say, **server_options(args)).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
     stop = threading.Event()
@@ -156,8 +161,8 @@ def cmd_demo(args) -> int:
         t.start()
     print(f"runwatch demo: {len(samples)} sample runs "
           f"({', '.join(s.spec.id for s in samples)}) {'once' if args.once else 'looping'} "
-          f"at {args.speed:g}x\n  status page: http://{server.address}/\n"
-          f"  metrics:     http://{server.address}/metrics\nCtrl-C to stop.", file=sys.stderr, flush=True)
+          f"at {args.speed:g}x\n  status page: {server.url}\n"
+          f"  metrics:     {server.url}metrics\nCtrl-C to stop.", file=sys.stderr, flush=True)
     if args.open:
         open_page(server.url, say)
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,7 +24,7 @@ from ..parse.packs import Matcher, builtin_names, load_packs
 from ..model.runs import RUN_ID_RE, Ingest, Registry, RunSpec
 from ..sources.command import Command, Handoff, pump_stream, start_thread
 from ..settings import data_dir
-from ..web.server import Canceller, Server, api_token, open_page
+from ..web.server import Canceller, Server, api_token, given_token, open_page, server_options
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -67,18 +67,21 @@ def cmd_run(args, ap) -> int:
                    cost_rate=args.cost_per_hour, budget=args.budget)
     run = registry.add(spec)
     try:
+        given, source = given_token(args)
         redactor = loki.redactor_from(args.redact)
         shipper = loki.from_args(args)          # None without --loki-url
         pusher = remote_write.pusher_from(remote_write.from_args(args), args.data_dir)   # None without --remote-write
     except ValueError as e:
         ap.error(f"run: {e}")
-    token = api_token(args.token, needed=not args.stdin or args.events, say=say)
+    # a new token is shown once on a terminal, else written to a 0600 file in the data directory
+    token = api_token(given, needed=not args.stdin or args.events, say=say, source=source,
+                      data_dir=data_dir(args.data_dir), tty=sys.stderr.isatty())
     server = Server(registry, args.listen, events=args.events, token=token, shipper=shipper, redactor=redactor,
-                    health=[pusher.collect] if pusher else ()).start()
+                    health=[pusher.collect] if pusher else (), warn=say, **server_options(args)).start()
     if shipper:
         say(f"shipping lines to Loki at {shipper.url_for_humans}")
     if pusher:
-        pusher.start(server.collector.collect, server.httpd.server_address[1])
+        pusher.start(server.collector.collect, server.port)
         say(f"pushing metrics every {pusher.cfg.interval:g} s to {', '.join(pusher.urls)}")
     say(f"watching {run_id!r} with packs {', '.join(p.name for p in packs)}; "
         f"status page at {server.url}, metrics at {server.url}metrics")

@@ -88,18 +88,23 @@ def cmd_serve(args, ap) -> int:
     except SourceError as e:
         log.error("%s", e)
         return 2
-    from ..web.server import api_token
-    token = api_token(args.token, needed=args.events, say=log.info)
+    from ..web.server import api_token, given_token, server_options
+    try:
+        given, source = given_token(args)
+    except ValueError as e:
+        ap.error(f"serve: {e}")
+    # never logged: a generated token goes to a 0600 file in the data directory, the log gets its path
+    token = api_token(given, needed=args.events, say=log.info, source=source, data_dir=ddir)
     server = Server(registry, listen, events=args.events, token=token, shipper=shipper, redactor=redactor,
-                    health=[pusher.collect] if pusher else ()).start()
+                    health=[pusher.collect] if pusher else (), warn=log.warning, **server_options(args)).start()
     if pusher:
-        pusher.start(server.collector.collect, server.httpd.server_address[1])
+        pusher.start(server.collector.collect, server.port)
         log.info("pushing metrics every %g s to %s", pusher.cfg.interval, ", ".join(pusher.urls))
     for t in threads:
         t.start()
     for p in pollers:
         p.start(stop)
-    log.info("serving %d run(s) from %s at http://%s/metrics", len(cfg.runs), cfg.path, server.address)
+    log.info("serving %d run(s) from %s at %smetrics", len(cfg.runs), cfg.path, server.url)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, f: stop.set())
     while not stop.wait(5.0):

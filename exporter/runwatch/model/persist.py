@@ -31,6 +31,7 @@ import threading
 import time
 
 from ..events import INT_MAX, INT_MIN, escape_surrogates, unicode_error
+from ..settings import private_file
 from .runs import Run
 
 log = logging.getLogger("runwatch")
@@ -70,7 +71,7 @@ def open_db(path: str, schema: str, what: str) -> sqlite3.Connection | None:
     on without it)."""
     for attempt in (1, 2):
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            private_file(path)                  # 0600 in a 0700 directory; -wal and -shm take its mode
             conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")

@@ -15,6 +15,8 @@ import subprocess
 import termios
 import threading
 
+from ..settings import child_environ
+
 READ_SIZE = 1 << 16
 HANDOFF_BYTES = 64 << 20     # how far the reader may run ahead of the parser
 
@@ -52,13 +54,14 @@ class Command:
             master, slave = os.openpty()
             _copy_winsize(passthrough_fd, slave)
             try:
-                self.proc = subprocess.Popen(argv, stdout=slave, stderr=slave, start_new_session=True)
+                self.proc = subprocess.Popen(argv, stdout=slave, stderr=slave, start_new_session=True,
+                                             env=child_environ())
             finally:
                 os.close(slave)
             self.out_fd = master
         else:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, env=child_environ())
             self.out_fd = self.proc.stdout.fileno()
             _grow_pipe(self.out_fd)
         self.pid = self.proc.pid

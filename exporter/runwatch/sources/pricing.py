@@ -34,7 +34,7 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 
-from ..settings import PRICE_CACHE, data_dir
+from ..settings import PRICE_CACHE, data_dir, ensure_private_dir, private_opener
 
 log = logging.getLogger("runwatch")
 
@@ -247,9 +247,9 @@ class RetailPrices:
 
     def _write_cache(self, cache: dict) -> None:
         try:
-            os.makedirs(os.path.dirname(self.cache_path) or ".", exist_ok=True)
+            ensure_private_dir(os.path.dirname(os.path.abspath(self.cache_path)))
             tmp = f"{self.cache_path}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(tmp, "w", encoding="utf-8", opener=private_opener) as f:
                 json.dump(cache, f, indent=1, sort_keys=True)
             os.replace(tmp, self.cache_path)
         except OSError as e:

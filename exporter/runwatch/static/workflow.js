@@ -20,86 +20,14 @@
   var TL_LABEL = 112, TL_W = 640, TL_ROW = 22, TL_BAR = 13, TL_AXIS = 20;
   var views = new WeakMap();   // container -> its view
 
-  var CSS = [
-    ".rw-wf { display: flex; flex-direction: column; gap: 8px; border-top: 1px solid var(--line, #e3e6eb);",
-    "  padding-top: 8px; }",
-    ".rw-wf-title { font-size: 12px; color: var(--muted, #667085); display: flex; gap: 8px; align-items: baseline; }",
-    ".rw-wf-title b { color: var(--fg, #1c2330); font-weight: 600; }",
-    ".rw-wf-graph, .rw-wf-tl { overflow-x: auto; }",
-    ".rw-wf svg { display: block; width: 100%; height: auto; font: 11px system-ui, -apple-system, 'Segoe UI', sans-serif; }",
-    ".rw-wf svg text { fill: var(--fg, #1c2330); }",
-    ".rw-wf .node { cursor: pointer; outline: none; }",
-    ".rw-wf .node rect { fill: var(--card, #fff); stroke: var(--muted, #667085); stroke-width: 1.5; }",
-    ".rw-wf .node.pending rect { stroke-dasharray: 4 3; }",
-    ".rw-wf .node.running rect { fill: color-mix(in srgb, var(--run, #1f9d55) 16%, var(--card, #fff)); stroke: var(--run, #1f9d55);",
-    "  animation: rw-wf-pulse 1.4s ease-in-out infinite; }",
-    ".rw-wf .node.completed rect { fill: color-mix(in srgb, var(--ok, #146c43) 12%, var(--card, #fff)); stroke: var(--ok, #146c43); }",
-    ".rw-wf .node.failed rect { fill: color-mix(in srgb, var(--fail, #d13438) 14%, var(--card, #fff)); stroke: var(--fail, #d13438); }",
-    ".rw-wf .node:hover rect, .rw-wf .node:focus rect { stroke-width: 2.5; }",
-    ".rw-wf .node.selected rect { stroke-width: 3; stroke: var(--pend, #2f6fdb); }",
-    ".rw-wf .node .name { font-weight: 650; font-size: 13px; }",
-    ".rw-wf .node .sub { font-size: 10.5px; fill: var(--muted, #667085); }",
-    ".rw-wf .node.failed .sub { fill: var(--fail, #d13438); }",
-    ".rw-wf .node.running .sub { fill: var(--run, #1f9d55); }",
-    ".rw-wf .edge path { fill: none; stroke: var(--muted, #667085); stroke-width: 1.4; }",
-    ".rw-wf .edge.back path { stroke-dasharray: 5 3; }",
-    ".rw-wf .edge .lbg { fill: var(--card, #fff); opacity: .92; }",
-    ".rw-wf .edge .elabel { font-size: 10.5px; font-variant-numeric: tabular-nums; fill: var(--muted, #667085); }",
-    ".rw-wf .arrow { fill: var(--muted, #667085); }",
-    ".rw-wf .tl-row { cursor: pointer; }",
-    ".rw-wf .tl-row:hover .tl-name { text-decoration: underline; }",
-    ".rw-wf .tl-row.selected .tl-name { font-weight: 700; fill: var(--pend, #2f6fdb); }",
-    ".rw-wf .tl-lane { fill: var(--bar, #e8ebf0); opacity: .45; }",
-    ".rw-wf .exec { fill: var(--muted, #667085); }",
-    ".rw-wf .exec.completed { fill: var(--ok, #146c43); }",
-    ".rw-wf .exec.failed { fill: var(--fail, #d13438); }",
-    ".rw-wf .exec.interrupted { fill: var(--cancel, #c76a00); }",
-    ".rw-wf .exec.running { fill: var(--run, #1f9d55); animation: rw-wf-pulse 1.4s ease-in-out infinite; }",
-    ".rw-wf .exec.open { fill: var(--muted, #667085); opacity: .6; }",
-    ".rw-wf .tl-dur { font-size: 10px; fill: var(--muted, #667085); font-variant-numeric: tabular-nums; }",
-    ".rw-wf .tl-dur.running { fill: var(--run, #1f9d55); font-weight: 700; }",
-    ".rw-wf .tl-axis line { stroke: var(--line, #e3e6eb); }",
-    ".rw-wf .tl-axis text { font-size: 9.5px; fill: var(--muted, #667085); }",
-    ".rw-wf .tl-now { stroke: var(--run, #1f9d55); stroke-width: 1; stroke-dasharray: 2 2; }",
-    "@keyframes rw-wf-pulse { 0% { opacity: 1 } 50% { opacity: .55 } 100% { opacity: 1 } }",
-    ".rw-wf-insp { border: 1px solid var(--line, #e3e6eb); border-radius: 8px; padding: 10px 12px;",
-    "  display: flex; flex-direction: column; gap: 8px; font-size: 12px; }",
-    ".rw-wf-insp[hidden] { display: none; }",
-    ".rw-wf-insp .ihead { display: flex; gap: 8px; align-items: baseline; }",
-    ".rw-wf-insp .ihead b { font-size: 14px; }",
-    ".rw-wf-insp .ihead button { margin-left: auto; font: inherit; font-size: 12px; padding: 1px 8px; border-radius: 6px;",
-    "  border: 1px solid var(--line, #e3e6eb); background: transparent; color: var(--muted, #667085); cursor: pointer; }",
-    ".rw-wf-insp .istate { font-size: 10px; font-weight: 700; text-transform: uppercase; letter-spacing: .4px;",
-    "  padding: 1px 7px; border-radius: 999px; color: #fff; background: var(--muted, #667085); }",
-    ".rw-wf-insp .istate.running { background: var(--run, #1f9d55); } .rw-wf-insp .istate.completed { background: var(--ok, #146c43); }",
-    ".rw-wf-insp .istate.failed { background: var(--fail, #d13438); }",
-    ".rw-wf-insp dl { display: grid; grid-template-columns: repeat(4, 1fr); gap: 4px 12px; margin: 0; }",
-    ".rw-wf-insp dt { font-size: 10px; color: var(--muted, #667085); text-transform: uppercase; letter-spacing: .3px; }",
-    ".rw-wf-insp dd { margin: 0; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }",
-    ".rw-wf-insp .rw-err { color: var(--fail, #d13438); overflow-wrap: anywhere; }",
-    ".rw-wf-insp h4 { margin: 2px 0 0; font-size: 11px; color: var(--muted, #667085); text-transform: uppercase;",
-    "  letter-spacing: .3px; font-weight: 600; }",
-    ".rw-wf-insp .note { color: var(--muted, #667085); font-size: 11px; }",
-    ".rw-wf-insp .cut { color: var(--cancel, #c76a00); font-size: 11px; }",
-    ".rw-wf-insp pre { margin: 0; background: var(--log, #0f1520); color: var(--logfg, #d6dde8); border-radius: 6px;",
-    "  padding: 6px 8px; font: 11.5px/1.4 ui-monospace, 'SFMono-Regular', Menlo, Consolas, monospace;",
-    "  max-height: 180px; overflow: auto; white-space: pre-wrap; word-break: break-word; }",
-    ".rw-wf-insp .pay { display: grid; grid-template-columns: 1fr; gap: 8px; }",
-    ".rw-wf-insp .pay > div { min-width: 0; display: flex; flex-direction: column; gap: 3px; }",
-    ".rw-wf-insp ol { margin: 0; padding: 0 0 0 18px; max-height: 150px; overflow: auto;",
-    "  font-variant-numeric: tabular-nums; }",
-    ".rw-wf-insp ol li { overflow-wrap: anywhere; }",
-    ".rw-wf-insp ol li .t { color: var(--muted, #667085); }",
-    ".rw-wf-insp ol li .ty { font-weight: 600; }",
-    ".rw-wf-insp ol li.agent_failed .ty { color: var(--fail, #d13438); }",
-    "@media (max-width: 700px) { .rw-wf-insp dl { grid-template-columns: repeat(2, 1fr); } }"
-  ].join("\n");
+  // its styles: static/workflow.css, linked once (the page's CSP allows stylesheets from runwatch only)
 
   function injectStyle() {
     if (document.getElementById("rw-wf-style")) return;
-    var st = document.createElement("style");
+    var st = document.createElement("link");
     st.id = "rw-wf-style";
-    st.textContent = CSS;
+    st.rel = "stylesheet";
+    st.href = "workflow.css";
     (document.head || document.documentElement).appendChild(st);
   }
 
@@ -396,7 +324,7 @@
         if (last && bx + bw + 4 + lw <= TL_W) {              // after the bar
           row.appendChild(s("text", {"class": cls, x: bx + bw + 4, y: ty}, label));
         } else if (bw > lw + 4) {                            // inside it
-          row.appendChild(s("text", {"class": cls, x: last ? bx + bw - 4 : bx + 4, y: ty, style: "fill: #fff",
+          row.appendChild(s("text", {"class": cls + " inside", x: last ? bx + bw - 4 : bx + 4, y: ty,
                                      "text-anchor": last ? "end" : "start"}, label));
         } else if (last && bx - lw - 4 >= TL_LABEL) {        // before it
           row.appendChild(s("text", {"class": cls, x: bx - 4, y: ty, "text-anchor": "end"}, label));

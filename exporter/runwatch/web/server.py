@@ -1,8 +1,11 @@
 """The HTTP endpoint: /metrics, /healthz, the status page, the JSON and events API.
 
-A ThreadingHTTPServer from the standard library: a scrape never waits for
-another, and nothing here blocks the line path (the collector copies a
-snapshot under the registry lock and renders outside it).
+The connections are handled by front.py (one selector thread: timeouts,
+limits, strict request lines; a thread only for a request whose head is
+complete); each request is parsed and answered here by the standard library's
+`BaseHTTPRequestHandler`. A scrape never waits for another, and nothing here
+blocks the line path (the collector copies a snapshot under the registry lock
+and renders outside it). docs/security.md has the limits, headers and checks.
 
 Routes (docs/events.md has the details):
 
@@ -19,17 +22,28 @@ Routes (docs/events.md has the details):
     POST /api/events                events (JSON, JSON array or NDJSON)   token; only with --events
     POST /api/runs/{id}/events      the same, run_id from the path        token; only with --events
     POST /api/runs/{id}/cancel      stop a run `runwatch run` launched    token
+
+Every answer carries X-Frame-Options: DENY, X-Content-Type-Options: nosniff
+and a Content-Security-Policy (the page's allows its own inline script and
+style by their hashes, nothing else). On a loopback address the Host header
+must name loopback or the listen address (--allowed-host adds names), so a
+DNS-rebinding page cannot read the API. With a web config (webconfig.py) the
+server speaks TLS and every read needs basic auth; writes need the bearer token.
 """
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
+import ipaddress
 import json
 import logging
 import os
 import re
+import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -37,10 +51,12 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
 from . import api
+from .front import DROPPED_REASONS, REFUSED_REASONS, Front, Limits, listen_socket
 from ..events import TERMINAL_STATES
 from ..export.collector import RunwatchCollector
 from ..export.exposition import render
 from ..model.runs import Registry
+from ..settings import TOKEN_FILE, is_loopback, write_private
 
 log = logging.getLogger("runwatch.web")
 
@@ -49,10 +65,12 @@ DEFAULT_MAX_BODY = 1 << 20          # bytes of one events request
 DEFAULT_RATE = 50.0                 # events requests per second (average), bursts of 2x
 SSE_MIN_GAP = 0.2                   # coalesce: at most 5 pushes a second per client
 SSE_REFRESH = 5.0                   # with no change: refresh ETA/cost every 5 s, or a heartbeat comment
-SSE_MAX_CLIENTS = 32
+SSE_MAX_CLIENTS = Limits.max_streams
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
+DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 class Canceller:
@@ -74,13 +92,17 @@ class Server:
     def __init__(self, registry: Registry, listen: tuple[str, int], *,
                  events: bool = False, token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
                  rate: float = DEFAULT_RATE, burst: float | None = None, shipper=None, redactor=True,
-                 health=()):
+                 health=(), web=None, allowed_hosts=(), limits: Limits | None = None, warn=None):
         """shipper: the Loki shipper, if any: its health goes on /metrics and log
         lines posted to the events API are shipped like every other line.
         health: collect() functions of other components whose self-metrics go on
         /metrics (the remote-write sender).
         redactor: what the command's own line path uses (runs.Ingest), so posted
-        lines lose the same secrets (built-in rules plus --redact / redact:)."""
+        lines lose the same secrets (built-in rules plus --redact / redact:).
+        web: a webconfig.WebConfig (TLS, basic auth, extra headers) or None.
+        allowed_hosts: more names the Host header may carry ('*': any).
+        limits: front.Limits (timeouts, connection and stream bounds).
+        warn: where the exposure warning goes (default: the log)."""
         self.registry = registry
         extra = ([shipper.collect] if shipper else []) + list(health) + [self.api_metrics]
         self.collector = RunwatchCollector(registry, extra=extra)
@@ -93,32 +115,42 @@ class Server:
         self.rate = api.RateLimit(rate, burst)
         self.cancellers: dict[str, Canceller] = {}
         self.closing = threading.Event()
-        self.sse_slots = threading.BoundedSemaphore(SSE_MAX_CLIENTS)
         self.events_applied = 0
         self.events_rejected = 0
         self._count_lock = threading.Lock()
         self.page = _load_page()
-        handler = type("Handler", (_Handler,), {"server_ref": self})
-        ThreadingHTTPServer.daemon_threads = True
-        ThreadingHTTPServer.allow_reuse_address = True
+        self.page_csp = page_csp(self.page)
+        self.web = web
+        self.limits = limits or Limits()
         try:
-            self.httpd = ThreadingHTTPServer(listen, handler)
+            sock = listen_socket(*listen)
         except OSError as e:
-            raise SystemExit(f"runwatch: cannot listen on {listen[0]}:{listen[1]}: {e.strerror}") from None
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},  # a quick stop
-                                       name="runwatch-http", daemon=True)
+            raise SystemExit(f"runwatch: cannot listen on {_hostport(*listen)}: {e.strerror or e}") from None
+        self.server_address = sock.getsockname()[:2]
+        self.allowed_hosts = _allowed_hosts(listen[0], self.server_address[0], allowed_hosts)
+        self.handler = type("Handler", (_Handler,), {"server_ref": self})
+        self.front = Front(sock, self.limits, self._dispatch, tls=web.ssl_context if web else None)
+        self.stats = self.front.stats
+        self.thread = threading.Thread(target=self.front.run, name="runwatch-http", daemon=True)
+        msg = exposure_warning(self.server_address[0], web)
+        if msg:
+            (warn or log.warning)(msg)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.web is not None and self.web.ssl_context is not None else "http"
 
     @property
     def address(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"{host}:{port}"
+        return _hostport(*self.server_address)
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{port}/"
+        return f"{self.scheme}://{self.address}/"
 
     def start(self) -> "Server":
         self.thread.start()
@@ -128,26 +160,116 @@ class Server:
         self.closing.set()
         with self.registry.changed:          # wake the event streams so they end
             self.registry.changed.notify_all()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.front.stop()
 
     def add_canceller(self, run_id: str, canceller: Canceller) -> None:
         self.cancellers[run_id] = canceller
 
+    def _dispatch(self, conn) -> bool:
+        """One request on a thread of its own (front.py calls this); True keeps the connection."""
+        h = self.handler(conn)
+        try:
+            h.handle_one_request()
+        except TimeoutError:
+            self.stats.drop("write_timeout")
+            return False
+        except (OSError, ssl.SSLError):
+            return False
+        return not h.close_connection
+
     def api_metrics(self):
-        """The events API's own counters (scraped with everything else)."""
-        from prometheus_client.core import CounterMetricFamily
+        """The events API's and the HTTP server's own counters (scraped with everything else)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         yield CounterMetricFamily("runwatch_api_events_applied", "Events the events API applied.",
                                   value=self.events_applied)
         yield CounterMetricFamily("runwatch_api_events_rejected", "Events the events API rejected as invalid.",
                                   value=self.events_rejected)
+        st = self.stats
+        with st.lock:
+            refused, dropped = dict(st.refused), dict(st.dropped)
+            conns, streams = st.connections, st.streams
+        yield GaugeMetricFamily("runwatch_http_connections", "HTTP connections open now.", value=conns)
+        yield GaugeMetricFamily("runwatch_http_streams", "Status-page event streams open now.", value=streams)
+        f = CounterMetricFamily("runwatch_http_refused",
+                                "Requests the HTTP server refused, by reason (connections, busy, streams: "
+                                "over a limit, 503; header_too_large: 431; bad_request: 400/505; "
+                                "host: Host not allowed; auth: basic auth failed).", labels=["reason"])
+        for r in REFUSED_REASONS:
+            f.add_metric([r], refused[r])
+        yield f
+        f = CounterMetricFamily("runwatch_http_dropped",
+                                "Connections the HTTP server closed without an answer, by reason (evicted: "
+                                "oldest idle one at the connection limit; request_timeout, idle_timeout, "
+                                "write_timeout; tls_handshake: failed).", labels=["reason"])
+        for r in DROPPED_REASONS:
+            f.add_metric([r], dropped[r])
+        yield f
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _allowed_hosts(listen_host: str, bound: str, extra) -> frozenset[str] | None:
+    """The names the Host header may carry, or None for any. On loopback:
+    localhost, 127.0.0.1, ::1, the listen address and `extra`; beyond loopback
+    only if `extra` names some (then those and the loopback names)."""
+    extra = {h.strip().lower().strip("[]").rstrip(".") for h in extra or () if h.strip()}
+    if "*" in extra:
+        return None
+    if not (is_loopback(bound) or is_loopback(listen_host)) and not extra:
+        return None
+    names = set(LOOPBACK_NAMES) | extra | {listen_host.lower().strip("[]").rstrip("."), bound.lower()}
+    return frozenset(n for n in names if n)
+
+
+def _host_name(value: str) -> str:
+    v = value.strip().lower()
+    if v.startswith("["):
+        return v[1:v.find("]")] if "]" in v else v
+    name, sep, port = v.rpartition(":")
+    if sep and port.isdigit():
+        v = name
+    return v.rstrip(".")
+
+
+def exposure_warning(bound_host: str, web) -> str | None:
+    """The warning for a listen address beyond loopback without TLS or basic auth, or None."""
+    if is_loopback(bound_host):
+        return None
+    tls = web is not None and web.ssl_context is not None
+    auth = web is not None and bool(web.users)
+    if tls and auth:
+        return None
+    try:
+        everyone = ipaddress.ip_address(bound_host).is_unspecified
+    except ValueError:
+        everyone = False
+    where = "every interface" if everyone else bound_host
+    missing = "TLS or basic auth" if not (tls or auth) else ("basic auth" if tls else "TLS (passwords go in clear)")
+    return (f"warning: listening on {where} without {missing}: anyone who can reach this port reads /metrics, "
+            f"/api/runs and the runs' recent output; give --web.config.file with tls_server_config and "
+            f"basic_auth_users, or listen on 127.0.0.1 (docs/security.md)")
+
+
+_INLINE = re.compile(r"<(script|style)(\s[^>]*)?>(.*?)</\1\s*>", re.S | re.I)
+
+
+def page_csp(page: bytes) -> str:
+    """The status page's Content-Security-Policy: its own inline script and style
+    blocks by their sha256 (so nothing injected runs), the rest from 'self'."""
+    hashes = {"script": [], "style": []}
+    for m in _INLINE.finditer(page.decode("utf-8", "replace")):
+        if m.group(2) and "src=" in m.group(2).lower():
+            continue
+        digest = base64.b64encode(hashlib.sha256(m.group(3).encode("utf-8")).digest()).decode()
+        hashes[m.group(1).lower()].append(f"'sha256-{digest}'")
+    return ("default-src 'self'; script-src 'self' " + " ".join(hashes["script"]) +
+            "; style-src 'self' " + " ".join(hashes["style"]) +
+            "; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-
-
 def _load_static(name: str) -> bytes | None:
     """static/NAME (a .js or .css file the page loads), None when there is none; the route's
     pattern already keeps NAME to one plain file name."""
@@ -191,13 +313,101 @@ ROUTES = [
 ]
 
 
+class _Writer:
+    """wfile for the handler: straight to the socket (sendall, with the write timeout)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def write(self, data) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_ref: Server
     server_version = f"runwatch/{__version__}"
     protocol_version = "HTTP/1.1"
 
+    def __init__(self, conn):      # one request of a front.Conn; handle_one_request() answers it
+        self.conn = conn
+        self.request = self.connection = conn.sock
+        self.client_address = conn.addr
+        self.server = self.server_ref
+        self.rfile = conn
+        self.wfile = _Writer(conn.sock)
+        self.close_connection = True
+        self._csp = None
+
     def log_message(self, fmt, *args):  # quiet: a scrape every few seconds is not news
         log.debug("%s " + fmt, self.address_string(), *args)
+
+    def address_string(self) -> str:
+        return str(self.client_address[0]) if self.client_address else "-"
+
+    # ------------------------------------------------------------ strict requests
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        srv = self.server_ref
+        if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):
+            return self._refuse(505, "bad_request", "runwatch speaks HTTP/1.0 and 1.1")
+        lengths = self.headers.get_all("Content-Length") or []
+        if self.headers.get("Transfer-Encoding"):
+            return self._refuse(411, "bad_request", "send a Content-Length (chunked bodies are not accepted)")
+        if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
+            return self._refuse(400, "bad_request", "one Content-Length with a number of bytes, please")
+        if self.command in ("GET", "HEAD") and lengths and int(lengths[0]) > 0:
+            return self._refuse(400, "bad_request", f"a {self.command} request has no body")
+        host = self.headers.get_all("Host") or []
+        if len(host) > 1 or (not host and self.request_version == "HTTP/1.1"):
+            return self._refuse(400, "bad_request", "an HTTP/1.1 request needs one Host header")
+        allowed = srv.allowed_hosts
+        if allowed is not None and host and _host_name(host[0]) not in allowed:
+            name = _host_name(host[0])
+            return self._refuse(403, "host", f"Host {name!r} is not one this runwatch answers to (it listens on "
+                                             f"{srv.address}); if you reach it by that name, start it with "
+                                             f"--allowed-host {name}")
+        web = srv.web
+        if web is not None and web.users:
+            auth = self.headers.get("Authorization") or ""
+            is_write = self.command == "POST" and auth[:7].lower() == "bearer "
+            if not is_write:        # writes are authenticated by the bearer token (checked by the route)
+                ok = web.authenticate(auth)
+                if ok is None:
+                    return self._refuse(429, "auth", "too many password checks at once; try again",
+                                        {"Retry-After": "1"})
+                if not ok:
+                    return self._refuse(401, "auth", "this runwatch needs a user name and password (basic auth)",
+                                        {"WWW-Authenticate": 'Basic realm="runwatch", charset="UTF-8"'})
+        return True
+
+    def handle_expect_100(self) -> bool:
+        """Expect: 100-continue: the 100 goes out only when the body is about to be
+        read (_read_body), after the checks, so a refused request is not uploaded."""
+        self._expect_100 = True
+        return True
+
+    def _refuse(self, code: int, reason: str, message: str, headers: dict | None = None) -> bool:
+        self.server_ref.stats.refuse(reason)
+        self.close_connection = True
+        self._json(code, {"error": message}, headers)
+        return False
+
+    def end_headers(self):
+        """Every answer (an interim 100 Continue too) gets the security headers; a web config's win."""
+        extra = dict(self.server_ref.web.headers) if self.server_ref.web is not None else {}
+        csp = extra.pop("Content-Security-Policy", None) or self._csp or DEFAULT_CSP
+        super().send_header("Content-Security-Policy", csp)
+        super().send_header("X-Frame-Options", extra.pop("X-Frame-Options", "DENY"))
+        super().send_header("X-Content-Type-Options", extra.pop("X-Content-Type-Options", "nosniff"))
+        for k, v in extra.items():
+            super().send_header(k, v)
+        super().end_headers()
 
     # ------------------------------------------------------------ routing
 
@@ -237,9 +447,8 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------ reads
 
     def _page(self):
-        self._send(200, self.server_ref.page, "text/html; charset=utf-8", {
-            "Cache-Control": "no-cache", "Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
-        })
+        self._csp = self.server_ref.page_csp
+        self._send(200, self.server_ref.page, "text/html; charset=utf-8", {"Cache-Control": "no-cache"})
 
     def _static(self, name: str):
         body = _load_static(name)
@@ -307,10 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
         itself (retry: 1000) and gets a new snapshot."""
         srv = self.server_ref
         reg = srv.registry
-        if not srv.sse_slots.acquire(blocking=False):
-            return self._json(503, {"error": f"too many status page clients (at most {SSE_MAX_CLIENTS})"},
-                              {"Retry-After": "5"})
-        try:
+        try:         # the front holds this stream's slot (at most Limits.max_streams) until we return
             self.close_connection = True
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -353,10 +559,10 @@ class _Handler(BaseHTTPRequestHandler):
                 more = diff["more"]
                 self._push("diff", v, diff)
                 last_v, last_send = v, time.monotonic()
+        except TimeoutError:            # a client that stopped reading
+            srv.stats.drop("write_timeout")
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
             pass
-        finally:
-            srv.sse_slots.release()
 
     def _push(self, event: str, version: int, payload: dict) -> None:
         data = json.dumps(dict(payload, version=version), separators=(",", ":"), allow_nan=False)
@@ -400,7 +606,32 @@ class _Handler(BaseHTTPRequestHandler):
                                       f"send smaller batches"})
             return None
         self._body_read = True
-        return self.rfile.read(n)
+        if getattr(self, "_expect_100", False):
+            self._expect_100 = False
+            self.send_response_only(100)
+            self.end_headers()
+        sock = self.connection
+        sock.settimeout(srv.limits.read_timeout)     # a body that stops arriving is a request timeout
+        deadline = time.monotonic() + srv.limits.read_timeout
+        chunks, got = [], 0
+        try:
+            while got < n:
+                chunk = self.rfile.read(min(n - got, 1 << 16), deadline)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except TimeoutError:
+            srv.stats.drop("request_timeout")
+            self.close_connection = True
+            self._json(408, {"error": f"the body did not arrive within {srv.limits.read_timeout:g} s"})
+            return None
+        finally:
+            sock.settimeout(srv.limits.write_timeout)
+        if got < n:
+            self.close_connection = True
+            return None
+        return b"".join(chunks)
 
     def _events(self, run_id: str | None = None):
         srv = self.server_ref
@@ -481,18 +712,60 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-def api_token(given: str | None, needed: bool, say) -> str | None:
-    """The token writes need: the one given (--token / RUNWATCH_TOKEN), or a new
-    random one when something needs it (events on, a cancellable run), printed
-    once through `say` so the user can pass it to clients and `runwatch cancel`."""
+def server_options(args) -> dict:
+    """Server(...) keyword arguments from the command line's --web.config.file,
+    --allowed-host and --http-* flags (cli.py `_common_http`). A bad web config
+    raises yamlfile.ConfigError naming the file, line and key."""
+    from .webconfig import load_web_config
+    path = getattr(args, "web_config_file", None)
+    lim = Limits()
+    for name in ("read_timeout", "idle_timeout", "write_timeout", "max_connections", "max_requests", "max_streams"):
+        value = getattr(args, "http_" + name, None)
+        if value is not None:
+            setattr(lim, name, value)
+    return {"web": load_web_config(path) if path else None,
+            "allowed_hosts": tuple(getattr(args, "allowed_host", None) or ()),
+            "limits": lim}
+
+
+def given_token(args) -> tuple[str | None, str | None]:
+    """(token, where it came from): settings.given_token on the command's flags."""
+    from ..settings import given_token as _given
+    return _given(getattr(args, "token", None), getattr(args, "token_file", None))
+
+
+def api_token(given: str | None, needed: bool, say, *, source: str | None = None,
+              data_dir: str | None = None, tty: bool = False) -> str | None:
+    """The token writes need: the one given (see given_token), or a new random one
+    when something needs it (events on, a cancellable run).
+
+    A new token is never written to a log: with tty (`runwatch run` whose stderr
+    is a terminal) it is shown once through `say`; otherwise it goes to a 0600
+    file in data_dir and `say` gets the file's path."""
     if given:
-        say("API token: the one from --token / RUNWATCH_TOKEN")
+        say(f"API token: from {source or '--token / RUNWATCH_TOKEN'}")
+        if source == "--token":
+            say("warning: a token given with --token showed in ps and /proc/PID/cmdline to every user of this "
+                "machine until runwatch moved it into its environment; prefer RUNWATCH_TOKEN or --token-file "
+                "(docs/security.md)")
         return given
     if not needed:
         return None
     import secrets
     token = secrets.token_urlsafe(24)
-    say(f"API token (for events and cancel; set RUNWATCH_TOKEN to choose one): {token}")
+    if tty:
+        say(f"API token (for events and cancel; shown once; set RUNWATCH_TOKEN or --token-file to choose one): "
+            f"{token}")
+        return token
+    from ..settings import data_dir as default_dir
+    path = os.path.join(data_dir or default_dir(), TOKEN_FILE)
+    try:
+        write_private(path, token + "\n")
+    except OSError as e:
+        raise SystemExit(f"runwatch: cannot write the API token file {path}: {e.strerror}; "
+                         f"set RUNWATCH_TOKEN or --token-file instead") from None
+    say(f"API token (for events and cancel) written to {path} (mode 0600); "
+        f"clients: RUNWATCH_TOKEN=$(cat {path})")
     return token
 
 

@@ -28,6 +28,7 @@ import time
 from typing import NamedTuple
 
 from ...events import unicode_error
+from ...settings import ensure_private_dir, private_opener
 
 log = logging.getLogger("runwatch.loki")
 
@@ -144,11 +145,11 @@ class Spool:
 
     def __init__(self, base: str, max_bytes: int):
         self.max_bytes = max_bytes
-        os.makedirs(base, exist_ok=True)
+        ensure_private_dir(base)
         k = 0
         while True:
             d = os.path.join(base, str(k))
-            os.makedirs(d, exist_ok=True)
+            ensure_private_dir(d)
             fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -177,7 +178,7 @@ class Spool:
             self._rotate()
             seq = self.next_seq
             self.next_seq += 1
-            self.active = (seq, open(self.path(seq), "ab"))
+            self.active = (seq, open(self.path(seq), "ab", opener=private_opener))
             self.segments.append(seq)
             self.active_bytes = 0
         self.active[1].write(data)
@@ -224,7 +225,7 @@ class Spool:
         written = dropped = 0
         tmp = self.path(seq) + ".tmp"
         size = 0
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb", opener=private_opener) as f:
             for rec in records:
                 data = encode_record(rec)
                 if self.bytes + size + len(data) > self.max_bytes:

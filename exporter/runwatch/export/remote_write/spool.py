@@ -14,6 +14,8 @@ import os
 import struct
 import time
 
+from ...settings import ensure_private_dir, private_opener
+
 _HEAD = struct.Struct("<4sII")          # magic, samples, body length
 _MAGIC = b"RWS1"
 FIRST_SEQ = 10 ** 12                    # room below for requests put back in front
@@ -27,11 +29,11 @@ class SpoolCorrupt(Exception):
 class Spool:
     def __init__(self, base: str, max_bytes: int):
         self.max_bytes = max_bytes
-        os.makedirs(base, exist_ok=True)
+        ensure_private_dir(base)
         k = 0
         while True:
             d = os.path.join(base, str(k))
-            os.makedirs(d, exist_ok=True)
+            ensure_private_dir(d)
             fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -57,7 +59,7 @@ class Spool:
 
     def _write(self, seq: int, body: bytes, samples: int) -> None:
         p = self.path(seq)
-        with open(p + ".tmp", "wb") as f:
+        with open(p + ".tmp", "wb", opener=private_opener) as f:
             f.write(_HEAD.pack(_MAGIC, samples, len(body)))
             f.write(body)
             f.flush()
