@@ -112,7 +112,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "task_planned": {"total": (_int, True)},
     "task_started": {"task": (_str, False), "index": (_int, False), "total": (_int, False)},
     "task_finished": {"task": (_str, False), "result": (_str, False), "failed": (_bool, False),
-                      "index": (_int, False), "total": (_int, False)},
+                      "index": (_int, False), "total": (_int, False), "repeat": (_bool, False)},
     "step": {"action": (_str, False), "index": (_int, False)},
     "build_step": {"step": (_int, True), "steps": (_int, False), "stage": (_str, False),
                    "vertex": (_str, False), "done": (_bool, False)},

@@ -29,6 +29,7 @@ USER_PACKS = {
     "xgboost": ["gbm", "python"],
     "lightgbm": ["gbm", "python"],
     "optuna": ["trials", "tqdm", "python"],
+    "openadapt": ["waa", "python"],
 }
 
 # Which metrics improve upwards, as each tool itself decides it (for early stopping):
@@ -138,6 +139,19 @@ def facts(case: str) -> list[tuple]:
                  len(states) / t["n_trials"])
         else:   # several objectives: optuna logs no best (a Pareto front); runwatch shows none
             fact("no single best for several objectives", "runwatch_best_score", "absent", None, name="value")
+    elif kind == "openadapt":
+        # openadapt-evals' BenchmarkResults: each task an attempt; a task that did not succeed is
+        # a failed task; an attempt with an error_type (the agent's error, an exception) is an
+        # error, a low score is none (compute_metrics' error_count)
+        fact("the planned tasks", "runwatch_tasks_planned", "==", t["num_tasks"])
+        fact("every task finished", "runwatch_tasks_completed_total", "==", t["num_tasks"])
+        fact("tasks that did not succeed are failed tasks", "runwatch_tasks_failed_total", "==", t["failed"])
+        fact("errors are the attempts with an error", "runwatch_errors_total", "==", t["error_count"])
+        fact("the evaluation is complete", "runwatch_run_progress_ratio", "==", 1.0)
+        if t["mode"] == "sequential":
+            fact("each task started", "runwatch_tasks_started_total", "==", t["num_tasks"])
+        for action, n in sorted(t["actions"].items()):
+            fact(f"{action} actions", "runwatch_steps_total", "==", n, action=action)
     else:
         raise ValueError(f"{case}: no facts defined for tool {kind!r}")
     return out

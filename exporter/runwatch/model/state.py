@@ -19,6 +19,7 @@ MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label c
 MAX_LABEL_VALUES = 100   # distinct values per run of each label taken from its output (step action,
                          # score and metric name, phase, artifact); the rest become OTHER
 OTHER = "other"
+MAX_REPORTED_TASKS = 256  # task names whose result line may still be repeated by a summary line
 
 
 class RunState:
@@ -31,7 +32,7 @@ class RunState:
         "error_continues", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
-        "phases_seen", "labels_folded", "_eta",
+        "phases_seen", "labels_folded", "reported_tasks", "_eta",
     )
 
     def __init__(self) -> None:
@@ -73,6 +74,7 @@ class RunState:
         self.artifact_deadlines: dict[str, float] = {}   # artifact -> seconds after the run's end it may take
         self.phases_seen: set[str] = set()      # the phases this run has had (label bound)
         self.labels_folded = 0                  # label values that became OTHER (MAX_LABEL_VALUES)
+        self.reported_tasks: dict[str, None] = {}   # finished tasks a `repeat` line may report again
 
     # ------------------------------------------------------------ input
 
@@ -169,6 +171,16 @@ class RunState:
         self.last_progress_ts = ts
 
     def _task_finished(self, f, ts):
+        task = f.get("task")
+        if task is not None:
+            if f.get("repeat"):               # a summary line repeating a result reported before
+                if task in self.reported_tasks:
+                    del self.reported_tasks[task]
+                    return
+            else:
+                self.reported_tasks[task] = None
+                if len(self.reported_tasks) > MAX_REPORTED_TASKS:
+                    del self.reported_tasks[next(iter(self.reported_tasks))]
         self.tasks_completed += 1
         failed = f.get("failed")
         if failed is None:
