@@ -24,11 +24,14 @@ def scan(case: str, packs: list[str] | None) -> str:
 
 
 def test_the_corpus_has_every_tool_of_this_part():
-    assert {corpus.tool(c) for c in CASES} >= {"python", "tqdm", "pytest", "pip", "uv", "openadapt"}
+    assert {corpus.tool(c) for c in CASES} >= {"python", "tqdm", "pytest", "pip", "uv", "openadapt", "docker"}
     for case in CASES:
         d = os.path.join(corpus.HERE, case)
         assert os.path.exists(os.path.join(d, "README")), case
-        assert any(os.path.exists(os.path.join(d, f)) for f in ("run.py", "run.sh")), case
+        if corpus.tool(case) == "docker":       # docker cannot run here: composed by compose_docker.py
+            assert os.path.exists(os.path.join(corpus.HERE, "compose_docker.py")), case
+        else:
+            assert any(os.path.exists(os.path.join(d, f)) for f in ("run.py", "run.sh")), case
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -101,6 +104,28 @@ def test_a_parallel_summary_line_repeats_a_result_and_counts_once(tmp_path):
     assert sample(p.stdout, "runwatch_tasks_completed_total") == 3
     assert sample(p.stdout, "runwatch_tasks_failed_total") == 2
     assert sample(p.stdout, "runwatch_errors_total") == 0
+
+
+def test_docker_lines_as_ci_logs_and_pasted_frames_show_them(tmp_path):
+    # a downloaded GitHub Actions log puts an ISO timestamp before each plain line; a final frame
+    # of the terminal display pasted from a terminal has no escape codes
+    log = tmp_path / "ci.log"
+    log.write_text("2026-03-03T23:11:37.3435938Z #5 [builder 2/2] RUN make\n"
+                   "2026-03-03T23:11:39.1000000Z #5 DONE 1.8s\n"
+                   "2026-03-03T23:11:39.2000000Z #6 [stage-1 1/1] COPY --from=builder /out /app\n"
+                   "2026-03-03T23:11:39.3000000Z #6 ERROR: failed to compute cache key\n"
+                   "2026-03-03T23:11:39.4000000Z ERROR: failed to solve: failed to compute cache key\n")
+    p = subprocess.run(runwatch_cmd("scan", "--pack", "docker", str(log)), capture_output=True, text=True, check=True)
+    assert sample(p.stdout, "runwatch_docker_build_steps") == 3
+    assert sample(p.stdout, "runwatch_docker_build_steps_done") == 1
+    assert sample(p.stdout, "runwatch_errors_total") == 1
+    pasted = tmp_path / "pasted.log"
+    pasted.write_text("[+] Building 7.2s (9/12)                                                    docker:default\n"
+                      " => [internal] load build definition from Dockerfile                          0.0s\n"
+                      " => ERROR [builder 3/4] RUN make                                              2.1s\n")
+    p = subprocess.run(runwatch_cmd("scan", str(pasted)), capture_output=True, text=True, check=True)
+    assert sample(p.stdout, "runwatch_run_progress_ratio") == 0.75
+    assert sample(p.stdout, "runwatch_errors_total") == 0     # the vertex line is redrawn, not the error
 
 
 def test_free_words_beyond_the_label_cap_fold_into_other_and_are_counted(tmp_path):
