@@ -46,6 +46,20 @@ def test_truth_facts(case, packs):
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_demo_replays_a_corpus_log_byte_for_byte():
+    from runwatch.commands.demo import DEMO_DIR
+    with open(os.path.join(DEMO_DIR, "logs", "openadapt-api-sequential.log"), "rb") as a, \
+            open(os.path.join(corpus.HERE, "openadapt-api-sequential", "log"), "rb") as b:
+        assert a.read() == b.read()
+
+
+def test_every_case_says_how_many_errors_runwatch_must_count():
+    # clean runs of every tool must count 0 errors with every pack on (test_truth_facts checks the
+    # number): no case may leave it unchecked
+    for case in CASES:
+        assert any(f[1] == "runwatch_errors_total" for f in corpus.facts(case)), case
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_golden(case):
     got = scan(case, None)
