@@ -149,8 +149,7 @@ def facts(case: str) -> list[tuple]:
         fact("tasks that did not succeed are failed tasks", "runwatch_tasks_failed_total", "==", t["failed"])
         fact("errors are the attempts with an error", "runwatch_errors_total", "==", t["error_count"])
         fact("the evaluation is complete", "runwatch_run_progress_ratio", "==", 1.0)
-        if t["mode"] == "sequential":
-            fact("each task started", "runwatch_tasks_started_total", "==", t["num_tasks"])
+        fact("each task started", "runwatch_tasks_started_total", "==", t["num_tasks"])
         for action, n in sorted(t["actions"].items()):
             fact(f"{action} actions", "runwatch_steps_total", "==", n, action=action)
     elif kind == "docker":

@@ -160,6 +160,8 @@ class RunState:
         self.tasks_planned = f["total"]
 
     def _task_started(self, f, ts):
+        if f.get("repeat") and f.get("task") is not None and f["task"] == self.current_task:
+            return                            # the start of the current task, reported again
         self.tasks_started += 1
         if "total" in f:
             self.tasks_planned = self.task_total = f["total"]
