@@ -27,3 +27,24 @@ def test_demo_runs_move_and_one_fails(runwatch_proc):
         t, "runwatch_run_state", run_id="demo-failing-train", runwatch_run_state="failed") == 1 and t,
         timeout=40, what="the failing sample fails")
     assert sample(t, "runwatch_errors_total", run_id="demo-failing-train") == 2   # ERROR line + one traceback
+
+
+def test_the_replayed_openadapt_run_shows_what_the_recorded_run_did(runwatch_proc):
+    # the sample replays a log of the corpus of real output: runwatch shows that run's truth
+    import json
+    import os
+    from support import real_facts
+    case = "openadapt-api-sequential"
+    with open(os.path.join(real_facts.HERE, case, "truth.json")) as f:
+        truth = json.load(f)
+    rw = runwatch_proc("demo", "--speed", "20").wait_up()
+    t = wait_for(lambda: (t := rw.metrics()) and sample(
+        t, "runwatch_run_state", run_id="demo-openadapt-replay", runwatch_run_state="succeeded") == 1 and t,
+        timeout=60, what="the replayed run ends")
+    run = {"run_id": "demo-openadapt-replay"}
+    assert sample(t, "runwatch_tasks_completed_total", **run) == truth["num_tasks"]
+    assert sample(t, "runwatch_tasks_failed_total", **run) == truth["failed"]
+    assert sample(t, "runwatch_errors_total", **run) == truth["error_count"]
+    for action, n in truth["actions"].items():
+        assert sample(t, "runwatch_steps_total", action=action, **run) == n
+

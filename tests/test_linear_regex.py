@@ -76,10 +76,9 @@ def test_lone_surrogates_in_text_are_matched_not_an_error():
     assert m.group("p") == "a\udcffb"
 
 
-# Shipped rules that still need a lookaround, so they run on Python's backtracking engine. Both
-# pass tests/test_linear_time.py's adversarial lines at the line limit; they are to be rewritten
-# for RE2. This list may only shrink: a new entry fails, and so does one that is fixed.
-STILL_BACKTRACKING = {"pack pytest rule summary", "pack python rule error_line"}
+# Shipped rules that need a lookaround would run on Python's backtracking engine: there are none,
+# and a new one fails here.
+STILL_BACKTRACKING: set[str] = set()
 
 
 def test_every_rule_runwatch_ships_runs_on_re2():

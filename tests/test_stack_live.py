@@ -32,7 +32,8 @@ pytestmark = [pytest.mark.stack("prometheus"),
               pytest.mark.skipif(binary("prometheus") is None,
                                  reason="prometheus not installed (apt-get install prometheus)")]
 
-DEMO_RUNS = {"demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train", "demo-workflow"}
+DEMO_RUNS = {"demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train", "demo-workflow",
+             "demo-openadapt-replay"}
 # demo-agent-eval goes ~31 demo-seconds without progress (VM provision and
 # Windows boot) every loop: at 5x that is ~6 s, so with a 2 s stall threshold
 # RunwatchRunStalled fires for ~4 s per loop (~25 s).

@@ -229,6 +229,11 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     _opt(p, "--budget", type=_usd, default=None, metavar="USD", help="the run's budget (runwatch_cost_budget_usd)")
     _opt(p, "--kill-after", type=_seconds, default=10.0, metavar="SECONDS",
          help="when the run is canceled (runwatch cancel): SIGKILL this long after SIGTERM")
+    _opt(p, "--pty", action="store_true", default=False,
+         help="give the command a pseudo-terminal even when runwatch's output is no terminal "
+              "(by default it gets one exactly when runwatch's stdout is a terminal)")
+    _opt(p, "--no-pty", action="store_true", default=False,
+         help="give the command a pipe even when runwatch's output is a terminal")
     _common_api(p)
     _common_loki(p)
     _common_remote_write(p)

@@ -67,14 +67,31 @@ CASES = {
     "lightgbm-early-stop": (("lightgbm", "numpy"), False),
     "optuna-single": (("optuna",), False),
     "optuna-multi": (("optuna",), False),
+    "openadapt-cli-mock": (("openadapt-evals",), False),
+    "openadapt-api-sequential": (("openadapt-evals",), False),
+    "openadapt-api-parallel": (("openadapt-evals",), False),
+}
+
+# Cases whose tool gets a virtualenv of its own (its dependencies are many, or pin what PINS
+# pins): case-name prefix -> (environment variable naming the venv, its default, exact versions).
+VENV_GROUPS = {
+    "openadapt-": ("RUNWATCH_REAL_VENV_AGENTS", "/tmp/runwatch-real/venv-agents", {"openadapt-evals": "0.98.0"}),
 }
 
 
-def ensure_venv() -> str:
-    py = os.path.join(VENV, "bin", "python")
+def venv_of(case: str) -> tuple[str, dict[str, str]]:
+    """The virtualenv a case runs in and the versions pinned there."""
+    for prefix, (var, default, pins) in VENV_GROUPS.items():
+        if case.startswith(prefix):
+            return os.environ.get(var, default), pins
+    return VENV, PINS
+
+
+def ensure_venv(venv: str = VENV, pins: dict[str, str] = PINS) -> str:
+    py = os.path.join(venv, "bin", "python")
     if not os.path.exists(py):
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    want = [f"{k}=={v}" for k, v in PINS.items()]
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    want = [f"{k}=={v}" for k, v in pins.items()]
     subprocess.run([py, "-m", "pip", "install", "-q", *want], check=True)
     return py
 
@@ -110,11 +127,11 @@ def record(case: str, py: str) -> None:
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     for f in os.listdir(src):                      # the driver and its inputs (a test file, ...)
-        if f not in ("log", "truth.json", "README", "golden.prom"):
+        if f not in ("log", "truth.json", "README", "golden.prom") and os.path.isfile(os.path.join(src, f)):
             shutil.copy(os.path.join(src, f), work)
     bindir = os.path.dirname(py)
     cmd = f"{bindir}/python run.py" if driver == "run.py" else "bash run.sh"
-    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", VIRTUAL_ENV=VENV,
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", VIRTUAL_ENV=os.path.dirname(bindir),
                PYTHONDONTWRITEBYTECODE="1", COLUMNS="100", LINES="30")
     for k in [k for k in env if k.startswith(("PIP_", "UV_")) or k == "PYTHONPATH"]:
         del env[k]                                 # the tools' defaults, not this machine's settings
@@ -163,10 +180,13 @@ def main() -> int:
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         ap.error(f"unknown case(s): {', '.join(unknown)}; see --list")
-    py = ensure_venv()
+    pythons: dict[str, str] = {}
     for case in args.cases or CASES:
         if os.path.isdir(os.path.join(HERE, case)):
-            record(case, py)
+            venv, pins = venv_of(case)
+            if venv not in pythons:
+                pythons[venv] = ensure_venv(venv, pins)
+            record(case, pythons[venv])
         else:
             print(f"{case}: no driver yet, skipped")
     return 0

@@ -29,6 +29,8 @@ USER_PACKS = {
     "xgboost": ["gbm", "python"],
     "lightgbm": ["gbm", "python"],
     "optuna": ["trials", "tqdm", "python"],
+    "openadapt": ["waa", "python"],
+    "docker": ["docker"],
 }
 
 # Which metrics improve upwards, as each tool itself decides it (for early stopping):
@@ -138,6 +140,37 @@ def facts(case: str) -> list[tuple]:
                  len(states) / t["n_trials"])
         else:   # several objectives: optuna logs no best (a Pareto front); runwatch shows none
             fact("no single best for several objectives", "runwatch_best_score", "absent", None, name="value")
+    elif kind == "openadapt":
+        # openadapt-evals' BenchmarkResults: each task an attempt; a task that did not succeed is
+        # a failed task; an attempt with an error_type (the agent's error, an exception) is an
+        # error, a low score is none (compute_metrics' error_count)
+        fact("the planned tasks", "runwatch_tasks_planned", "==", t["num_tasks"])
+        fact("every task finished", "runwatch_tasks_completed_total", "==", t["num_tasks"])
+        fact("tasks that did not succeed are failed tasks", "runwatch_tasks_failed_total", "==", t["failed"])
+        fact("errors are the attempts with an error", "runwatch_errors_total", "==", t["error_count"])
+        fact("the evaluation is complete", "runwatch_run_progress_ratio", "==", 1.0)
+        fact("each task started", "runwatch_tasks_started_total", "==", t["num_tasks"])
+        for action, n in sorted(t["actions"].items()):
+            fact(f"{action} actions", "runwatch_steps_total", "==", n, action=action)
+    elif kind == "docker":
+        # the transcript's own closing lines (compose_docker.py): the steps and which finished
+        # (classic, plain), the last frame's vertex counts (terminal display). A failed build
+        # counts its own error and any error lines of the failing step's output: at least one.
+        if t["succeeded"]:
+            fact("a clean build counts no error", "runwatch_errors_total", "==", 0)
+            fact("a finished build is complete", "runwatch_run_progress_ratio", "==", 1.0)
+        else:
+            fact("a failed build counts an error", "runwatch_errors_total", ">=", 1)
+        if t["builder"] == "tty":
+            if not t["succeeded"]:
+                fact("progress where the display stopped", "runwatch_run_progress_ratio", "==",
+                     t["vertices_done"] / t["vertices"])
+        else:
+            fact("the Dockerfile's steps", "runwatch_docker_build_steps", "==", t["steps"])
+            fact("the steps finished", "runwatch_docker_build_steps_done", "==", t["steps_done"])
+            if not t["succeeded"]:
+                fact("progress where the build failed", "runwatch_run_progress_ratio", "==",
+                     t["steps_done"] / t["steps"])
     else:
         raise ValueError(f"{case}: no facts defined for tool {kind!r}")
     return out

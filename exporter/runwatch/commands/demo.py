@@ -8,6 +8,8 @@ for a while, then starts over as a fresh run.
 
 Script steps:
   {lines: "text\\n…", every: 0.5}     print each line, every N seconds
+  {replay: logs/x.log, every: 0.1}     a recorded log (next to the sample), byte for byte, a line
+                                       every N seconds
   {bar: {desc: d, total: 100, seconds: 10}}  a tqdm bar redrawn with "\\r"
   {sleep: 20}                          nothing happens (a stall)
   {event: {type: artifact, artifact: x, available: true}}
@@ -44,7 +46,15 @@ class Sample:
         self.packs = [load_builtin(n, path) for n in data.get("packs", [])]
         self.script = list(data["script"])
         self.linger = float(number(data, "linger_seconds", 20, minimum=0))
+        self.replays: dict[str, bytes] = {}
         for step in self.script:      # validate events now, not halfway through the demo
+            if "replay" in step:
+                name = str(step["replay"])
+                full = os.path.realpath(os.path.join(os.path.dirname(path), name))
+                if not full.startswith(os.path.realpath(DEMO_DIR) + os.sep) or not os.path.isfile(full):
+                    raise ConfigError(path, step.line, f"replay: no log {name!r} in the demo's folder")
+                with open(full, "rb") as f:
+                    self.replays[name] = f.read()
             if "event" in step:
                 fields = dict(step["event"])
                 try:
@@ -79,6 +89,12 @@ class Player:
                 every = float(step.get("every", 0.5))
                 for line in str(step["lines"]).splitlines():
                     ingest.data(0, line.encode("utf-8") + b"\n")
+                    if not self.sleep(every):
+                        return False
+            elif "replay" in step:
+                every = float(step.get("every", 0.1))
+                for line in s.replays[str(step["replay"])].splitlines(keepends=True):
+                    ingest.data(0, line)
                     if not self.sleep(every):
                         return False
             elif "bar" in step:

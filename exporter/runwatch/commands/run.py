@@ -51,6 +51,8 @@ def cmd_run(args, ap) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    if getattr(args, "pty", False) and getattr(args, "no_pty", False):
+        ap.error("--pty and --no-pty contradict each other")
     if args.stdin and cmd:
         ap.error("run: give either --stdin or a command after --, not both")
     if not args.stdin and not cmd:
@@ -115,7 +117,8 @@ def cmd_run(args, ap) -> int:
         code = 0
     else:
         try:
-            child = Command(cmd)
+            child = Command(cmd, use_pty=True if getattr(args, "pty", False) else
+                            False if getattr(args, "no_pty", False) else None)
         except (FileNotFoundError, PermissionError) as e:
             say(f"cannot run {cmd[0]!r}: {e.strerror}")
             registry.apply(run, [Event("status", {"state": "failed", "reason": e.strerror}, time.time())])
@@ -124,6 +127,8 @@ def cmd_run(args, ap) -> int:
         registry.set_source_up(run, source, True)
         registry.apply(run, [Event("status", {"state": "running"}, time.time())])
         previous = {sig: signal.signal(sig, lambda s, _f: child.signal(s)) for sig in FORWARDED}
+        if child.use_pty:           # the user's terminal changed size: so does the child's
+            previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda _s, _f: child.resize())
         canceled, exited = threading.Event(), threading.Event()
         kill_after = args.kill_after
 

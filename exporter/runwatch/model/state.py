@@ -31,6 +31,7 @@ MAX_RUN_AGENT_EVENTS = 2000          # agent and data-flow events kept per run, 
 MAX_AGENT_EXECUTIONS = 20            # executions (start to end) kept per agent (its last ones)
 MAX_AGENT_TEXT = 1024                # characters kept of an agent's error
 MAX_EVENT_TEXT = 256                 # characters kept of a text field in the events kept for the inspector
+MAX_REPORTED_TASKS = 256  # task names whose result line may still be repeated by a summary line
 
 
 class RunState:
@@ -44,7 +45,7 @@ class RunState:
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
         "agent_io", "agent_events", "payload_bytes", "payload_cut_bytes",
-        "phases_seen", "labels_folded", "refused", "reported_state", "vm_power_since", "_eta",
+        "phases_seen", "labels_folded", "refused", "reported_state", "vm_power_since", "reported_tasks", "_eta",
     )
 
     def __init__(self) -> None:
@@ -94,6 +95,7 @@ class RunState:
         self.labels_folded = 0                  # label values that became OTHER (MAX_LABEL_VALUES)
         self.refused: dict[str, int] = {}       # what a cap turned away, by reason (agents, build_vertices)
         self.reported_state: str | None = None  # a status the job posted for a run its process decides
+        self.reported_tasks: dict[str, None] = {}   # finished tasks a `repeat` line may report again
 
     # ------------------------------------------------------------ input
 
@@ -192,6 +194,8 @@ class RunState:
         self.tasks_planned = f["total"]
 
     def _task_started(self, f, ts):
+        if f.get("repeat") and f.get("task") is not None and f["task"] == self.current_task:
+            return                            # the start of the current task, reported again
         self.tasks_started += 1
         if "total" in f:
             self.tasks_planned = self.task_total = f["total"]
@@ -203,6 +207,16 @@ class RunState:
         self.last_progress_ts = ts
 
     def _task_finished(self, f, ts):
+        task = f.get("task")
+        if task is not None:
+            if f.get("repeat"):               # a summary line repeating a result reported before
+                if task in self.reported_tasks:
+                    del self.reported_tasks[task]
+                    return
+            else:
+                self.reported_tasks[task] = None
+                if len(self.reported_tasks) > MAX_REPORTED_TASKS:
+                    del self.reported_tasks[next(iter(self.reported_tasks))]
         self.tasks_completed += 1
         failed = f.get("failed")
         if failed is None:

@@ -1,15 +1,18 @@
 """A command runwatch launches: its merged output, passed through unchanged.
 
 When runwatch's own stdout is a terminal the child writes to a pseudo-terminal,
-so it keeps its colours and its `\\r` progress-bar redraws (programs turn
-those off when they see a pipe); otherwise it writes to a pipe. stdout and
-stderr are merged, as a person watching the terminal sees them.
+so it keeps its colours, its `\\r` progress-bar redraws and its terminal displays
+(docker's BuildKit frames; programs turn those off when they see a pipe), with the
+terminal's size (followed on SIGWINCH); otherwise it writes to a pipe. `use_pty`
+forces either (`runwatch run --pty / --no-pty`). stdout and stderr are merged, as a
+person watching the terminal sees them.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import signal
 import struct
 import subprocess
 import termios
@@ -21,12 +24,31 @@ READ_SIZE = 1 << 16
 HANDOFF_BYTES = 64 << 20     # how far the reader may run ahead of the parser
 
 
-def _copy_winsize(src_fd: int, dst_fd: int) -> None:
+def _copy_winsize(src_fd: int | None, dst_fd: int) -> None:
+    """The terminal's size for the pty; without a terminal to copy (--pty with runwatch's output
+    redirected) COLUMNS x LINES, else 80 x 24: a program that draws for a terminal of size 0 x 0
+    draws nothing (BuildKit's display drops lines narrower than 12 columns)."""
     try:
+        if src_fd is None:
+            raise OSError
         size = fcntl.ioctl(src_fd, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+        rows, cols = struct.unpack("HHHH", size)[:2]
+        if not rows or not cols:
+            raise OSError
+    except OSError:
+        size = struct.pack("HHHH", _env_int("LINES", 24), _env_int("COLUMNS", 80), 0, 0)
+    try:
         fcntl.ioctl(dst_fd, termios.TIOCSWINSZ, size)
     except OSError:
         pass
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        n = int(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return n if 0 < n < 10000 else default
 
 
 F_SETPIPE_SZ = 1031                  # Linux: fcntl.F_SETPIPE_SZ (Python 3.10+ names it)
@@ -84,6 +106,17 @@ class Command:
                 _write_all(out, chunk)
             sink.data(stream, chunk)
         sink.end(stream)
+
+    def resize(self) -> None:
+        """The terminal runwatch writes to changed size (SIGWINCH): the child's pty follows, and
+        the child's process group is told (the pty is not its controlling terminal, so the
+        kernel does not tell it)."""
+        if self.use_pty:
+            _copy_winsize(self.passthrough_fd, self.out_fd)
+            try:
+                os.killpg(self.pid, signal.SIGWINCH)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def signal(self, sig: int) -> None:
         try:
