@@ -499,8 +499,8 @@ class RunState:
 
 # Which way a metric improves, by its name (direction "auto"): checked in this order, a part of
 # the lower-cased name. Losses and errors go down; accuracies, AUC, F1 and scores go up.
-LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "mape", "nloglik", "deviance", "perplexity")
-HIGHER_IS_BETTER = ("auc", "acc", "f1", "score", "ndcg", "map", "precision", "recall", "r2")
+LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "mape", "nloglik", "nll", "deviance", "perplexity")
+HIGHER_IS_BETTER = ("auc", "acc", "f1", "score", "ndcg", "map", "precision", "recall", "r2", "bleu", "rouge")
 
 
 def direction_of(name: str) -> str | None:

@@ -1,0 +1,116 @@
+"""Training metrics: `metric` events become runwatch_run_metric{name}, and with a direction their
+best value runwatch_best_score{name}; names are bounded per run; the packs read the values as each
+training tool prints them; the training view shows them."""
+import pytest
+
+from runwatch.events import Event, make
+from runwatch.model.state import MAX_LABEL_VALUES, OTHER, RunState, direction_of
+from runwatch.parse.packs import Matcher, load_packs
+
+
+def ev(etype, **fields):
+    return Event(etype, fields, 0.0)
+
+
+@pytest.mark.parametrize("name", ["loss", "val_loss", "eval_loss", "train_loss", "valid-logloss",
+                                  "valid_1-binary_logloss", "train-rmse", "error", "val_mae", "perplexity",
+                                  "eval_nll"])
+def test_losses_and_errors_improve_downwards(name):
+    assert direction_of(name) == "min"
+
+
+@pytest.mark.parametrize("name", ["accuracy", "val_acc", "eval_accuracy", "valid-auc", "eval_f1", "cv_score",
+                                  "precision", "val_recall", "eval_bleu", "rouge1"])
+def test_accuracies_and_scores_improve_upwards(name):
+    assert direction_of(name) == "max"
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "grad_norm", "epoch", "eval_runtime", "train_samples_per_second",
+                                  "eval_steps_per_second", "v_num", "x"])
+def test_other_values_have_no_direction(name):
+    assert direction_of(name) is None
+
+
+def test_a_metric_with_a_direction_keeps_its_best():
+    st = RunState()
+    for v in (0.9, 0.5, 0.7):
+        st.apply(ev("metric", name="val_loss", value=v, direction="auto"))
+    for v in (0.6, 0.8, 0.7):
+        st.apply(ev("metric", name="val_acc", value=v, direction="auto"))
+    st.apply(ev("metric", name="learning_rate", value=1e-4, direction="auto"))   # no direction: no best
+    st.apply(ev("metric", name="throughput", value=3.0, direction="max"))
+    st.apply(ev("metric", name="plain", value=1.0))                              # no direction asked
+    snap = st.snapshot(0.0)
+    assert snap["metrics"] == {"val_loss": 0.7, "val_acc": 0.7, "learning_rate": 1e-4, "throughput": 3.0, "plain": 1.0}
+    assert snap["best_scores"] == {"val_loss": 0.5, "val_acc": 0.8, "throughput": 3.0}
+
+
+def test_a_running_mean_counts_for_the_best_only_at_the_end_of_its_unit():
+    # Keras' bar shows the epoch's mean so far: 0.30 after a few batches is not an epoch's loss
+    st = RunState()
+    st.apply(ev("progress", done=2, total=13))
+    st.apply(ev("metric", name="loss", value=0.30, direction="auto", running=True))
+    assert "loss" not in st.best_scores and st.metrics["loss"] == 0.30
+    st.apply(ev("progress", done=13, total=13))
+    st.apply(ev("metric", name="loss", value=0.61, direction="auto", running=True))
+    assert st.best_scores["loss"] == 0.61
+
+
+def test_metric_names_are_bounded_per_run_and_best_values_with_them():
+    st = RunState()
+    for i in range(MAX_LABEL_VALUES + 20):
+        st.apply(ev("metric", name=f"loss_{i}", value=float(i), direction="auto"))
+    assert len(st.metrics) == MAX_LABEL_VALUES + 1 and OTHER in st.metrics
+    assert OTHER not in st.best_scores and len(st.best_scores) == MAX_LABEL_VALUES
+    assert st.labels_folded == 20
+
+
+def test_the_events_api_takes_a_direction_and_refuses_a_bad_one():
+    assert make("metric", {"name": "loss", "value": "0.5", "direction": "auto"}, 0.0).fields["direction"] == "auto"
+    with pytest.raises(ValueError):
+        make("metric", {"name": "loss", "value": 0.5, "direction": "down"}, 0.0)
+
+
+def lines(packs, *text):
+    m = Matcher(load_packs(packs, []))
+    st = RunState()
+    for line in text:
+        out: list = []
+        m.match_line(line, 0.0, out)
+        for e in out:
+            st.apply(e)
+    return st
+
+
+def test_hf_dicts_with_values_as_strings_and_as_floats():
+    st = lines(["hf"], "{'loss': '0.6907', 'grad_norm': '0.447', 'learning_rate': '4.5e-05', 'epoch': '0.3333'}",
+               "{'loss': 0.5012, 'learning_rate': 4e-05, 'epoch': 0.67}",       # older transformers
+               "\x1b[A{'eval_loss': '0.512', 'eval_accuracy': '0.85', 'eval_runtime': '0.3869', 'epoch': '2'}")
+    assert st.metrics == {"loss": 0.5012, "grad_norm": 0.447, "learning_rate": 4e-05, "epoch": 2.0,
+                          "eval_loss": 0.512, "eval_accuracy": 0.85, "eval_runtime": 0.3869}
+    assert st.best_scores == {"loss": 0.5012, "eval_loss": 0.512, "eval_accuracy": 0.85}
+
+
+def test_a_dict_inside_other_text_is_no_trainer_log():
+    st = lines(["hf"], "[I 2026-11-30] Trial 3 finished with value: 2.1 and parameters: {'x': 3.58}. Best is trial 3",
+               "config = {'lr': 0.1, 'dropout': 0.2} # comment")
+    assert st.metrics == {}
+
+
+def test_xgboost_eval_lines_are_metrics_too():
+    st = lines(["gbm"], "[3]\ttrain-logloss:0.46936\tvalid-logloss:0.61626\tvalid-auc:0.72682")
+    assert st.metrics == {"train-logloss": 0.46936, "valid-logloss": 0.61626, "valid-auc": 0.72682}
+    assert st.best_scores["valid-auc"] == 0.72682
+
+
+def test_sklearn_fold_scores_are_metrics_too():
+    st = lines(["sklearn"], "[CV 2/3] END ...max_depth=2, min_samples_leaf=1;, score=0.920 total time=   0.0s",
+               "[CV 3/3] END ...max_depth=2, min_samples_leaf=1;, score=0.880 total time=   0.0s")
+    assert st.metrics == {"cv_score": 0.88}
+    assert st.best_scores == {"cv_score": 0.92}
+
+
+def test_tqdm_postfix_values_are_metrics_lightning_v_num_is_not():
+    st = lines(["tqdm"], "Epoch 0:  42%|████▏     | 5/12 [00:00<00:00, 13.90it/s, v_num=0, train_loss=0.753, "
+                         "val_acc=0.625, lr=1e-05, note=warmup]")
+    assert st.metrics == {"train_loss": 0.753, "val_acc": 0.625, "lr": 1e-05}
