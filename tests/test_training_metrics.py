@@ -6,6 +6,7 @@ import pytest
 from runwatch.events import Event, make
 from runwatch.model.state import MAX_LABEL_VALUES, OTHER, RunState, direction_of
 from runwatch.parse.packs import Matcher, load_packs
+from support.stack import iter_panels, load_dashboards
 
 
 def ev(etype, **fields):
@@ -114,3 +115,13 @@ def test_tqdm_postfix_values_are_metrics_lightning_v_num_is_not():
     st = lines(["tqdm"], "Epoch 0:  42%|████▏     | 5/12 [00:00<00:00, 13.90it/s, v_num=0, train_loss=0.753, "
                          "val_acc=0.625, lr=1e-05, note=warmup]")
     assert st.metrics == {"train_loss": 0.753, "val_acc": 0.625, "lr": 1e-05}
+
+
+def test_the_training_view_shows_loss_curves_and_best_values():
+    view = next(d for d in load_dashboards().values() if d["uid"] == "runwatch-training")
+    panels = {p["title"]: p for p in iter_panels(view)}
+    exprs = {t["refId"]: t["expr"] for t in panels["Loss curves"]["targets"]}
+    assert "runwatch_run_metric" in exprs["A"] and "loss" in exprs["A"]
+    assert "runwatch_best_score" in exprs["B"]
+    assert "runwatch_best_score" in panels["Best values"]["targets"][0]["expr"]
+    assert "runwatch_run_metric" in panels["Training metrics"]["targets"][0]["expr"]
