@@ -137,3 +137,25 @@ def test_counts_win_over_a_rounded_percentage():
     st = RunState()
     st.apply(ev("progress", percent=36, done=13, total=36))
     assert st.progress_ratio() == 13 / 36
+
+
+@pytest.mark.parametrize("case", ["keras-verbose1", "keras-verbose2", "hf-tqdm", "lightning-rich-pty"])
+def test_the_eta_follows_the_composed_progress(case):
+    # one line a second: once progress moves, an ETA is there, and it is 0 when training is done
+    matcher = Matcher(load_packs(builtin_names(), []))
+    st = RunState()
+    st.lines_seen(1, 0.0)
+    with open(os.path.join(corpus.HERE, case, "log"), "rb") as f:
+        framer = LineFramer()
+        block = framer.push(f.read()) + framer.flush()
+    etas = []
+    for i, raw in enumerate(block.split(b"\n")[:-1]):
+        events: list = []
+        matcher.match_line(raw.decode("utf-8", "replace"), float(i), events)
+        for e in events:
+            st.apply(e)
+        r = st.progress_ratio()
+        if r is not None and 0.2 < r < 0.8:
+            etas.append(st.eta_seconds(float(i)))
+    assert etas and all(e is not None and e > 0 for e in etas)
+    assert st.progress_ratio() == 1.0 and st.eta_seconds(float(i)) == 0.0
