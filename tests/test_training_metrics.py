@@ -125,3 +125,53 @@ def test_the_training_view_shows_loss_curves_and_best_values():
     assert "runwatch_best_score" in exprs["B"]
     assert "runwatch_best_score" in panels["Best values"]["targets"][0]["expr"]
     assert "runwatch_run_metric" in panels["Training metrics"]["targets"][0]["expr"]
+
+
+# ------------------------------------------------------------------ other configurations of the same tools
+
+def test_hf_a_nan_value_is_skipped_and_the_rest_of_the_dict_read():
+    st = lines(["hf"], "{'loss': '0.6931', 'grad_norm': 'nan', 'learning_rate': '5e-05', 'epoch': '0.5'}")
+    assert st.metrics == {"loss": 0.6931, "learning_rate": 5e-05, "epoch": 0.5}
+
+
+def test_hf_an_evaluation_with_many_metrics():
+    keys = ["eval_loss", "eval_accuracy", "eval_f1", "eval_precision", "eval_recall", "eval_runtime",
+            "eval_samples_per_second", "eval_steps_per_second", "epoch"]
+    line = "{" + ", ".join(f"'{k}': '0.{i + 1}'" for i, k in enumerate(keys)) + "}"
+    st = lines(["hf"], line)
+    assert set(st.metrics) == set(keys)
+    assert set(st.best_scores) == {"eval_loss", "eval_accuracy", "eval_f1", "eval_precision", "eval_recall"}
+
+
+def test_keras_names_of_compiled_metrics_and_a_dataset_of_unknown_length():
+    st = lines(["keras"], "Epoch 1/3",
+               "\x1b[1m     27/Unknown\x1b[0m \x1b[1m1s\x1b[0m 20ms/step - loss: 0.6169 - mean_absolute_error: 0.4012",
+               "\x1b[1m32/32\x1b[0m \x1b[32m━━━━━━━━━━━━━━━━━━━━\x1b[0m\x1b[37m\x1b[0m \x1b[1m2s\x1b[0m 1s/step"
+               " - loss: 0.5102 - mean_absolute_error: 0.3550 - val_loss: 0.5501 - val_mean_absolute_error: 0.3912")
+    assert st.metrics == {"loss": 0.5102, "mean_absolute_error": 0.355, "val_loss": 0.5501,
+                          "val_mean_absolute_error": 0.3912}
+    assert st.best_scores == {"loss": 0.5102, "mean_absolute_error": 0.355, "val_loss": 0.5501,
+                              "val_mean_absolute_error": 0.3912}
+    assert st.progress_ratio() == pytest.approx(1 / 3)
+
+
+def test_keras_evaluate_has_a_bar_without_epochs():
+    st = lines(["keras"], "\x1b[1m 4/13\x1b[0m \x1b[32m━━━━━━\x1b[0m\x1b[37m━━━━━━━━━━━━━━\x1b[0m \x1b[1m0s\x1b[0m"
+                          " 3ms/step - accuracy: 0.8125 - loss: 0.4102")
+    assert st.progress_ratio() == pytest.approx(4 / 13)
+    assert st.metrics == {"accuracy": 0.8125, "loss": 0.4102} and st.best_scores == {}
+
+
+def test_lightning_rich_without_max_epochs_and_metric_names_with_slashes():
+    st = lines(["lightning"], "Epoch 7  ━━━━━━━━━━━━━━╸━━━━━━━━━━━ 6/12 0:00:01 • 0:00:01 9.80it/s v_num: 3.000 "
+                              "train/loss: 0.412")
+    assert st.progress_ratio() == pytest.approx(0.5)
+    assert st.metrics == {"train/loss": 0.412}
+    st = lines(["tqdm"], "Epoch 7:  50%|█████     | 6/12 [00:01<00:01,  9.80it/s, v_num=3, train/loss=0.412]")
+    assert st.metrics == {"train/loss": 0.412} and st.progress_ratio() == 0.5
+
+
+def test_lightning_a_metric_with_a_nan_value_leaves_the_others():
+    st = lines(["tqdm"], "Epoch 1: 100%|██████████| 12/12 [00:00<00:00, 34.9it/s, v_num=0, train_loss=nan, "
+                         "val_loss=0.609]")
+    assert st.metrics == {"val_loss": 0.609}
