@@ -175,3 +175,30 @@ def test_lightning_a_metric_with_a_nan_value_leaves_the_others():
     st = lines(["tqdm"], "Epoch 1: 100%|██████████| 12/12 [00:00<00:00, 34.9it/s, v_num=0, train_loss=nan, "
                          "val_loss=0.609]")
     assert st.metrics == {"val_loss": 0.609}
+
+
+def test_hostile_lines_do_not_stall_the_training_packs(tmp_path):
+    # long lines built from the pieces the training rules repeat (dict pairs, " - k: v", postfix
+    # pairs, bar glyphs, cursor-up codes, rich's indentation): a rule that backtracks takes hours
+    # on them, a linear one milliseconds; the timeout only catches a hang
+    import subprocess
+
+    from support.procs import runwatch_cmd
+    from support.prom_text import sample
+    n = 1 << 18
+    units = ["{'a': '1', ", "'a': 'nan', ", " - a: 1", " - a: 1.5e-3 -", ", a=1", ", a=", "━", "\x1b[A", "\x1b[1m",
+             "v_num: 0 ", " ", "0.5 a: ", "/Unknown "]
+    prefixes = ["{'", "{'train_runtime': '1', ", "\x1b[1m 1/13\x1b[0m ", " 13/13 - 0s - 8ms/step",
+                "Epoch 1/3  ━━ 1/2 0:00:00 • 0:00:00 1.00it/s ", " " * 60,
+                "Epoch 0:  50%|█████     | 6/12 [00:00<00:00, 1it/s",
+                "Validation:  50%|█| 1/2 [00:00<00:00, 1it/s", ""]
+    log = tmp_path / "hostile.log"
+    with open(log, "w") as f:
+        for pre in prefixes:
+            for u in units:
+                f.write(pre + u * (n // len(u)) + "\n")
+    args = ["scan", "--max-line-bytes", str(2 * n)]
+    for p in ("tqdm", "hf", "keras", "lightning"):
+        args += ["--pack", p]
+    p = subprocess.run(runwatch_cmd(*args, str(log)), capture_output=True, text=True, check=True, timeout=600)
+    assert sample(p.stdout, "runwatch_lines_total") == len(prefixes) * len(units)
