@@ -159,3 +159,12 @@ def test_the_eta_follows_the_composed_progress(case):
             etas.append(st.eta_seconds(float(i)))
     assert etas and all(e is not None and e > 0 for e in etas)
     assert st.progress_ratio() == 1.0 and st.eta_seconds(float(i)) == 0.0
+
+
+def test_a_percent_only_bar_moving_on_ends_what_was_nested_under_it():
+    st = RunState()
+    st.apply(ev("progress", percent=40, total=5))
+    st.apply(ev("progress", level="nested", ratio=0.9))
+    assert st.progress_ratio() == pytest.approx(0.4 + 0.9 / 5)
+    st.apply(ev("progress", percent=60, total=5))
+    assert st.progress_ratio() == pytest.approx(0.6)

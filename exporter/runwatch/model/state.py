@@ -183,10 +183,9 @@ class RunState:
             ratio = _clamp(ratio)
             if self.bar_ratio is None or ratio != self.bar_ratio:
                 self.last_progress_ts = ts
-            done = f.get("done")
-            if done != self.bar_done or total != self.bar_total:
+            if ratio != self.bar_ratio or total != self.bar_total:
                 self.nested_ratio = None             # the bar moved on: a new unit to refine
-            self.bar_ratio, self.bar_done, self.bar_total = ratio, done, total
+            self.bar_ratio, self.bar_done, self.bar_total = ratio, f.get("done"), total
         if "eta_seconds" in f:
             self.bar_eta, self.bar_eta_ts = f["eta_seconds"], ts
 
