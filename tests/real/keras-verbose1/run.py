@@ -6,8 +6,8 @@ import json
 import os
 
 os.environ["KERAS_BACKEND"] = "torch"
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 CASE = os.environ.get("RUNWATCH_CASE", "keras-verbose1")
 VERBOSE = 2 if CASE == "keras-verbose2" else 1

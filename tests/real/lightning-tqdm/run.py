@@ -72,7 +72,8 @@ trainer.fit(Net(), train, val)
 with open("truth.json", "w") as f:
     json.dump({"callback_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
                "logged_metrics": {k: float(v) for k, v in trainer.logged_metrics.items()},
-               "epochs": rec.epochs, "steps": rec.steps, "current_epoch": trainer.current_epoch, "global_step": trainer.global_step,
+               "epochs": rec.epochs, "steps": rec.steps, "current_epoch": trainer.current_epoch,
+               "global_step": trainer.global_step,
                "max_epochs": trainer.max_epochs, "train_batches": len(train), "val_batches": len(val),
                "early_stopping": EARLY, "stopped_epoch": stopper.stopped_epoch if EARLY else None,
                "finished": trainer.state.finished, "uncaught_exceptions": 0}, f)
