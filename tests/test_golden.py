@@ -81,6 +81,22 @@ HAND_COUNTED = {
     "gbm.log": {("runwatch_best_score", "valid-auc"): 0.73827, ("runwatch_best_score", "valid-logloss"): 0.60643,
                 ("runwatch_best_score", "valid_1-auc"): 0.727373, ("runwatch_score", "valid_1-auc"): 0.727373,
                 ("runwatch_run_progress_ratio",): 1.0, ("runwatch_errors_total",): 0},
+    # transformers Trainer with disable_tqdm=True (recorded, tests/real/hf-no-tqdm): 9 training logs,
+    # 3 evaluations, the training summary (which completes the progress)
+    "hf.log": {("runwatch_best_score", "loss"): 0.3247, ("runwatch_run_metric", "loss"): 0.3247,
+               ("runwatch_best_score", "eval_accuracy"): 0.85, ("runwatch_run_metric", "learning_rate"): 0.0001389,
+               ("runwatch_run_progress_ratio",): 1.0, ("runwatch_errors_total",): 0},
+    # Keras fit verbose=1 (recorded, tests/real/keras-verbose1): 6 epochs; the bar's running means
+    # count for the best only at each epoch's last update (History: best loss 0.3667 at epoch 6)
+    "keras.log": {("runwatch_best_score", "loss"): 0.3667, ("runwatch_best_score", "val_loss"): 0.4382,
+                  ("runwatch_run_metric", "val_loss"): 0.4395, ("runwatch_best_score", "accuracy"): 0.8375,
+                  ("runwatch_run_progress_ratio",): 1.0},
+    "keras_verbose2.log": {("runwatch_best_score", "val_accuracy"): 0.775, ("runwatch_run_metric", "loss"): 0.3667,
+                           ("runwatch_run_progress_ratio",): 1.0},
+    # a rich bar at epoch 2 of 0..3 with its wrapped metrics, early stopping, a tqdm bar glued to
+    # "`Trainer.fit` stopped" (the tqdm pack's, not this one's)
+    "lightning.log": {("runwatch_run_metric", "val_loss"): 0.609, ("runwatch_run_metric", "val_acc"): 0.677,
+                      ("runwatch_best_score", "val_loss"): 0.609, ("runwatch_run_progress_ratio",): 1.0},
     # pip then uv installing, then uv failing to resolve: one lower-case "error:" line
     "pip.log": {("runwatch_errors_total",): 1, ("runwatch_lines_total",): 20},
 }

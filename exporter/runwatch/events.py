@@ -215,8 +215,9 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "phase": {"phase": (_word, True)},
     "status": {"state": (_choice(*RUN_STATES), True), "reason": (_str, False)},
     "progress": {"done": (_nonneg, False), "total": (_nonneg, False), "ratio": (_float, False),
-                 "percent": (_float, False), "current": (_count, False), "eta_seconds": (_duration, False),
-                 "level": (_choice("outer", "inner"), False), "message": (_str, False)},
+                 "percent": (_float, False), "current": (_count, False), "last": (_count, False),
+                 "eta_seconds": (_duration, False),
+                 "level": (_choice("outer", "inner", "nested", "eval", "prelude"), False), "message": (_str, False)},
     "task_planned": {"total": (_count, True)},
     "task_started": {"task": (_word, False), "index": (_count, False), "total": (_count, False),
                      "repeat": (_bool, False)},
@@ -234,7 +235,8 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "cost": {"rate_usd_per_hour": (_nonneg, False), "cost_usd": (_nonneg, False),
              "budget_usd": (_nonneg, False)},
     "vm_power": {"vm": (_word, True), "state": (_choice(*VM_POWER_STATES), True)},
-    "metric": {"name": (_word, True), "value": (_float, True)},
+    "metric": {"name": (_word, True), "value": (_float, True),
+               "direction": (_choice("max", "min", "auto"), False), "running": (_bool, False)},
     # multi-agent workflows (posted by a workflow engine through the events API)
     # input / output: optional payloads (any JSON value) for the status page's inspector, kept bounded
     "agent_started": {"agent_id": (_name, True), "input": (_payload, False), "output": (_payload, False)},

@@ -158,6 +158,24 @@ def score_panels() -> list:
         "short", w=12, h=8,
         targets=[prom(f"max by (name) (runwatch_run_metric{{{RUN}}})", "{{name}}", ref="A")],
     ))
+    loss = 'name=~".*(loss|error|rmse|mae|mse|perplexity).*"'
+    out.append(panel(
+        timeseries.Panel(), "Loss curves",
+        "The losses and errors a training run prints (loss, val_loss, eval_loss, train_loss, valid-logloss ...: "
+        "runwatch_run_metric), dashed: the lowest value of each so far (runwatch_best_score).",
+        "short", w=12, h=8,
+        targets=[
+            prom(f"max by (name) (runwatch_run_metric{{{RUN},{loss}}})", "{{name}}", ref="A"),
+            prom(f"min by (name) (runwatch_best_score{{{RUN},{loss}}})", "best {{name}}", ref="B"),
+        ],
+    ).override_by_regexp("^best .*", [dm.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})]))
+    out.append(panel(
+        bargauge.Panel(), "Best values",
+        "The best value of each score and training metric so far, lower for losses and errors, higher for "
+        "accuracy, AUC, F1 and scores (runwatch_best_score).",
+        "short", w=12, h=8,
+        targets=[prom(f"max by (name) (runwatch_best_score{{{RUN}}})", "{{name}}", instant=True)],
+    ).orientation(cm.VizOrientation.HORIZONTAL).display_mode(cm.BarGaugeDisplayMode.BASIC))
     return out
 
 

@@ -6,11 +6,14 @@
     python tests/real/record.py --list
 
 For each case this script
-  1. makes (or reuses) a throwaway virtualenv under /tmp with the exact versions in PINS,
-     installed from PyPI with pip;
-  2. copies the case's driver (tests/real/<case>/run.py or run.sh) into a fresh scratch
-     directory and runs it there, with the log captured exactly: `> log 2>&1`, or under a
-     pseudo-terminal with `script -qfec CMD log` for the cases marked `pty`;
+  1. makes (or reuses) a throwaway virtualenv under /tmp for the case's venv group, with the
+     exact versions in VENVS[group], installed from PyPI with pip (one group per set of pins
+     that fits one environment: the training frameworks pin torch and numpy their own way);
+  2. copies the case's driver (tests/real/<case>/run.py or run.sh, or the one of the case named
+     by its `driver` option: several cases share one driver) into a fresh scratch directory and
+     runs it there with RUNWATCH_CASE=<case> in its environment, the log captured exactly:
+     `> log 2>&1`, or under a pseudo-terminal with `script -qfec CMD log` for the cases marked
+     `pty`;
   3. keeps the driver's truth.json: facts the driver took from the tool's own API and result
      objects (tqdm's counters, pytest's reports, `pip list`, cv_results_, ...), never from the log;
   4. writes tests/real/<case>/README with the tool versions and the command.
@@ -29,10 +32,10 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VENV = os.environ.get("RUNWATCH_REAL_VENV", "/tmp/runwatch-real/venv")
-SCRATCH = "/tmp/runwatch-real/work"
+ROOT = os.environ.get("RUNWATCH_REAL_ROOT", "/tmp/runwatch-real")
+SCRATCH = os.path.join(ROOT, "work")
 
-# Exact versions; pip resolves their dependencies (recorded in each README from `pip freeze`).
+# Exact versions; pip resolves their dependencies (each README names the versions of its case's tools).
 PINS = {
     "pip": "26.3",
     "tqdm": "4.70.1",
@@ -44,8 +47,30 @@ PINS = {
     "optuna": "5.0.0",
     "uv": "0.13.9",
 }
+# The training frameworks. torch comes first: the CPU build of this version is on local disk, and
+# pinning it in the same install keeps pip from pulling another (CUDA) build for the others.
+TRAIN_PINS = {
+    "torch": "2.13.0",
+    "pip": "26.3",
+    "numpy": "2.4.6",
+    "tqdm": "4.70.1",
+    "transformers": "5.23.0",
+    "accelerate": "1.15.0",
+    "keras": "3.15.1",
+    "pytorch-lightning": "2.6.6",
+    "rich": "15.0.0",
+}
+# venv group -> (its directory under ROOT, its pins)
+VENVS = {
+    "base": ("venv", PINS),
+    "train": ("venv-train", TRAIN_PINS),
+    "agents": ("venv-agents", {"openadapt-evals": "0.98.0"}),
+}
 
-# case -> (packages whose versions the README names, run under a pty?)
+# case -> (packages whose versions the README names, run under a pty?[, options]); options:
+#   venv:   the venv group (default "base")
+#   driver: the case whose run.py / run.sh this case runs (default: its own)
+#   cols:   the terminal's width (default 100)
 CASES = {
     "python-chained": ((), False),
     "python-crash-after-bar": (("tqdm",), False),
@@ -67,27 +92,34 @@ CASES = {
     "lightgbm-early-stop": (("lightgbm", "numpy"), False),
     "optuna-single": (("optuna",), False),
     "optuna-multi": (("optuna",), False),
-    "openadapt-cli-mock": (("openadapt-evals",), False),
-    "openadapt-api-sequential": (("openadapt-evals",), False),
-    "openadapt-api-parallel": (("openadapt-evals",), False),
+    "hf-tqdm": (("transformers", "torch"), False, {"venv": "train"}),
+    "hf-no-tqdm": (("transformers", "torch"), False, {"venv": "train", "driver": "hf-tqdm"}),
+    "hf-crash": (("transformers", "torch"), False, {"venv": "train"}),
+    "keras-verbose1": (("keras", "torch"), False, {"venv": "train"}),
+    "keras-verbose2": (("keras", "torch"), False, {"venv": "train", "driver": "keras-verbose1"}),
+    "keras-pty": (("keras", "torch"), True, {"venv": "train", "driver": "keras-verbose1"}),
+    "lightning-tqdm": (("pytorch-lightning", "torch", "tqdm"), False, {"venv": "train"}),
+    # 160 columns: at 100, tqdm cuts the bar's postfix (dynamic_ncols) and the last metrics never show
+    "lightning-tqdm-pty": (("pytorch-lightning", "torch", "tqdm"), True,
+                           {"venv": "train", "driver": "lightning-tqdm", "cols": 160}),
+    "lightning-rich": (("pytorch-lightning", "torch", "rich"), False, {"venv": "train", "driver": "lightning-tqdm"}),
+    "lightning-rich-pty": (("pytorch-lightning", "torch", "rich"), True, {"venv": "train", "driver": "lightning-tqdm"}),
+    "lightning-early-stop": (("pytorch-lightning", "torch", "tqdm"), False,
+                             {"venv": "train", "driver": "lightning-tqdm"}),
+    "openadapt-cli-mock": (("openadapt-evals",), False, {"venv": "agents"}),
+    "openadapt-api-sequential": (("openadapt-evals",), False, {"venv": "agents"}),
+    "openadapt-api-parallel": (("openadapt-evals",), False, {"venv": "agents"}),
 }
 
-# Cases whose tool gets a virtualenv of its own (its dependencies are many, or pin what PINS
-# pins): case-name prefix -> (environment variable naming the venv, its default, exact versions).
-VENV_GROUPS = {
-    "openadapt-": ("RUNWATCH_REAL_VENV_AGENTS", "/tmp/runwatch-real/venv-agents", {"openadapt-evals": "0.98.0"}),
-}
+
+def options(case: str) -> dict:
+    spec = CASES[case]
+    return spec[2] if len(spec) > 2 else {}
 
 
-def venv_of(case: str) -> tuple[str, dict[str, str]]:
-    """The virtualenv a case runs in and the versions pinned there."""
-    for prefix, (var, default, pins) in VENV_GROUPS.items():
-        if case.startswith(prefix):
-            return os.environ.get(var, default), pins
-    return VENV, PINS
-
-
-def ensure_venv(venv: str = VENV, pins: dict[str, str] = PINS) -> str:
+def ensure_venv(group: str) -> str:
+    name, pins = VENVS[group]
+    venv = os.path.join(ROOT, name)
     py = os.path.join(venv, "bin", "python")
     if not os.path.exists(py):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
@@ -121,24 +153,27 @@ def strip_script_banners(path: str) -> None:
 
 def record(case: str, py: str) -> None:
     src = os.path.join(HERE, case)
-    driver = "run.py" if os.path.exists(os.path.join(src, "run.py")) else "run.sh"
-    names, pty = CASES[case]
+    names, pty = CASES[case][:2]
+    cols = options(case).get("cols", 100)
+    dsrc = os.path.join(HERE, options(case).get("driver", case))
+    driver = "run.py" if os.path.exists(os.path.join(dsrc, "run.py")) else "run.sh"
     work = os.path.join(SCRATCH, case)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    for f in os.listdir(src):                      # the driver and its inputs (a test file, ...)
-        if f not in ("log", "truth.json", "README", "golden.prom") and os.path.isfile(os.path.join(src, f)):
-            shutil.copy(os.path.join(src, f), work)
+    for d in dict.fromkeys((dsrc, src)):           # the driver and its inputs (a test file, ...)
+        for f in os.listdir(d):
+            if f not in ("log", "truth.json", "README", "golden.prom") and os.path.isfile(os.path.join(d, f)):
+                shutil.copy(os.path.join(d, f), work)
     bindir = os.path.dirname(py)
     cmd = f"{bindir}/python run.py" if driver == "run.py" else "bash run.sh"
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", VIRTUAL_ENV=os.path.dirname(bindir),
-               PYTHONDONTWRITEBYTECODE="1", COLUMNS="100", LINES="30")
+               PYTHONDONTWRITEBYTECODE="1", COLUMNS=str(cols), LINES="30", RUNWATCH_CASE=case)
     for k in [k for k in env if k.startswith(("PIP_", "UV_")) or k == "PYTHONPATH"]:
         del env[k]                                 # the tools' defaults, not this machine's settings
     env.pop("TERM", None) if not pty else env.setdefault("TERM", "xterm-256color")
     if pty:
         shown = f"script -qfec '{cmd}' log"
-        rc = subprocess.run(["script", "-qfec", f"stty cols 100 rows 30; {cmd}", "log"], cwd=work,
+        rc = subprocess.run(["script", "-qfec", f"stty cols {cols} rows 30; {cmd}", "log"], cwd=work,
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL).returncode
     else:
         shown = f"{cmd} > log 2>&1"
@@ -158,13 +193,18 @@ def record(case: str, py: str) -> None:
         f.write("\n")
     shutil.copy(os.path.join(work, "log"), os.path.join(src, "log"))
     v = versions(py)
+    pyver = subprocess.run([py, "-c", "import platform; print(platform.python_version())"], capture_output=True,
+                           text=True).stdout.strip()
+    how = (f"under a pseudo-terminal, {cols} columns (script banner lines removed)" if pty
+           else "stdout and stderr to one file, no terminal")
     pkgs = ", ".join(f"{n} {v[n]}" for n in names if n in v)
     with open(os.path.join(src, "README"), "w") as f:
+        shared = f" (the driver of {os.path.basename(dsrc)})" if dsrc != src else ""
         f.write(f"{case}: recorded by tests/real/record.py\n"
-                f"python {subprocess.run([py, '-c', 'import platform; print(platform.python_version())'], capture_output=True, text=True).stdout.strip()}"
+                f"python {pyver}"
                 f"{', ' + pkgs if pkgs else ''}\n"
-                f"command (in a scratch directory holding {driver}): {shown}\n"
-                f"{'under a pseudo-terminal, 100 columns (script banner lines removed)' if pty else 'stdout and stderr to one file, no terminal'}; "
+                f"command (in a scratch directory holding {driver}{shared}, RUNWATCH_CASE={case}): {shown}\n"
+                f"{how}; "
                 f"exit code {rc}\n")
     print(f"{case}: exit {rc}, {os.path.getsize(os.path.join(src, 'log'))} bytes of log")
 
@@ -182,13 +222,15 @@ def main() -> int:
         ap.error(f"unknown case(s): {', '.join(unknown)}; see --list")
     pythons: dict[str, str] = {}
     for case in args.cases or CASES:
-        if os.path.isdir(os.path.join(HERE, case)):
-            venv, pins = venv_of(case)
-            if venv not in pythons:
-                pythons[venv] = ensure_venv(venv, pins)
-            record(case, pythons[venv])
-        else:
+        dsrc = os.path.join(HERE, options(case).get("driver", case))
+        if not any(os.path.exists(os.path.join(dsrc, f)) for f in ("run.py", "run.sh")):
             print(f"{case}: no driver yet, skipped")
+            continue
+        group = options(case).get("venv", "base")
+        if group not in pythons:
+            pythons[group] = ensure_venv(group)
+        os.makedirs(os.path.join(HERE, case), exist_ok=True)
+        record(case, pythons[group])
     return 0
 
 

@@ -5,7 +5,7 @@ the case was recorded, see record.py) into checks on `runwatch scan` output. Use
 tests/test_real.py (every fact must hold) and bench/real_accuracy.py (facts right / checked).
 A fact is (what, metric, labels, op, expected) with op "==" (equal, to float precision),
 "~N" (equal once rounded to N decimals: the tool prints it so), "g" (equal as printed
-with %g), ">=" or "absent" (no such sample).
+with %g), "gN" (equal as printed with %.Ng), ">=" or "absent" (no such sample).
 """
 from __future__ import annotations
 
@@ -31,7 +31,32 @@ USER_PACKS = {
     "optuna": ["trials", "tqdm", "python"],
     "openadapt": ["waa", "python"],
     "docker": ["docker"],
+    "hf": ["hf", "tqdm", "python"],
+    "keras": ["keras", "python"],
+    "lightning": ["lightning", "tqdm", "python"],
 }
+
+# Which way a training metric improves, as each tool decides it: transformers' TrainingArguments
+# (greater_is_better = not metric_for_best_model.endswith("loss")), Keras' and Lightning's
+# monitors (mode "min" for losses, "max" for accuracies). Other names (runtimes, learning rate,
+# grad_norm, epoch) have no best.
+def _train_direction(name: str) -> str | None:
+    if name.endswith("loss"):
+        return "min"
+    if name.endswith(("accuracy", "acc", "f1", "auc")):
+        return "max"
+    return None
+
+
+def _last_and_best(fact, name: str, values: list, op: str, best: bool = True) -> None:
+    fact(f"last {name}", "runwatch_run_metric", op, values[-1], name=name)
+    d = _train_direction(name)
+    if not best:
+        return
+    if d is None:
+        fact(f"no best {name}", "runwatch_best_score", "absent", None, name=name)
+    else:
+        fact(f"best {name}", "runwatch_best_score", op, min(values) if d == "min" else max(values), name=name)
 
 # Which metrics improve upwards, as each tool itself decides it (for early stopping):
 # xgboost/callback.py EarlyStopping (3.2) and lightgbm/basic.py Booster (4.7).
@@ -82,6 +107,10 @@ def facts(case: str) -> list[tuple]:
                  t["final_n"] / t["final_total"])
         else:
             fact("no total, no progress ratio", "runwatch_run_progress_ratio", "absent", None)
+        for item in (t.get("postfix") or "").split(", "):        # tqdm's own postfix string
+            k, _, v = item.partition("=")
+            if re.fullmatch(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", v):
+                fact(f"postfix {k} a metric", "runwatch_run_metric", "==", float(v), name=k)
     elif kind == "pytest":
         stats = t["stats"]
         for key, metric in PYTEST_METRICS.items():
@@ -171,6 +200,40 @@ def facts(case: str) -> list[tuple]:
             if not t["succeeded"]:
                 fact("progress where the build failed", "runwatch_run_progress_ratio", "==",
                      t["steps_done"] / t["steps"])
+    elif kind == "hf":
+        fact("one error per uncaught exception", "runwatch_errors_total", "==", t["uncaught_exceptions"])
+        if t.get("crashed"):
+            fact("progress where training stopped", "runwatch_run_progress_ratio", "==",
+                 t["global_step"] / t["max_steps"])
+        else:
+            fact("finished training is complete", "runwatch_run_progress_ratio", "==", 1.0)
+        series: dict[str, list] = {}
+        for entry in t["log_history"]:              # the Trainer prints each float '{:.4g}'
+            for k, v in entry.items():   # total_flos: both callbacks drop it before printing
+                if k not in ("step", "total_flos") and isinstance(v, float):
+                    series.setdefault(k, []).append(v)
+        for name, values in series.items():
+            _last_and_best(fact, name, values, "g4", best=name != "epoch")
+    elif kind == "keras":
+        fact("a clean run counts no error", "runwatch_errors_total", "==", 0)
+        fact("every epoch done", "runwatch_run_progress_ratio", "==", t["epochs_run"] / t["params"]["epochs"])
+        for name, values in t["history"].items():   # the progress bar prints '{:.4f}'
+            _last_and_best(fact, name, values, "~4")
+    elif kind == "lightning":
+        fact("a clean run counts no error", "runwatch_errors_total", "==", 0)
+        fact("fit finished: complete", "runwatch_run_progress_ratio", "==", 1.0)
+        rich = "-rich" in case
+        op = "~3" if rich else "g3"                 # rich: '{:.3f}'; tqdm's postfix: '{:.3g}'
+        every_epoch = not rich or "-pty" in case    # rich on a file draws its bars once, at the end
+        names = sorted({k for e in t["epochs"] for k in e})
+        for name in names:
+            if name == "train_loss":
+                if rich:
+                    continue    # rich wraps "train_loss:" and its value onto two lines at 100 columns
+                values = [s["train_loss"] for s in t["steps"] if "train_loss" in s]   # the bar: every step
+            else:
+                values = [e[name] for e in t["epochs"] if name in e]
+            _last_and_best(fact, name, values, op, best=every_epoch)
     else:
         raise ValueError(f"{case}: no facts defined for tool {kind!r}")
     return out
@@ -202,6 +265,8 @@ def check(text: str, fact: tuple) -> tuple[bool, float | None]:
         return got >= expected, got
     if op == "g":
         return abs(got - float(f"{expected:g}")) <= 1e-12, got
+    if op.startswith("g"):
+        return abs(got - float(f"{expected:.{int(op[1:])}g}")) <= 1e-12, got
     if op.startswith("~"):
         return abs(got - round(expected, int(op[1:]))) <= 1e-9, got
     return abs(got - expected) <= 1e-9 * max(1.0, abs(expected)), got

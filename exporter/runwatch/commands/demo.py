@@ -11,6 +11,8 @@ Script steps:
   {replay: logs/x.log, every: 0.1}     a recorded log (next to the sample), byte for byte, a line
                                        every N seconds
   {bar: {desc: d, total: 100, seconds: 10}}  a tqdm bar redrawn with "\\r"
+  {bar: {..., postfix: {loss: [2.9, 2.3]}}}  ... with a postfix ", loss=2.31" going from the
+                                       first value to the second (a training bar's metrics)
   {sleep: 20}                          nothing happens (a stall)
   {event: {type: artifact, artifact: x, available: true}}
                                        (an agent event's input / output may be any YAML value)
@@ -117,6 +119,7 @@ class Player:
     def _bar(self, ingest: Ingest, bar) -> bool:
         total, seconds, desc = int(bar.get("total", 100)), float(bar.get("seconds", 10)), bar.get("desc", "")
         frames = max(2, int(bar.get("frames", 20)))
+        postfix = {str(name): (float(span[0]), float(span[-1])) for name, span in dict(bar.get("postfix", {})).items()}
         for k in range(frames + 1):
             n = total * k // frames
             elapsed = seconds * k / frames
@@ -124,7 +127,8 @@ class Player:
             left = (total - n) / rate if rate else None
             filled = 10 * n // total
             redraw = (f"{desc}: {100 * n // total:3d}%|{'█' * filled}{' ' * (10 - filled)}| {n}/{total} "
-                      f"[{_clock(elapsed)}<{_clock(left) if left is not None else '?'}, {rate:.2f}it/s]")
+                      f"[{_clock(elapsed)}<{_clock(left) if left is not None else '?'}, {rate:.2f}it/s"
+                      + "".join(f", {name}={a + (b - a) * k / frames:.3g}" for name, (a, b) in postfix.items()) + "]")
             ingest.data(0, redraw.encode("utf-8") + (b"\n" if k == frames else b"\r"))
             if k < frames and not self.sleep(seconds / frames):
                 return False

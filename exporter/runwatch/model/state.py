@@ -5,9 +5,13 @@ progress, timestamps, ETA, cost. No I/O, no clock (times come from the events
 and from the `now` a caller passes), so it is the easiest place to test.
 
 Progress is taken from the coarsest level that has one, in this order:
-an explicit outer level (`Position 3/6`, or a job's own `progress` event with
-level outer) refined by the inner level; tasks (completed / planned); docker
-build steps (done / total); a progress bar (tqdm or a job's progress event).
+an explicit outer level (`Position 3/6`, Keras' `Epoch 3/10`, or a job's own
+`progress` event with level outer) refined by the inner level; tasks (completed
+/ planned); docker build steps (done / total); a progress bar (tqdm or a job's
+progress event), itself refined by a bar nested under it (level nested: the
+batches of the bar's current epoch, an evaluation between two steps). Bars of
+level eval (validation, testing) count only in a run that has no training bar;
+level prelude (a sanity check before training) never counts. See `_progress`.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ class RunState:
         "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
         "error_continues", "error_open", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
+        "bar_done", "bar_total", "nested_ratio", "eval_ratio",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
         "agent_io", "agent_events", "payload_bytes", "payload_cut_bytes",
@@ -74,6 +79,9 @@ class RunState:
         self.error_open = False                 # an error was just counted: a `detail` right after it is its text
         self.bar_ratio = self.bar_eta = self.bar_eta_ts = None
         self.outer_ratio = self.outer_total = None
+        self.bar_done = self.bar_total = None   # the bar's count: a nested bar refines its current unit
+        self.nested_ratio: float | None = None  # the nested bar's fraction of that unit (kept monotone)
+        self.eval_ratio: float | None = None    # an evaluation bar's; counts only when no training bar
         self.artifacts: dict[str, tuple[bool, float | None]] = {}
         self.cost_rate: float | None = None     # USD per hour while billed
         self.cost_base = 0.0                    # cost accrued up to cost_base_ts
@@ -165,28 +173,55 @@ class RunState:
         self._accrue(ts)
 
     def _progress(self, f, ts):
+        """One level of progress. Levels: outer (epoch k/N, a search position) whose new unit
+        starts the bar below it over; the bar (no level, or inner); nested (a bar drawn under the
+        bar: its fraction refines the bar's current unit, never goes back within it); eval (a
+        validation or test bar: no training progress, unless the run has no other); prelude (a
+        sanity check before training: never progress). `last` is a 0-based count's last index
+        (Lightning's `Epoch 2/3` is the third of four epochs)."""
+        level = f.get("level")
+        if level == "prelude":
+            return
         ratio = f.get("ratio")
-        if ratio is None and "percent" in f:
-            ratio = f["percent"] / 100.0
         total = f.get("total")
-        if ratio is None and total:
+        if total is None and "last" in f:
+            total = f["last"] + 1
+        if ratio is None and total:               # counts before a rounded percentage
             if "done" in f:
                 ratio = f["done"] / total
             elif "current" in f:
                 ratio = (f["current"] - 1) / total
-        if f.get("level") == "outer":
+        if ratio is None and "percent" in f:
+            ratio = f["percent"] / 100.0
+        if level == "outer":
             if ratio is not None:
+                ratio = _clamp(ratio)
                 if ratio != self.outer_ratio:
                     self.last_progress_ts = ts
                     if self.task_total:              # a new outer position: its inner tasks start over
                         self.task_index = 0
-                self.outer_ratio, self.outer_total = _clamp(ratio), total
+                    if self.outer_ratio is not None:     # ... and so does its bar
+                        self.bar_ratio = self.bar_done = self.nested_ratio = None
+                self.outer_ratio, self.outer_total = ratio, total
+            return
+        if level == "eval":
+            if ratio is not None:
+                self.eval_ratio = _clamp(ratio)
+            return
+        if level == "nested":
+            if ratio is not None and self.bar_ratio is not None:
+                ratio = _clamp(ratio)
+                if self.nested_ratio is None or ratio > self.nested_ratio:
+                    self.nested_ratio = ratio
+                    self.last_progress_ts = ts
             return
         if ratio is not None:
             ratio = _clamp(ratio)
             if self.bar_ratio is None or ratio != self.bar_ratio:
                 self.last_progress_ts = ts
-            self.bar_ratio = ratio
+            if ratio != self.bar_ratio or total != self.bar_total:
+                self.nested_ratio = None             # the bar moved on: a new unit to refine
+            self.bar_ratio, self.bar_done, self.bar_total = ratio, f.get("done"), total
         if "eta_seconds" in f:
             self.bar_eta, self.bar_eta_ts = f["eta_seconds"], ts
 
@@ -329,7 +364,25 @@ class RunState:
             self.budget = f["budget_usd"]
 
     def _metric(self, f, ts):
-        self.metrics[self._label(f["name"], self.metrics)] = f["value"]
+        """A named value (loss, val_loss, learning_rate ...). With a direction (or `auto`: by the
+        name, see direction_of) its best so far is runwatch_best_score too; a `running` value (a
+        mean over the bar's unit so far, as Keras' bar shows) counts for the best only once the
+        bar's unit is complete."""
+        name, v = self._label(f["name"], self.metrics), f["value"]
+        self.metrics[name] = v
+        d = f.get("direction")
+        if d is None:
+            return
+        if d == "auto":
+            d = direction_of(name)
+            if d is None:
+                return
+        if f.get("running") and not (self.bar_ratio is not None and self.bar_ratio >= 1.0):
+            return
+        self.score_direction[name] = d
+        best = self.best_scores.get(name)
+        if best is None or (v > best if d == "max" else v < best):
+            self.best_scores[name] = v
 
     def _vm_power(self, f, ts):
         self._accrue(ts)
@@ -540,6 +593,10 @@ class RunState:
             return _clamp(self.tasks_completed / self.tasks_planned)
         if self.build_steps:
             return _clamp((self.build_done or 0) / self.build_steps)
+        if self.bar_ratio is None:
+            return self.eval_ratio if self.outer_ratio is None else None
+        if self.nested_ratio is not None and self.bar_total and self.bar_ratio < 1.0:
+            return _clamp(self.bar_ratio + self.nested_ratio / self.bar_total)
         return self.bar_ratio
 
     def eta_seconds(self, now: float) -> float | None:
@@ -617,8 +674,8 @@ class RunState:
 
 # Which way a metric improves, by its name (direction "auto"): checked in this order, a part of
 # the lower-cased name. Losses and errors go down; accuracies, AUC, F1 and scores go up.
-LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "mape", "nloglik", "deviance", "perplexity")
-HIGHER_IS_BETTER = ("auc", "acc", "f1", "score", "ndcg", "map", "precision", "recall", "r2")
+LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "mape", "nloglik", "nll", "deviance", "perplexity")
+HIGHER_IS_BETTER = ("auc", "acc", "f1", "score", "ndcg", "map", "precision", "recall", "r2", "bleu", "rouge")
 
 
 def direction_of(name: str) -> str | None:
