@@ -111,9 +111,7 @@ class Registry:
     def apply(self, run: Run, events: list, now: float | None = None) -> None:
         """Apply events that did not come from lines (status, cost, VM power …)."""
         with self.lock:
-            st = run.state
-            for e in events:
-                st.apply(e)
+            run.state.apply_all(events)
             self._after(run, now if now is not None else time.time())
 
     def ingest(self, run: Run, block: bytes, events: list, cut: int, now: float) -> None:
@@ -128,8 +126,8 @@ class Registry:
             st = run.state
             if lines:
                 st.lines_seen(lines, now)
-            for e in events:
-                st.apply(e)
+            if events:
+                st.apply_all(events)
             run.lines_cut += cut
             run.decode_errors += bad
             run.recent.extend(recent)
