@@ -137,3 +137,25 @@ def test_line_safe_matches_what_re_matches(pattern):
             assert (want and (want.span(), want.groups())) == (got and (got.span(), got.groups())), (pattern, part)
         got = ls.rx.search(line)
         assert got is None or "\n" not in got.group(0), (pattern, line)
+    if ls.lines_rx is not None:          # over a block: the first match of each line, run on to its end
+        block = "\n".join(lines) + "\n"
+        want = [(m.groups(), m.start()) for _start, part in _lines(block) if (m := rx.search(part))]
+        got = [(m.groups(), m.start() - start) for m in ls.lines_rx.finditer(block)
+               for start in [block.rfind("\n", 0, m.start()) + 1]]
+        assert want == got and all(block[m.end()] == "\n" for m in ls.lines_rx.finditer(block))
+
+
+def _lines(block: str):
+    start = 0
+    for part in block.split("\n")[:-1]:
+        yield start, part
+        start += len(part) + 1
+
+
+@pytest.mark.parametrize("pattern", [r"\bStep (\d+)", r"\B:x(\d)", r"\b:y(\d)", r"\BSt(\d)"])
+def test_a_leading_word_boundary_written_as_a_lookbehind_means_the_same(pattern):
+    ls = linear_regex.line_safe(pattern)
+    rx = re.compile(pattern)
+    text = "Step 1\nxStep 2\n Step 3\na:x4\n :x5\n:x6\nb:y7\n :y8\nSt9\naSt0\n_Step 5\néStep 6\n"
+    want = [m.group(1) for _, part in _lines(text) if (m := rx.search(part))]
+    assert [m.group(1) for m in ls.lines_rx.finditer(text)] == want and want

@@ -764,11 +764,16 @@ class LineSafe:
     `lead` is the literal every match starts with (after zero-width anchors), so
     a block can be searched by finding `lead` and matching at each place."""
 
-    __slots__ = ("rx", "lead", "pattern", "at_line_start")
+    __slots__ = ("rx", "lead", "pattern", "at_line_start", "lines_rx")
 
-    def __init__(self, rx: re.Pattern, lead: str, pattern: str, at_line_start: bool = False):
+    def __init__(self, rx: re.Pattern, lead: str, pattern: str, at_line_start: bool = False,
+                 lines_rx: re.Pattern | None = None):
         self.rx, self.lead, self.pattern = rx, lead, pattern
         self.at_line_start = at_line_start     # a leading ^: every match starts a line
+        # the same pattern for finditer over a block: at most one match per line, each running on
+        # to the line's end (m.end() is where its newline is), and the first character a literal
+        # (a leading \b written as a lookbehind after it), so re's own literal search skips ahead
+        self.lines_rx = lines_rx
 
 
 def line_safe(pattern: str, flags: int = 0) -> LineSafe | None:
@@ -792,7 +797,27 @@ def line_safe(pattern: str, flags: int = 0) -> LineSafe | None:
     if rx.groups != original.groups or dict(rx.groupindex) != dict(original.groupindex):
         return None
     at_start = bool(parsed.data) and parsed.data[0] == (_c.AT, _c.AT_BEGINNING)
-    return LineSafe(rx, lead, written, at_start)
+    return LineSafe(rx, lead, written, at_start, _lines_form(parsed.data, names))
+
+
+def _lines_form(data, names) -> re.Pattern | None:
+    """LineSafe.lines_rx, or None when the pattern starts with ^ (the caller finds "\\n" + lead)."""
+    items = list(data)
+    head = ""
+    if items and items[0][0] is _c.AT:
+        at = items.pop(0)[1]
+        if at not in (_c.AT_BOUNDARY, _c.AT_NON_BOUNDARY) or not items or items[0][0] is not _c.LITERAL:
+            return None
+        c = chr(items.pop(0)[1])
+        word = c.isalnum() or c == "_"
+        # \bc: a boundary before c; after c, look back at the character before it
+        boundary_if_prev_word = not word
+        want_prev_word = boundary_if_prev_word if at is _c.AT_BOUNDARY else not boundary_if_prev_word
+        head = re.escape(c) + ("(?<=\\w" if want_prev_word else "(?<!\\w") + re.escape(c) + ")"
+    try:
+        return re.compile(head + _write(items, names) + "[^\\n]*")
+    except re.error:
+        return None
 
 
 _ALLOWED_AT = frozenset({_c.AT_BEGINNING, _c.AT_END, _c.AT_BOUNDARY, _c.AT_NON_BOUNDARY})

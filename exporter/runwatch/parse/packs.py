@@ -155,18 +155,43 @@ class Emit:
 
     __slots__ = ("etype", "from_groups", "consts", "templates", "required", "build")
 
-    def __init__(self, etype, from_groups, consts, templates, required, groupindex=None):
+    def __init__(self, etype, from_groups, consts, templates, required, groupindex=None, always=frozenset()):
         self.etype, self.from_groups, self.consts = etype, from_groups, consts
         self.templates, self.required = templates, required
-        self.build = _plan(etype, from_groups, consts, templates, required, groupindex or {})
+        self.build = _plan(etype, from_groups, consts, templates, required, groupindex or {}, always)
 
 
 # Converters that, given a group's text (always a str), are the identity or a builtin.
 _FAST_CONV = {ev._str: None, ev._int: int}
 
 
-def _plan(etype, from_groups, consts, templates, required, groupindex):
-    """The build function of one emit (see Emit)."""
+def _plan(etype, from_groups, consts, templates, required, groupindex, always=frozenset()):
+    """The build function of one emit (see Emit). `always`: the groups that take part in
+    every match; when every group-fed field has one and there are no templates, the fields
+    are one dict display, and a converter that refuses its text falls back to the general plan."""
+    general = _general_plan(etype, from_groups, consts, templates, required, groupindex)
+    if templates or not from_groups or not all(g in always for _f, g, _c in from_groups):
+        return general
+    names = {"Event": Event, "_etype": etype, "_general": general}
+    items = []
+    for k, (field, value) in enumerate(consts.items()):
+        names[f"_k{k}"] = value
+        items.append(f"{field!r}: _k{k}")
+    for k, (field, group, conv) in enumerate(from_groups):
+        fast = _FAST_CONV.get(conv, conv)
+        v = f"g[{int(groupindex[group]) - 1}]"
+        if fast is not None:
+            names[f"_c{k}"] = fast
+            v = f"_c{k}({v})"
+        items.append(f"{field!r}: {v}")
+    code = ["def build(m, ts):", "    g = m.groups()", "    try:", "        f = {" + ", ".join(items) + "}",
+            "    except (TypeError, ValueError):", "        return _general(m, ts)",
+            "    return Event(_etype, f, ts)"]
+    exec("\n".join(code), names)      # the code written above, from validated names only
+    return names["build"]
+
+
+def _general_plan(etype, from_groups, consts, templates, required, groupindex):
     names = {"Event": Event, "_Groups": _Groups, "_consts": dict(consts), "_etype": etype}
     code = ["def build(m, ts):"]
     code.append("    f = _consts.copy()" if consts else "    f = {}")
@@ -279,7 +304,30 @@ def _compile_emit(item: Any, parent, key, rx: re.Pattern, where: str) -> list[Em
         if field not in provided:
             raise ConfigError(file, line, f"{where}: event {etype!r} needs field {field!r}: "
                                           f"add a named group (?P<{field}>…) or set it in the emit")
-    return [Emit(etype, tuple(from_groups), consts, tuple(templates), required, rx.groupindex)]
+    return [Emit(etype, tuple(from_groups), consts, tuple(templates), required, rx.groupindex,
+                 _groups_in_every_match(rx.pattern, rx.flags))]
+
+
+def _groups_in_every_match(pattern, flags: int) -> frozenset[str]:
+    """Names of the groups that take part in every match (not under a branch, an optional
+    part or a repeat that may run zero times)."""
+    try:
+        parsed = _p.parse(pattern, flags & ~re.UNICODE if isinstance(pattern, str) else flags)
+    except re.error:
+        return frozenset()
+    names = {i: n for n, i in parsed.state.groupdict.items()}
+    found: set[str] = set()
+
+    def walk(items):
+        for op, av in items:
+            if op is _c.SUBPATTERN:
+                if av[0] in names:
+                    found.add(names[av[0]])
+                walk(av[3].data)
+            elif op in _REPEATS and av[0] >= 1:
+                walk(av[2].data)
+    walk(parsed.data)
+    return frozenset(found)
 
 
 def parse_pack(data: Any, file: str, default_name: str) -> Pack:
@@ -450,7 +498,13 @@ class Matcher:
                 n0 = len(hits)
                 pre = rule.prefilter
                 fast = rule.fast
-                if fast is not None:
+                if fast is not None and fast.lines_rx is not None:
+                    for m in fast.lines_rx.finditer(text):
+                        e = m.end()                     # a line is known by where it ends
+                        if e not in taken and (pre is None or any(p in text[rfind("\n", 0, e) + 1:e]
+                                                                  for p in pre)):
+                            add((e, pi, rule, m))
+                elif fast is not None:
                     lead, match = fast.lead, fast.rx.match
                     if fast.at_line_start:           # ^Step: only where a line starts with it
                         i = 0 if text.startswith(lead) else find("\n" + lead) + 1 or -1
