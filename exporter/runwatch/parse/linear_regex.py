@@ -50,6 +50,14 @@ _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _NULL = (-1, -1)
 
 
+@functools.lru_cache(maxsize=4096)
+def parse(pattern: str | bytes, flags: int = 0):
+    """Python's own parse of a pattern (re._parser), kept: loading a pack reads each rule's
+    parse several times (its RE2 form, its literals, its line-safe form). Callers must not
+    change what it returns."""
+    return _p.parse(pattern, flags)
+
+
 class Unsupported(Exception):
     """A construct RE2 has no linear-time equivalent for."""
 
@@ -140,6 +148,12 @@ def _cp(cp: int) -> str:
 
 
 def _class(ranges, negate: bool = False) -> str:
+    return _class_text(tuple(map(tuple, ranges)), negate)
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_text(ranges: tuple, negate: bool) -> str:
+    """A class's RE2 text, kept: the big Unicode classes (\\d, \\w, \\s) recur in many rules."""
     parts = "".join(_cp(lo) if lo == hi else f"{_cp(lo)}-{_cp(hi)}" for lo, hi in ranges)
     if not parts:                                   # the empty set: nothing matches
         return "[^\\x{0}-\\x{10ffff}]" if not negate else "(?s:.)"
@@ -269,7 +283,7 @@ for _name, _why in (("ATOMIC_GROUP", "an atomic group (?>…)"), ("POSSESSIVE_RE
 def translate(pattern: str | bytes, flags: int = 0) -> str:
     """RE2 syntax (a str; Latin-1 code points for a bytes pattern) with the
     pattern's Python meaning; raises Unsupported naming the construct."""
-    parsed = _p.parse(pattern, flags)
+    parsed = parse(pattern, flags)
     all_flags = flags | parsed.state.flags
     names = {i: n for n, i in parsed.state.groupdict.items()}
     w = _Writer(isinstance(pattern, bytes), all_flags, names)
@@ -782,7 +796,7 @@ def line_safe(pattern: str, flags: int = 0) -> LineSafe | None:
     if not isinstance(pattern, str) or flags:
         return None
     try:
-        parsed = _p.parse(pattern, 0)
+        parsed = parse(pattern, 0)
         if parsed.state.flags & ~(re.UNICODE | re.VERBOSE):
             return None
         items: list = []

@@ -32,10 +32,8 @@ from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, sug
 
 try:  # Python 3.11+
     import re._constants as _c
-    import re._parser as _p
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _c  # type: ignore
-    import sre_parse as _p  # type: ignore
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "packs")
 PACK_KEYS = ("pack", "description", "rules", "timestamp")
@@ -59,7 +57,7 @@ def required_literals(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
     ('CRITICAL', 'ERROR')
     """
     try:
-        parsed = _p.parse(pattern, flags)
+        parsed = linear_regex.parse(pattern, flags)
     except re.error:
         return None
     if (flags | parsed.state.flags) & re.IGNORECASE:
@@ -114,7 +112,7 @@ def minimal_keywords(literals: set[str]) -> list[bytes]:
 def _implied(prefilter, pattern: str, flags: int) -> bool:
     """Does every match of the pattern contain one of the prefilter strings?"""
     try:
-        parsed = _p.parse(pattern, flags)
+        parsed = linear_regex.parse(pattern, flags)
     except re.error:
         return False
     runs: list[str] = []
@@ -312,7 +310,7 @@ def _groups_in_every_match(pattern, flags: int) -> frozenset[str]:
     """Names of the groups that take part in every match (not under a branch, an optional
     part or a repeat that may run zero times)."""
     try:
-        parsed = _p.parse(pattern, flags & ~re.UNICODE if isinstance(pattern, str) else flags)
+        parsed = linear_regex.parse(pattern, flags & ~re.UNICODE if isinstance(pattern, str) else flags)
     except re.error:
         return frozenset()
     names = {i: n for n, i in parsed.state.groupdict.items()}
