@@ -803,7 +803,7 @@ def line_safe(pattern: str, flags: int = 0) -> LineSafe | None:
         _flatten(parsed.data, items)
         lead = _check_shape(items)
         names = {i: n for n, i in parsed.state.groupdict.items()}
-        written = _write(parsed.data, names)
+        written = _lines_text(parsed.data, names)
         rx = re.compile(written)
     except (Unsupported, re.error, KeyError, RecursionError):
         return None
@@ -811,27 +811,24 @@ def line_safe(pattern: str, flags: int = 0) -> LineSafe | None:
     if rx.groups != original.groups or dict(rx.groupindex) != dict(original.groupindex):
         return None
     at_start = bool(parsed.data) and parsed.data[0] == (_c.AT, _c.AT_BEGINNING)
-    return LineSafe(rx, lead, written, at_start, _lines_form(parsed.data, names))
+    lines_rx = None if at_start else re.compile(written + "[^\\n]*")
+    return LineSafe(rx, lead, written, at_start, lines_rx)
 
 
-def _lines_form(data, names) -> re.Pattern | None:
-    """LineSafe.lines_rx, or None when the pattern starts with ^ (the caller finds "\\n" + lead)."""
+def _lines_text(data, names) -> str:
+    """The pattern written for re (see _write), a leading \\b or \\B moved behind the first
+    character as a lookbehind (one character back: constant time), so that the pattern
+    starts with a literal and re's search skips ahead to it instead of trying every position."""
     items = list(data)
-    head = ""
-    if items and items[0][0] is _c.AT:
-        at = items.pop(0)[1]
-        if at not in (_c.AT_BOUNDARY, _c.AT_NON_BOUNDARY) or not items or items[0][0] is not _c.LITERAL:
-            return None
-        c = chr(items.pop(0)[1])
-        word = c.isalnum() or c == "_"
-        # \bc: a boundary before c; after c, look back at the character before it
-        boundary_if_prev_word = not word
-        want_prev_word = boundary_if_prev_word if at is _c.AT_BOUNDARY else not boundary_if_prev_word
-        head = re.escape(c) + ("(?<=\\w" if want_prev_word else "(?<!\\w") + re.escape(c) + ")"
-    try:
-        return re.compile(head + _write(items, names) + "[^\\n]*")
-    except re.error:
-        return None
+    if len(items) < 2 or items[0][0] is not _c.AT or items[0][1] not in (_c.AT_BOUNDARY, _c.AT_NON_BOUNDARY) \
+            or items[1][0] is not _c.LITERAL:
+        return _write(items, names)
+    at, c = items[0][1], chr(items[1][1])
+    word = c.isalnum() or c == "_"
+    # \bc holds where exactly one of the previous character and c is a word character
+    want_prev_word = (not word) if at is _c.AT_BOUNDARY else word
+    head = re.escape(c) + ("(?<=\\w" if want_prev_word else "(?<!\\w") + re.escape(c) + ")"
+    return head + _write(items[2:], names)
 
 
 _ALLOWED_AT = frozenset({_c.AT_BEGINNING, _c.AT_END, _c.AT_BOUNDARY, _c.AT_NON_BOUNDARY})

@@ -15,7 +15,7 @@ import subprocess
 import termios
 import threading
 
-READ_SIZE = 1 << 16
+READ_SIZE = 1 << 20          # as much as the 1 MiB pipe holds: one read, one write, one hand-off
 HANDOFF_BYTES = 64 << 20     # how far the reader may run ahead of the parser
 
 
