@@ -92,8 +92,20 @@ class RunState:
         The ETA tracker observes the run after each event that can move its phase or progress;
         after the others (_RATIO_NEUTRAL: a step, a score, an error …) it would see what it saw."""
         handlers, eta = _HANDLERS, self._eta
-        for e in events:
+        if not isinstance(events, (list, tuple)):
+            events = list(events)
+        i, n = 0, len(events)
+        while i < n:
+            e = events[i]
             t = e.type
+            i += 1
+            if t == "step" and i < n and events[i].type == "step" and eta.phase_ts is not None:
+                j = i + 1                        # a run of steps (an agent's log): applied as one
+                while j < n and events[j].type == "step":
+                    j += 1
+                self._steps(events[i - 1:j])
+                i = j
+                continue
             handler = handlers.get(t)
             if t != "error":
                 self.error_continues = False     # what continues a report comes right after it
@@ -205,6 +217,32 @@ class RunState:
         if len(task_steps) > MAX_TASK_STEPS:
             del task_steps[:-MAX_TASK_STEPS]
         self.last_progress_ts = ts
+
+    def _steps(self, events) -> None:
+        """Consecutive step events, as _step on each would apply them (tests/test_state.py holds
+        the two equal): the counts one by one, but only the last MAX_TASK_STEPS entries built."""
+        if self.state == "pending":
+            self._set_state("running", events[0].ts)
+        self.error_continues = False
+        steps, label = self.steps, self._label
+        actions = []
+        for e in events:
+            action = e.fields.get("action") or "step"
+            if action in steps:
+                steps[action] += 1
+            else:
+                action = label(action, steps)
+                steps[action] = steps.get(action, 0) + 1
+            actions.append(action)
+        first = self.current_task_steps + 1
+        self.current_task_steps += len(events)
+        keep = max(0, len(events) - MAX_TASK_STEPS)
+        task_steps = self.task_steps
+        task_steps.extend({"index": e.fields.get("index", first + k), "action": actions[k], "ts": e.ts}
+                          for k, e in enumerate(events[keep:], start=keep))
+        if len(task_steps) > MAX_TASK_STEPS:
+            del task_steps[:-MAX_TASK_STEPS]
+        self.last_progress_ts = events[-1].ts
 
     def _build_step(self, f, ts):
         step, steps = f["step"], f.get("steps")
