@@ -496,7 +496,9 @@ class Matcher:
                 n0 = len(hits)
                 pre = rule.prefilter
                 fast = rule.fast
-                if fast is not None and fast.lines_rx is not None:
+                if fast is not None and fast.lines_rx is not None and not taken and pre is None:
+                    hits += [(m.end(), pi, rule, m) for m in fast.lines_rx.finditer(text)]   # the common case
+                elif fast is not None and fast.lines_rx is not None:
                     for m in fast.lines_rx.finditer(text):
                         e = m.end()                     # a line is known by where it ends
                         if e not in taken and (pre is None or any(p in text[rfind("\n", 0, e) + 1:e]
@@ -540,15 +542,22 @@ class Matcher:
                     taken.update(h[0] for h in hits[n0:])
         hits.sort()         # by line, then pack: (line, pack) is unique, so no rule is compared
         err_line = -1
+        add = out.append
         for s, _pi, rule, m in hits:
-            for emit in rule.emits:
+            emits = rule.emits
+            if len(emits) == 1 and emits[0].etype != "error":     # most rules: one event, not an error
+                e = emits[0].build(m, ts)
+                if e is not None:
+                    add(e)
+                continue
+            for emit in emits:
                 e = emit.build(m, ts)
                 if e is not None:
                     if e.type == "error":
                         if err_line == s:
                             continue
                         err_line = s
-                    out.append(e)
+                    add(e)
         return len(hits)
 
 
