@@ -8,7 +8,9 @@ The job is a Python program that prints N log lines one `print()` at a time
 ordinary logging; with --dense nearly every line is an event). It runs alone
 (`python job.py > /dev/null`) and as `runwatch run --grace 0 -- python job.py
 > /dev/null`, alternating, and the wall time of each is measured from start
-to exit. The wrapped run's metrics are checked against the counts the job
+to exit, with its CPU time (user + system, children included: on a busy
+machine the steadier figure) and the job's own time from its first line to
+its last (does the job wait for runwatch?). The wrapped run's metrics are checked against the counts the job
 printed, so a fast wrong answer does not count. Prints medians and the ratio
 wrapped / alone (target <= 1.25); asserts nothing.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -28,7 +31,8 @@ import time
 import urllib.request
 
 JOB = r'''
-import sys
+import sys, time
+t0 = time.perf_counter()
 n, dense = int(sys.argv[1]), sys.argv[2] == "dense"
 actions = ("CLICK", "TYPE", "HOTKEY", "SCROLL", "WAIT", "DONE")
 task = step = 0
@@ -45,14 +49,25 @@ for i in range(n):
     else:
         print(f"2026-11-24 10:00:00,{i % 1000:03d} DEBUG urllib3.connectionpool: http://127.0.0.1:5000 "
               f"\"POST /execute HTTP/1.1\" 200 {i % 977}")
-json.dump({"tasks": task, "steps": step}, open(sys.argv[3], "w")) if len(sys.argv) > 3 else None
+sys.stdout.flush()
+json.dump({"tasks": task, "steps": step}, open(sys.argv[3], "w")) if len(sys.argv) > 3 and sys.argv[3] else None
+open(sys.argv[4], "w").write(repr(time.perf_counter() - t0)) if len(sys.argv) > 4 else None
 '''.replace("json.dump", "__import__('json').dump")
 
 
-def timed(argv: list[str], env=None) -> float:
-    t = time.perf_counter()
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(argv: list[str], job_time: str, env=None) -> tuple[float, float, float]:
+    """Wall time of the whole process, its CPU time (children included), and the job's own
+    time from its first line to its last (written by the job into job_time)."""
+    t, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
-    return time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, _children_cpu() - cpu
+    with open(job_time) as f:
+        return wall, cpu, float(f.read())
 
 
 def free_port() -> int:
@@ -103,20 +118,32 @@ def main() -> None:
         truth = json.load(open(truth_path))
         alone, wrapped = [], []
         env = dict(os.environ, RUNWATCH_DATA_DIR=os.path.join(tmp, "data"))
+        job_time = os.path.join(tmp, "job_time")
+        load0 = os.getloadavg()[0]
         for r in range(args.rounds):
             order = ("alone", "wrapped") if r % 2 == 0 else ("wrapped", "alone")
             for what in order:
+                job_argv = [sys.executable, job, str(args.lines), mode, "", job_time]
                 if what == "alone":
-                    alone.append(timed([sys.executable, job, str(args.lines), mode]))
+                    alone.append(timed(job_argv, job_time))
                 else:
                     argv = [sys.executable, "-m", "runwatch", "run", "--grace", "0", "--listen", "127.0.0.1:0",
-                            "--pack", "waa", "--run-id", "bench", "--", sys.executable, job, str(args.lines), mode]
-                    wrapped.append(timed(argv, env))
-            print(f"round {r + 1}: alone {alone[-1]:.2f} s, wrapped {wrapped[-1]:.2f} s", flush=True)
+                            "--pack", "waa", "--run-id", "bench", "--", *job_argv]
+                    wrapped.append(timed(argv, job_time, env))
+            print(f"round {r + 1}: alone {alone[-1][0]:.2f} s (CPU {alone[-1][1]:.2f} s), "
+                  f"wrapped {wrapped[-1][0]:.2f} s (CPU {wrapped[-1][1]:.2f} s, the job itself {wrapped[-1][2]:.2f} s)",
+                  flush=True)
+        load1 = os.getloadavg()[0]
         steps = wrapped_steps(job, args.lines, mode, env)
         ok = steps == truth["steps"]
-        a, w = statistics.median(alone), statistics.median(wrapped)
-        print(f"{args.lines} lines ({mode}): alone {a:.2f} s, wrapped {w:.2f} s (medians of {args.rounds})")
+        med = [[statistics.median(x[i] for x in runs) for i in range(3)] for runs in (alone, wrapped)]
+        (a, a_cpu, a_job), (w, w_cpu, w_job) = med
+        print(f"machine: {os.cpu_count()} CPUs, load average {load0:.1f} before, {load1:.1f} after")
+        print(f"{args.lines} lines ({mode}), medians of {args.rounds}: alone {a:.2f} s (CPU {a_cpu:.2f} s), "
+              f"wrapped {w:.2f} s (CPU {w_cpu:.2f} s)")
+        print(f"the job's own time, first line to last: alone {a_job:.2f} s, wrapped {w_job:.2f} s "
+              f"(ratio {w_job / a_job:.2f})")
+        print(f"CPU time wrapped/alone: {w_cpu / a_cpu:.2f} (runwatch's own share: {w_cpu - a_cpu:.2f} s)")
         print(f"figures: steps {int(steps)} of {truth['steps']} {'right' if ok else 'WRONG'}")
         print(f"ratio wrapped/alone: {w / a:.2f}   (target <= 1.25)")
 

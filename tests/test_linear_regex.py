@@ -87,3 +87,19 @@ def test_every_rule_runwatch_ships_runs_on_re2():
     backtracking = {what for what, rx in shipped if rx.engine != "re2"}
     assert backtracking == STILL_BACKTRACKING, [(w, rx.fallback_reason) for w, rx in shipped if rx.engine != "re2"]
     assert len(shipped) > 30
+
+
+def test_a_case_insensitive_group_over_ascii_text_runs_on_re_with_the_same_matches():
+    import re
+
+    from runwatch.parse.linear_regex import line_safe
+    pattern = r"\bStep (?P<index>\d+):\s+(?P<action>(?i:click|kill|type))(?:\s|$)"
+    fast = line_safe(pattern)
+    assert fast is not None
+    for text in ("Step 4: CLICK", "Step 4: Click now", "Step 12: type", "xStep 1: click", "Step 1: \u212aill",
+                 "Step 2: clicks", "Step 3:  TYPE\t"):
+        want = re.search(pattern, text)
+        got = fast.rx.search(text)
+        assert (want and want.groupdict()) == (got and got.groupdict()), text
+    assert line_safe(r"\bStep (?i:[a-z]+)") is None           # a folded class: left to RE2
+    assert line_safe(r"\bStep (?s:.+)") is None               # other flags: left to RE2

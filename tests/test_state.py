@@ -167,3 +167,46 @@ def test_vm_power_remembers_since_when_the_vm_is_in_its_state():
     st = run(ev("vm_power", 1.0, vm="vm1", state="starting"), ev("vm_power", 5.0, vm="vm1", state="running"),
              ev("vm_power", 9.0, vm="vm1", state="running"))
     assert st.snapshot(10.0)["vm_power_since"] == {"vm1": 5.0}
+def _mixed_events(seed: int, n: int = 3000) -> list[Event]:
+    import random
+    rng = random.Random(seed)
+    out, ts = [], 1000.0
+    for _ in range(n):
+        ts += rng.choice((0.0, 0.0, 0.5, 2.0))
+        r = rng.random()
+        if r < 0.7:
+            fields = {"action": rng.choice(("CLICK", "TYPE", "", f"A{rng.randrange(150)}"))}
+            if rng.random() < 0.8:
+                fields["index"] = rng.randrange(1, 50)
+            out.append(Event("step", fields, ts))
+        elif r < 0.75:
+            out.append(Event("task_started", {"index": rng.randrange(1, 9), "total": 8}, ts))
+        elif r < 0.8:
+            out.append(Event("task_finished", {"result": rng.choice(("SUCCESS", "FAIL"))}, ts))
+        elif r < 0.85:
+            out.append(Event("error", {"message": "x", **({"continues": True} if rng.random() < 0.3 else {})}, ts))
+        elif r < 0.88:
+            out.append(Event("phase", {"phase": rng.choice(("a", "b", ""))}, ts))
+        elif r < 0.9:
+            out.append(Event("status", {"state": rng.choice(RUN_STATES)}, ts))
+        elif r < 0.95:
+            out.append(Event("progress", {"percent": rng.uniform(0, 100)}, ts))
+        else:
+            out.append(Event("score", {"name": "acc", "value": rng.random()}, ts))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_block_applied_at_once_equals_its_events_one_by_one(seed):
+    """apply_all takes runs of steps as one (RunState._steps): the state must be what _step on
+    each event makes of it, labels folded past the cap, the step list's cap and ETA included."""
+    events = _mixed_events(seed)
+    if seed % 2:
+        events = [Event("step", {"action": "CLICK"}, 999.0)] * 450 + events   # a pending run's first lines
+    one, batch = RunState(), RunState()
+    for e in events:
+        one.apply(e)
+    for k in range(0, len(events), 700):          # blocks of events, as the registry hands them over
+        batch.apply_all(events[k:k + 700])
+    assert batch.to_dict() == one.to_dict()
+    assert batch.snapshot(5000.0) == one.snapshot(5000.0)

@@ -185,14 +185,24 @@ def shipped_rules() -> list[tuple[str, object, object]]:
     from runwatch.parse.packs import builtin_names, load_builtin
     from runwatch.parse.redact import _PEM_BEGIN, BUILTIN
 
+    from runwatch.parse.packs import Matcher, Pack
+
     out = []
     for n in builtin_names():
         for r in load_builtin(n).rules:
             out.append((f"pack {n}/{r.name}", r.rx, r.rx.search))
+            if r.fast is not None:       # proven linear on Python re: line by line, and over a block
+                out.append((f"pack {n}/{r.name} (re, line-safe)", r.rx, r.fast.rx.search))
+                out.append((f"pack {n}/{r.name} (re, block)", r.rx, _as_block(Matcher([Pack(n, "", [r], r.file)]))))
     for i, (rx, repl) in enumerate(BUILTIN):
         out.append((f"redact #{i} {_text(rx.pattern)[:48]!r}", rx, functools.partial(rx.sub, repl)))
     out.append(("redact PEM begin", _PEM_BEGIN, _PEM_BEGIN.search))
     return out
+
+
+def _as_block(matcher):
+    """The matcher's whole-block way on one line (as a block of one line)."""
+    return lambda s: matcher._match_dense(s.encode("utf-8", "surrogatepass") + b"\n", 0.0, [])
 
 
 def backtracking_example() -> list[tuple[str, object, object]]:

@@ -156,11 +156,14 @@ class Registry:
         exit decides how the run ends, and until then it can still be canceled."""
         with self.lock:
             st = run.state
-            for e in events:
-                if outside and e.type == "status" and run.spec.source == "command":
-                    st.report_status(e.fields, e.ts)
-                else:
-                    st.apply(e)
+            if outside and run.spec.source == "command" and any(e.type == "status" for e in events):
+                for e in events:        # a status posted for a command run: recorded, the exit decides
+                    if e.type == "status":
+                        st.report_status(e.fields, e.ts)
+                    else:
+                        st.apply(e)
+            else:
+                st.apply_all(events)
             now = now if now is not None else time.time()
             run.timeline.record(events, now)
             self._after(run, now)
@@ -177,9 +180,8 @@ class Registry:
             st = run.state
             if lines:
                 st.lines_seen(lines, now)
-            for e in events:
-                st.apply(e)
             if events:
+                st.apply_all(events)
                 run.timeline.record(events, now)
             run.lines_cut += cut
             run.decode_errors += bad

@@ -115,15 +115,38 @@ class RunState:
             self._set_state("running", ts)
 
     def apply(self, e: Event) -> None:
-        handler = _HANDLERS.get(e.type)
-        if e.type != "error":
-            self.error_continues = False     # what continues a report comes right after it
-            self.error_open = False          # and so does the line that completes it
-        if handler is not None:
-            handler(self, e.fields, e.ts)
-            if self.state == "pending" and e.type not in ("status", "cost", "vm_power", "artifact"):
-                self._set_state("running", e.ts)
-            self._eta.observe(self, e.ts)
+        self.apply_all((e,))
+
+    def apply_all(self, events) -> None:
+        """Apply events in order: the same as apply() on each, one call for a block's events.
+
+        The ETA tracker observes the run after each event that can move its phase or progress;
+        after the others (_RATIO_NEUTRAL: a step, a score, an error …) it would see what it saw."""
+        handlers, eta = _HANDLERS, self._eta
+        if not isinstance(events, (list, tuple)):
+            events = list(events)
+        i, n = 0, len(events)
+        while i < n:
+            e = events[i]
+            t = e.type
+            i += 1
+            if t == "step" and i < n and events[i].type == "step" and eta.phase_ts is not None:
+                j = i + 1                        # a run of steps (an agent's log): applied as one
+                while j < n and events[j].type == "step":
+                    j += 1
+                self._steps(events[i - 1:j])
+                i = j
+                continue
+            handler = handlers.get(t)
+            if t != "error":
+                self.error_continues = False     # what continues a report comes right after it
+                self.error_open = False          # and so does the line that completes it
+            if handler is not None:
+                handler(self, e.fields, e.ts)
+                if self.state == "pending" and t not in _NOT_STARTING:
+                    self._set_state("running", e.ts)
+                if t not in _RATIO_NEUTRAL or eta.phase_ts is None:
+                    eta.observe(self, e.ts)
 
     # ------------------------------------------------------------ handlers
 
@@ -265,12 +288,45 @@ class RunState:
         self.last_progress_ts = ts
 
     def _step(self, f, ts):
-        action = self._label(f.get("action") or "step", self.steps)
-        self.steps[action] = self.steps.get(action, 0) + 1
-        self.current_task_steps += 1
-        self.task_steps.append({"index": f.get("index", self.current_task_steps), "action": action, "ts": ts})
-        del self.task_steps[:-MAX_TASK_STEPS]
+        action, steps = f.get("action") or "step", self.steps
+        if action in steps:
+            steps[action] += 1
+        else:
+            action = self._label(action, steps)
+            steps[action] = steps.get(action, 0) + 1
+        n = self.current_task_steps = self.current_task_steps + 1
+        task_steps = self.task_steps
+        task_steps.append({"index": f.get("index", n), "action": action, "ts": ts})
+        if len(task_steps) > MAX_TASK_STEPS:
+            del task_steps[:-MAX_TASK_STEPS]
         self.last_progress_ts = ts
+
+    def _steps(self, events) -> None:
+        """Consecutive step events, as _step on each would apply them (tests/test_state.py holds
+        the two equal): the counts one by one, but only the last MAX_TASK_STEPS entries built."""
+        if self.state == "pending":
+            self._set_state("running", events[0].ts)
+        self.error_continues = False
+        self.error_open = False
+        steps, label = self.steps, self._label
+        actions = []
+        for e in events:
+            action = e.fields.get("action") or "step"
+            if action in steps:
+                steps[action] += 1
+            else:
+                action = label(action, steps)
+                steps[action] = steps.get(action, 0) + 1
+            actions.append(action)
+        first = self.current_task_steps + 1
+        self.current_task_steps += len(events)
+        keep = max(0, len(events) - MAX_TASK_STEPS)
+        task_steps = self.task_steps
+        task_steps.extend({"index": e.fields.get("index", first + k), "action": actions[k], "ts": e.ts}
+                          for k, e in enumerate(events[keep:], start=keep))
+        if len(task_steps) > MAX_TASK_STEPS:
+            del task_steps[:-MAX_TASK_STEPS]
+        self.last_progress_ts = events[-1].ts
 
     def _build_step(self, f, ts):
         step, steps = f["step"], f.get("steps")
@@ -695,6 +751,13 @@ def _cut(s: str, n: int) -> str:
 def _clamp(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
+
+# Events that change neither the phase nor the progress ratio: once the ETA tracker has
+# seen the run, observing it after them changes nothing (RunState.apply_all skips it).
+_RATIO_NEUTRAL = frozenset({"step", "score", "error", "metric", "artifact", "cost", "vm_power",
+                            "agent_started", "agent_completed", "agent_failed", "data_flow"})
+# Events that do not make a pending run running.
+_NOT_STARTING = frozenset({"status", "cost", "vm_power", "artifact"})
 
 _HANDLERS = {
     "phase": RunState._phase, "status": RunState._status, "progress": RunState._progress,

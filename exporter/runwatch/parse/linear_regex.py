@@ -50,11 +50,26 @@ _ANCHOR_START = _re2.RE2.Anchor.ANCHOR_START
 _NULL = (-1, -1)
 
 
+@functools.lru_cache(maxsize=4096)
+def parse(pattern: str | bytes, flags: int = 0):
+    """Python's own parse of a pattern (re._parser), kept: loading a pack reads each rule's
+    parse several times (its RE2 form, its literals, its line-safe form). Callers must not
+    change what it returns."""
+    return _p.parse(pattern, flags)
+
+
 class Unsupported(Exception):
     """A construct RE2 has no linear-time equivalent for."""
 
 
 # ------------------------------------------------------------ character sets
+
+def _ranges_of(category: str, top: int) -> tuple[tuple[int, int], ...]:
+    """The code points up to top in Python's own \\d, \\w or \\s class, as ranges: found
+    by re itself in a string of every code point (C speed, the start-up of every command)."""
+    every = "".join(map(chr, range(top + 1)))
+    return tuple((m.start(), m.end() - 1) for m in re.finditer(category + "+", every))
+
 
 def _ranges(pred, top: int) -> tuple[tuple[int, int], ...]:
     out, start = [], None
@@ -74,10 +89,10 @@ def _ranges(pred, top: int) -> tuple[tuple[int, int], ...]:
 def _unicode_set(category: str) -> tuple[tuple[int, int], ...]:
     # No decimal digit, letter or numeral is assigned above U+3FFFF, no space above U+3000.
     if category == "digit":
-        return _ranges(str.isdecimal, 0x3FFFF)
+        return _ranges_of(r"\d", 0x3FFFF)
     if category == "word":
-        return _ranges(lambda ch: ch.isalnum() or ch == "_", 0x3FFFF)
-    return _ranges(str.isspace, 0x3000)
+        return _ranges_of(r"\w", 0x3FFFF)
+    return _ranges_of(r"\s", 0x3000)
 
 
 _ASCII_SETS = {
@@ -133,6 +148,12 @@ def _cp(cp: int) -> str:
 
 
 def _class(ranges, negate: bool = False) -> str:
+    return _class_text(tuple(map(tuple, ranges)), negate)
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_text(ranges: tuple, negate: bool) -> str:
+    """A class's RE2 text, kept: the big Unicode classes (\\d, \\w, \\s) recur in many rules."""
     parts = "".join(_cp(lo) if lo == hi else f"{_cp(lo)}-{_cp(hi)}" for lo, hi in ranges)
     if not parts:                                   # the empty set: nothing matches
         return "[^\\x{0}-\\x{10ffff}]" if not negate else "(?s:.)"
@@ -262,7 +283,7 @@ for _name, _why in (("ATOMIC_GROUP", "an atomic group (?>…)"), ("POSSESSIVE_RE
 def translate(pattern: str | bytes, flags: int = 0) -> str:
     """RE2 syntax (a str; Latin-1 code points for a bytes pattern) with the
     pattern's Python meaning; raises Unsupported naming the construct."""
-    parsed = _p.parse(pattern, flags)
+    parsed = parse(pattern, flags)
     all_flags = flags | parsed.state.flags
     names = {i: n for n, i in parsed.state.groupdict.items()}
     w = _Writer(isinstance(pattern, bytes), all_flags, names)
@@ -471,3 +492,402 @@ def compile(pattern: str | bytes, flags: int = 0):   # noqa: A001 - the drop-in 
         return LinearPattern(pattern, flags)
     except Unsupported as e:
         return BacktrackingPattern(rx, str(e))
+
+
+# ------------------------------------------------------------ proven linear on Python re
+
+# Python's re is 2-5x cheaper per call than RE2 through its binding, which matters when
+# nearly every line is an event. It may run a pattern only when the pattern's shape
+# proves that no line makes it backtrack more than linearly; `line_safe` decides that
+# and writes the pattern out so that no match can cross a newline (a whole block of
+# lines can then be searched at once, with the same matches as line by line).
+#
+# The shape (a sufficient condition, checked on the parsed pattern):
+#   * after zero-width anchors (^ $ \b \B), the pattern starts with a literal L0;
+#   * every item is an anchor, one character (a literal, a class, `.`), a repeat of one
+#     character class X{m,n} (a "run"), or a bounded piece (alternations, optional parts:
+#     no run inside, at most MAX_PIECE_WIDTH characters, at most MAX_PIECE_WAYS ways to match);
+#   * every run but a last item of the pattern is disjoint from what can follow it, and L0
+#     holds a character the run's class does not.
+# Then each attempt at a position is deterministic: a run stops at the first character
+# outside it, and giving characters back can only offer the next item a character it
+# refuses, one step each; an attempt costs the span it reads. Attempts that read past
+# their first character start where L0 occurs; L0 cannot lie inside a run, so a span
+# holds a bounded number of them, and every character is read by a bounded number of
+# attempts: linear in the line, with a constant from the pattern alone.
+
+MAX_PIECE_WIDTH = 256
+MAX_PIECE_WAYS = 64
+_TOP = 0x10FFFF
+_NL = 10
+_ALLOWED_AT = None     # set below (needs _c)
+
+
+def _cat_ranges(cat) -> list[tuple[int, int]]:
+    """The code points of a str category, erring on the large side for the analysis:
+    above the tables' limit every character may be a digit or a word character."""
+    kind, negated = _CATEGORIES[cat]
+    base = list(_unicode_set(kind))
+    if kind != "space":
+        base.append((0x40000, _TOP))
+    if negated:
+        out = _complement(_unicode_set(kind), _TOP)
+        if kind != "space":
+            out.append((0x40000, _TOP))
+        return _normalize(out)
+    return _normalize(base)
+
+
+def _set_of(op, av) -> list[tuple[int, int]] | None:
+    """The characters one single-character item accepts, or None if it is not one."""
+    if op is _c.LITERAL:
+        return [(av, av)]
+    if op is _c.NOT_LITERAL:
+        return _complement([(av, av)], _TOP)
+    if op is _c.ANY:
+        return _complement([(_NL, _NL)], _TOP)
+    if op is _c.IN:
+        negate, ranges = False, []
+        for iop, iav in av:
+            if iop is _c.NEGATE:
+                negate = True
+            elif iop is _c.LITERAL:
+                ranges.append((iav, iav))
+            elif iop is _c.RANGE:
+                ranges.append(iav)
+            elif iop is _c.CATEGORY:
+                ranges.extend(_cat_ranges(iav))
+            else:
+                return None
+        ranges = _normalize(ranges)
+        return _complement(ranges, _TOP) if negate else ranges
+    return None
+
+
+def _disjoint(a, b) -> bool:
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i][1] < b[j][0]:
+            i += 1
+        elif b[j][1] < a[i][0]:
+            j += 1
+        else:
+            return False
+    return True
+
+
+def _has(ranges, cp: int) -> bool:
+    return any(lo <= cp <= hi for lo, hi in ranges)
+
+
+class _Item:
+    """One element of the flattened top-level sequence."""
+    __slots__ = ("kind", "chars", "nullable", "width", "ways")
+
+    def __init__(self, kind, chars, nullable, width=0, ways=1):
+        self.kind, self.chars, self.nullable, self.width, self.ways = kind, chars, nullable, width, ways
+
+
+def _piece(items) -> tuple[list, bool, int, int]:
+    """(first characters, nullable, max width, ways) of a bounded sequence; raises Unsupported."""
+    first: list = []
+    nullable, width, ways = True, 0, 1
+    for op, av in items:
+        if op is _c.AT:
+            if av not in _ALLOWED_AT:
+                raise Unsupported(f"anchor {av}")
+            continue
+        chars = _set_of(op, av)
+        if chars is not None:
+            if _has(chars, _NL) and op is not _c.NOT_LITERAL and op is not _c.IN:
+                raise Unsupported("a newline in the pattern")
+            sub_first, sub_null, sub_w, sub_ways = chars, False, 1, 1
+        elif op is _c.SUBPATTERN:
+            sub_first, sub_null, sub_w, sub_ways = _piece(_group_items(av))
+        elif op is _c.BRANCH:
+            sub_first, sub_null, sub_w, sub_ways = [], False, 0, 0
+            for b in av[1]:
+                f, n, w, k = _piece(b.data)
+                sub_first, sub_null = sub_first + f, sub_null or n
+                sub_w, sub_ways = max(sub_w, w), sub_ways + k
+            sub_first = _normalize(sub_first)
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            lo, hi, sub = av
+            if hi == _c.MAXREPEAT:
+                raise Unsupported("an unbounded repeat inside a bounded piece")
+            f, n, w, k = _piece(sub.data)
+            sub_first, sub_null, sub_w = f, n or lo == 0, w * hi
+            sub_ways = sum(k ** j for j in range(lo, hi + 1))
+        else:
+            raise Unsupported(_UNSUPPORTED.get(op, f"{op}"))
+        if nullable:
+            first = _normalize(first + sub_first)
+        nullable = nullable and sub_null
+        width += sub_w
+        ways *= max(sub_ways, 1)
+        if width > MAX_PIECE_WIDTH or ways > MAX_PIECE_WAYS:
+            raise Unsupported("a bounded piece too wide or with too many ways to match")
+    return first, nullable, width, ways
+
+
+
+def _group_items(av) -> list:
+    """The items of a group, for the shape analysis. A `(?i:...)` group over ASCII text is read
+    with each letter as the set of every character re's case-insensitive match takes for it (a
+    superset: `k` also takes the Kelvin sign), so the analysis stays conservative; _write keeps
+    the flag. Any other flag in a group is not taken."""
+    _g, add, delete, sub = av
+    if not add and not delete:
+        return sub.data
+    if add != re.IGNORECASE or delete:
+        raise Unsupported("flags in a group")
+    return _fold_items(sub.data)
+
+
+def _fold_items(items) -> list:
+    out = []
+    for op, av in items:
+        if op is _c.LITERAL:
+            if av >= 0x80:
+                raise Unsupported("a case-insensitive non-ASCII literal")
+            variants = _case_variants(av)
+            out.append((_c.IN, [(_c.LITERAL, cp) for cp in variants]) if len(variants) > 1 else (op, av))
+        elif op is _c.BRANCH:
+            out.append((op, (av[0], [_Sub(_fold_items(b.data)) for b in av[1]])))
+        elif op is _c.SUBPATTERN:
+            g, add, delete, sub = av
+            if delete or (add and add != re.IGNORECASE):
+                raise Unsupported("flags in a group")
+            out.append((op, (g, 0, 0, _Sub(_fold_items(sub.data)))))
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            lo, hi, sub = av
+            out.append((op, (lo, hi, _Sub(_fold_items(sub.data)))))
+        elif op is _c.AT:
+            out.append((op, av))
+        else:                                    # classes, categories: not folded here
+            raise Unsupported("a case-insensitive class")
+    return out
+
+
+class _Sub:
+    """A stand-in for sre's SubPattern: the analysis reads only .data."""
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+@functools.lru_cache(maxsize=128)
+def _case_variants(cp: int) -> tuple[int, ...]:
+    """cp and every character whose lower or upper case (or case fold) is cp's other case."""
+    c = chr(cp)
+    forms = {c, c.lower(), c.upper()}
+    if not c.isalpha():
+        return (cp,)
+    out = {cp, ord(c.lower()), ord(c.upper())}
+    for x in range(0x80, 0x2200):
+        ch = chr(x)
+        if ch.lower() in forms or ch.upper() in forms or ch.casefold() in forms or ch.lower()[:1] in forms:
+            out.add(x)
+    return tuple(sorted(out))
+
+
+def _flatten(items, out: list) -> None:
+    for op, av in items:
+        if op is _c.AT:
+            if av not in _ALLOWED_AT:
+                raise Unsupported(f"anchor {av}")
+            out.append(_Item("at", None, True))
+            continue
+        chars = _set_of(op, av)
+        if chars is not None:
+            if op is _c.LITERAL and av == _NL:
+                raise Unsupported("a newline in the pattern")
+            out.append(_Item("lit" if op is _c.LITERAL else "char", chars, False, 1))
+        elif op is _c.SUBPATTERN:
+            _flatten(_group_items(av), out)
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT) and len(av[2].data) == 1 \
+                and _set_of(*av[2].data[0]) is not None:
+            lo, hi, sub = av
+            out.append(_Item("run", _set_of(*sub.data[0]), lo == 0))
+        else:
+            f, n, w, k = _piece([(op, av)])
+            out.append(_Item("piece", f, n, w, k))
+
+
+def _check_shape(items: list) -> str:
+    """L0, the leading literal, if the flattened pattern has the linear shape; raises Unsupported."""
+    i = 0
+    while i < len(items) and items[i].kind == "at":
+        i += 1
+    lead = []
+    while i < len(items) and items[i].kind == "lit":
+        lead.append(items[i].chars[0][0])
+        i += 1
+    if not lead:
+        raise Unsupported("no literal at the start")
+    ways = 1
+    for it in items:
+        ways *= it.ways
+    if ways > MAX_PIECE_WAYS:
+        raise Unsupported("bounded pieces with too many ways to match")
+    for k, it in enumerate(items):
+        if it.kind != "run" or k == len(items) - 1:
+            continue
+        if all(_has(it.chars, cp) for cp in lead):
+            raise Unsupported("a repeat that can hold the leading literal")
+        follow: list = []
+        for nxt in items[k + 1:]:
+            if nxt.kind == "at":
+                continue
+            follow = _normalize(follow + nxt.chars)
+            if not nxt.nullable:
+                break
+        if not _disjoint(it.chars, follow):
+            raise Unsupported("a repeat that overlaps what follows it")
+    return "".join(map(chr, lead))
+
+
+def _u(cp: int) -> str:
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+
+
+_CAT_TEXT = {}     # set below
+
+
+def _write_class(op, av) -> str:
+    chars = _set_of(op, av)
+    if op is _c.LITERAL:
+        return re.escape(chr(av))
+    if op is _c.NOT_LITERAL:
+        return f"[^{_u(av)}\\n]"
+    if op is _c.ANY:
+        return "."
+    negate = any(iop is _c.NEGATE for iop, _ in av)
+    parts = []
+    for iop, iav in av:
+        if iop is _c.LITERAL:
+            parts.append(_u(iav))
+        elif iop is _c.RANGE:
+            parts.append(f"{_u(iav[0])}-{_u(iav[1])}")
+        elif iop is _c.CATEGORY:
+            parts.append(_CAT_TEXT[iav])
+    if negate:
+        return "[^" + "".join(parts) + "\\n]"
+    if not _has(chars, _NL):
+        return "[" + "".join(parts) + "]"
+    # a class that holds the newline (\s, \D, \W, a range over it): written out without it
+    exact = []
+    for iop, iav in av:
+        if iop is _c.LITERAL:
+            exact.append((iav, iav))
+        elif iop is _c.RANGE:
+            exact.append(iav)
+        else:
+            kind, neg = _CATEGORIES[iav]
+            base = _unicode_set(kind)
+            exact.extend(_complement(base, _TOP) if neg else base)
+    if any(iop is _c.CATEGORY and _CATEGORIES[iav][0] != "space" for iop, iav in av):
+        raise Unsupported("a digit or word class holding the newline")   # tables stop at U+3FFFF
+    out = _complement(_normalize(exact), _TOP)
+    out = _complement(_normalize(out + [(_NL, _NL)]), _TOP)
+    return "[" + "".join(_u(lo) if lo == hi else f"{_u(lo)}-{_u(hi)}" for lo, hi in out) + "]"
+
+
+def _write(items, names: dict[int, str]) -> str:
+    out = []
+    for op, av in items:
+        if op is _c.AT:
+            out.append({_c.AT_BEGINNING: "(?m:^)", _c.AT_END: "(?m:$)",
+                        _c.AT_BOUNDARY: "\\b", _c.AT_NON_BOUNDARY: "\\B"}[av])
+        elif op is _c.SUBPATTERN:
+            group, add, _d, sub = av
+            body = _write(sub.data, names)
+            if group is None:
+                out.append(f"(?i:{body})" if add & re.IGNORECASE else f"(?:{body})")
+            elif group in names:
+                out.append(f"(?P<{names[group]}>{body})")
+            else:
+                out.append(f"({body})")
+        elif op is _c.BRANCH:
+            out.append("(?:" + "|".join(_write(b.data, names) for b in av[1]) + ")")
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            lo, hi, sub = av
+            if hi == _c.MAXREPEAT:
+                q = "*" if lo == 0 else "+" if lo == 1 else f"{{{lo},}}"
+            elif lo == 0 and hi == 1:
+                q = "?"
+            elif lo == hi:
+                q = f"{{{lo}}}"
+            else:
+                q = f"{{{lo},{hi}}}"
+            out.append("(?:" + _write(sub.data, names) + ")" + q + ("?" if op is _c.MIN_REPEAT else ""))
+        else:
+            out.append(_write_class(op, av))
+    return "".join(out)
+
+
+class LineSafe:
+    """A str pattern proven linear on Python's re, written so no match crosses a newline.
+
+    `rx` searches a line or a whole block of lines (the same matches in both);
+    `lead` is the literal every match starts with (after zero-width anchors), so
+    a block can be searched by finding `lead` and matching at each place."""
+
+    __slots__ = ("rx", "lead", "pattern", "at_line_start", "lines_rx")
+
+    def __init__(self, rx: re.Pattern, lead: str, pattern: str, at_line_start: bool = False,
+                 lines_rx: re.Pattern | None = None):
+        self.rx, self.lead, self.pattern = rx, lead, pattern
+        self.at_line_start = at_line_start     # a leading ^: every match starts a line
+        # the same pattern for finditer over a block: at most one match per line, each running on
+        # to the line's end (m.end() is where its newline is), and the first character a literal
+        # (a leading \b written as a lookbehind after it), so re's own literal search skips ahead
+        self.lines_rx = lines_rx
+
+
+def line_safe(pattern: str, flags: int = 0) -> LineSafe | None:
+    """The LineSafe form of a str pattern, or None if its shape does not prove it linear
+    (then it runs on RE2, see compile). Patterns with flags are not taken, except `(?i:...)`
+    groups over ASCII text."""
+    if not isinstance(pattern, str) or flags:
+        return None
+    try:
+        parsed = parse(pattern, 0)
+        if parsed.state.flags & ~(re.UNICODE | re.VERBOSE):
+            return None
+        items: list = []
+        _flatten(parsed.data, items)
+        lead = _check_shape(items)
+        names = {i: n for n, i in parsed.state.groupdict.items()}
+        written = _lines_text(parsed.data, names)
+        rx = re.compile(written)
+    except (Unsupported, re.error, KeyError, RecursionError):
+        return None
+    original = re.compile(pattern)
+    if rx.groups != original.groups or dict(rx.groupindex) != dict(original.groupindex):
+        return None
+    at_start = bool(parsed.data) and parsed.data[0] == (_c.AT, _c.AT_BEGINNING)
+    lines_rx = None if at_start else re.compile(written + "[^\\n]*")
+    return LineSafe(rx, lead, written, at_start, lines_rx)
+
+
+def _lines_text(data, names) -> str:
+    """The pattern written for re (see _write), a leading \\b or \\B moved behind the first
+    character as a lookbehind (one character back: constant time), so that the pattern
+    starts with a literal and re's search skips ahead to it instead of trying every position."""
+    items = list(data)
+    if len(items) < 2 or items[0][0] is not _c.AT or items[0][1] not in (_c.AT_BOUNDARY, _c.AT_NON_BOUNDARY) \
+            or items[1][0] is not _c.LITERAL:
+        return _write(items, names)
+    at, c = items[0][1], chr(items[1][1])
+    word = c.isalnum() or c == "_"
+    # \bc holds where exactly one of the previous character and c is a word character
+    want_prev_word = (not word) if at is _c.AT_BOUNDARY else word
+    head = re.escape(c) + ("(?<=\\w" if want_prev_word else "(?<!\\w") + re.escape(c) + ")"
+    return head + _write(items[2:], names)
+
+
+_ALLOWED_AT = frozenset({_c.AT_BEGINNING, _c.AT_END, _c.AT_BOUNDARY, _c.AT_NON_BOUNDARY})
+_CAT_TEXT = {_c.CATEGORY_DIGIT: "\\d", _c.CATEGORY_NOT_DIGIT: "\\D", _c.CATEGORY_WORD: "\\w",
+             _c.CATEGORY_NOT_WORD: "\\W", _c.CATEGORY_SPACE: "\\s", _c.CATEGORY_NOT_SPACE: "\\S"}

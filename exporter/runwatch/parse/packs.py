@@ -32,10 +32,8 @@ from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, sug
 
 try:  # Python 3.11+
     import re._constants as _c
-    import re._parser as _p
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _c  # type: ignore
-    import sre_parse as _p  # type: ignore
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "packs")
 PACK_KEYS = ("pack", "description", "rules", "timestamp")
@@ -59,7 +57,7 @@ def required_literals(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
     ('CRITICAL', 'ERROR')
     """
     try:
-        parsed = _p.parse(pattern, flags)
+        parsed = linear_regex.parse(pattern, flags)
     except re.error:
         return None
     if (flags | parsed.state.flags) & re.IGNORECASE:
@@ -111,35 +109,115 @@ def minimal_keywords(literals: set[str]) -> list[bytes]:
     return sorted(w.encode("utf-8") for w in keep)
 
 
+def _implied(prefilter, pattern: str, flags: int) -> bool:
+    """Does every match of the pattern contain one of the prefilter strings?"""
+    try:
+        parsed = linear_regex.parse(pattern, flags)
+    except re.error:
+        return False
+    runs: list[str] = []
+    _literal_runs(parsed.data, runs)
+    return any(p in r for p in prefilter for r in runs)
+
+
+def _literal_runs(items, out: list) -> None:
+    """The literal texts every match contains in full (top-level runs of literals, through groups)."""
+    run: list[str] = []
+    for op, av in items:
+        if op is _c.LITERAL:
+            run.append(chr(av))
+            continue
+        if op is _c.SUBPATTERN and not av[1] and not av[2]:
+            sub: list[str] = []
+            _literal_runs(av[3].data, sub)
+            out.append("".join(run))
+            out.extend(sub)
+            run = []
+            continue
+        if op is not _c.AT:
+            out.append("".join(run))
+            run = []
+    out.append("".join(run))
+
+
 # ---------------------------------------------------------------- rules
 
 class Emit:
-    """How one event is built from a match: fields from groups, constants, templates."""
+    """How one event is built from a match: fields from groups, constants, templates.
 
-    __slots__ = ("etype", "from_groups", "consts", "templates", "required")
+    Compiled at pack load into a plan, `build(m, ts)`: one `m.groups()` call, then for
+    each group-fed field its group by index and its converter (none where the group's
+    text is the value, a str field; `int` for an int one), the constants copied, and
+    only the required fields the constants do not give checked. The plan is Python code
+    written from the emit's own validated parts (field names are those of events.SCHEMA)."""
 
-    def __init__(self, etype, from_groups, consts, templates, required):
+    __slots__ = ("etype", "from_groups", "consts", "templates", "required", "build")
+
+    def __init__(self, etype, from_groups, consts, templates, required, groupindex=None, always=frozenset()):
         self.etype, self.from_groups, self.consts = etype, from_groups, consts
         self.templates, self.required = templates, required
+        self.build = _plan(etype, from_groups, consts, templates, required, groupindex or {}, always)
 
-    def build(self, m: re.Match, ts: float) -> Event | None:
-        fields = dict(self.consts) if self.consts else {}
-        for field, group, conv in self.from_groups:
-            v = m.group(group)
-            if v is not None:
-                try:
-                    fields[field] = conv(v)
-                except (TypeError, ValueError):
-                    pass
-        for field, template, conv in self.templates:
-            try:
-                fields[field] = conv(template.format_map(_Groups(m)))
-            except (TypeError, ValueError, KeyError, IndexError):
-                pass
-        for field in self.required:
-            if field not in fields:
-                return None
-        return Event(self.etype, fields, ts)
+
+# Converters that, given a group's text (always a str), are the identity or a builtin.
+_FAST_CONV = {ev._str: None, ev._int: int}
+
+
+def _plan(etype, from_groups, consts, templates, required, groupindex, always=frozenset()):
+    """The build function of one emit (see Emit). `always`: the groups that take part in
+    every match; when every group-fed field has one and there are no templates, the fields
+    are one dict display, and a converter that refuses its text falls back to the general plan."""
+    general = _general_plan(etype, from_groups, consts, templates, required, groupindex)
+    if templates or not from_groups or not all(g in always for _f, g, _c in from_groups):
+        return general
+    names = {"Event": Event, "_etype": etype, "_general": general}
+    items = []
+    for k, (field, value) in enumerate(consts.items()):
+        names[f"_k{k}"] = value
+        items.append(f"{field!r}: _k{k}")
+    for k, (field, group, conv) in enumerate(from_groups):
+        fast = _FAST_CONV.get(conv, conv)
+        v = f"g[{int(groupindex[group]) - 1}]"
+        if fast is not None:
+            names[f"_c{k}"] = fast
+            v = f"_c{k}({v})"
+        items.append(f"{field!r}: {v}")
+    code = ["def build(m, ts):", "    g = m.groups()", "    try:", "        f = {" + ", ".join(items) + "}",
+            "    except (TypeError, ValueError):", "        return _general(m, ts)",
+            "    return Event(_etype, f, ts)"]
+    exec("\n".join(code), names)      # the code written above, from validated names only
+    return names["build"]
+
+
+def _general_plan(etype, from_groups, consts, templates, required, groupindex):
+    names = {"Event": Event, "_Groups": _Groups, "_consts": dict(consts), "_etype": etype}
+    code = ["def build(m, ts):"]
+    code.append("    f = _consts.copy()" if consts else "    f = {}")
+    if from_groups:
+        code.append("    g = m.groups()")
+    for k, (field, group, conv) in enumerate(from_groups):
+        fast = _FAST_CONV.get(conv, conv)
+        code.append(f"    v = g[{int(groupindex[group]) - 1}]")
+        code.append("    if v is not None:")
+        if fast is None:
+            code.append(f"        f[{field!r}] = v")
+        else:
+            names[f"_c{k}"] = fast
+            code += ["        try:", f"            f[{field!r}] = _c{k}(v)",
+                     "        except (TypeError, ValueError):", "            pass"]
+    if templates:
+        code.append("    gd = _Groups(m)")
+    for k, (field, template, conv) in enumerate(templates):
+        names[f"_t{k}"], names[f"_tc{k}"] = template, conv
+        code += ["    try:", f"        f[{field!r}] = _tc{k}(_t{k}.format_map(gd))",
+                 "    except (TypeError, ValueError, KeyError, IndexError):", "        pass"]
+    for field in required:
+        if field not in consts:
+            code.append(f"    if {field!r} not in f:")
+            code.append("        return None")
+    code.append("    return Event(_etype, f, ts)")
+    exec("\n".join(code), names)      # the code written above, from validated names only
+    return names["build"]
 
 
 class _Groups(dict):
@@ -148,13 +226,18 @@ class _Groups(dict):
 
 
 class Rule:
-    __slots__ = ("name", "pack", "rx", "search", "literals", "lit1", "emits", "file", "line")
+    __slots__ = ("name", "pack", "rx", "search", "literals", "lit1", "emits", "file", "line",
+                 "fast", "prefilter")
 
-    def __init__(self, name, pack, rx, literals, emits, file, line):
+    def __init__(self, name, pack, rx, literals, emits, file, line, fast=None, prefilter=None):
         self.name, self.pack, self.rx, self.emits = name, pack, rx, emits
-        self.search = rx.search
+        # fast: linear_regex.LineSafe when the pattern's shape proves it linear on Python's re
+        # (cheaper per call than RE2); the same matches line by line and over a whole block
+        self.fast = fast
+        self.search = fast.rx.search if fast is not None else rx.search
         self.literals = literals
         self.lit1 = literals[0] if literals and len(literals) == 1 else None
+        self.prefilter = prefilter      # a `prefilter:` the regex does not imply, checked per line
         self.file, self.line = file, line
 
 
@@ -219,7 +302,30 @@ def _compile_emit(item: Any, parent, key, rx: re.Pattern, where: str) -> list[Em
         if field not in provided:
             raise ConfigError(file, line, f"{where}: event {etype!r} needs field {field!r}: "
                                           f"add a named group (?P<{field}>…) or set it in the emit")
-    return [Emit(etype, tuple(from_groups), consts, tuple(templates), required)]
+    return [Emit(etype, tuple(from_groups), consts, tuple(templates), required, rx.groupindex,
+                 _groups_in_every_match(rx.pattern, rx.flags))]
+
+
+def _groups_in_every_match(pattern, flags: int) -> frozenset[str]:
+    """Names of the groups that take part in every match (not under a branch, an optional
+    part or a repeat that may run zero times)."""
+    try:
+        parsed = linear_regex.parse(pattern, flags & ~re.UNICODE if isinstance(pattern, str) else flags)
+    except re.error:
+        return frozenset()
+    names = {i: n for n, i in parsed.state.groupdict.items()}
+    found: set[str] = set()
+
+    def walk(items):
+        for op, av in items:
+            if op is _c.SUBPATTERN:
+                if av[0] in names:
+                    found.add(names[av[0]])
+                walk(av[3].data)
+            elif op in _REPEATS and av[0] >= 1:
+                walk(av[2].data)
+    walk(parsed.data)
+    return frozenset(found)
 
 
 def parse_pack(data: Any, file: str, default_name: str) -> Pack:
@@ -259,9 +365,12 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
                 raise ConfigError(file, r.line_of("prefilter"),
                                   f"{where}: prefilter is a string or a list of non-empty strings")
             literals = tuple(pre) if not flags else None
+            prefilter = None if literals is None or _implied(literals, pattern, flags) else literals
         else:
             literals = required_literals(pattern, flags)
-        rules.append(Rule(rname, name, rx, literals, emits, file, r.line_of("match")))
+            prefilter = None
+        fast = linear_regex.line_safe(pattern, flags)
+        rules.append(Rule(rname, name, rx, literals, emits, file, r.line_of("match"), fast, prefilter))
     timestamp = None
     if "timestamp" in data:     # optional: how `runwatch scan --timestamps` reads this log's times
         timestamp = parse_timestamp_key(data["timestamp"], data, file, name)
@@ -292,7 +401,13 @@ def load_packs(names: list[str], rule_files: list[str]) -> list[Pack]:
 # ---------------------------------------------------------------- matching
 
 class Matcher:
-    """Runs packs over blocks of lines (see framing.py) and collects events."""
+    """Runs packs over blocks of lines (see framing.py) and collects events.
+
+    Two ways through a block, with the same events: where few lines can match, the lines
+    holding a rule's literal are found at memchr speed and matched one by one; where most
+    lines are candidates (a chatty job, an agent's steps), each rule is run over the whole
+    block instead (`_match_dense`) and the hits merged in line order. Which one a block
+    takes follows how many candidates the previous block had."""
 
     def __init__(self, packs: list[Pack]):
         self.packs = packs
@@ -307,9 +422,10 @@ class Matcher:
                     literals.update(r.literals)
         self.keywords = minimal_keywords(literals)
         self.keyword_set = KeywordSet(self.keywords)
+        self.dense = False      # a hint only: both ways give the same events
 
     def match_block(self, block: bytes, ts: float, out: list) -> None:
-        """Append the events of every line in `block` (complete lines, b"\\n"-terminated)."""
+        """Append the events of every line in `block` (complete lines, b"\n"-terminated)."""
         if not self.rule_lists:
             return
         match_line = self.match_line
@@ -317,10 +433,22 @@ class Matcher:
             for raw in block.split(b"\n")[:-1]:
                 match_line(raw.decode("utf-8", "replace"), ts, out)
             return
+        if not block.endswith(b"\n"):          # not a framed block: line by line
+            for raw in block.split(b"\n"):
+                match_line(raw.decode("utf-8", "replace"), ts, out)
+            return
+        if self.dense:
+            if self._match_dense(block, ts, out) < len(block) >> DENSE_SHIFT + 1:
+                self.dense = False
+            return
         find = block.find
         starts: list[int] = []
         self.keyword_set.find_lines(block, starts)
         if not starts:
+            return
+        if len(starts) > len(block) >> DENSE_SHIFT:
+            self.dense = True                    # this block and the next: rule by rule
+            self._match_dense(block, ts, out)
             return
         if len(self.keywords) > 1:
             starts = sorted(set(starts))         # a line found by two keywords is matched once
@@ -348,3 +476,92 @@ class Matcher:
                                 had_error = True
                             out.append(e)
                     break
+
+    def _match_dense(self, block: bytes, ts: float, out: list) -> int:
+        """match_block rule by rule over the whole block; returns the lines that matched.
+
+        A rule with a LineSafe form is searched over the block at once: its leading literal
+        found, the pattern matched there (no match crosses a line), the rest of the line
+        skipped. Other rules are searched on the lines holding one of their literals, as
+        match_line does. Within a pack a line goes to its first matching rule; the hits are
+        then taken in line order, pack order, as match_line takes them."""
+        text = block.decode("utf-8", "replace")
+        find, rfind = text.find, text.rfind
+        hits: list = []
+        add = hits.append
+        for pi, rules in enumerate(self.rule_lists):
+            taken: set = set()               # lines an earlier rule of this pack matched
+            last = len(rules) - 1
+            for ri, rule in enumerate(rules):
+                n0 = len(hits)
+                pre = rule.prefilter
+                fast = rule.fast
+                if fast is not None and fast.lines_rx is not None and not taken and pre is None:
+                    hits += [(m.end(), pi, rule, m) for m in fast.lines_rx.finditer(text)]   # the common case
+                elif fast is not None and fast.lines_rx is not None:
+                    for m in fast.lines_rx.finditer(text):
+                        e = m.end()                     # a line is known by where it ends
+                        if e not in taken and (pre is None or any(p in text[rfind("\n", 0, e) + 1:e]
+                                                                  for p in pre)):
+                            add((e, pi, rule, m))
+                elif fast is not None:
+                    lead, match = fast.lead, fast.rx.match
+                    if fast.at_line_start:           # ^Step: only where a line starts with it
+                        i = 0 if text.startswith(lead) else find("\n" + lead) + 1 or -1
+                        nlead = "\n" + lead
+                    else:
+                        i = find(lead)
+                    while i >= 0:
+                        m = match(text, i)
+                        if m is None:
+                            if fast.at_line_start:
+                                i = find(nlead, i) + 1 or -1
+                            else:
+                                i = find(lead, i + 1)
+                            continue
+                        e = find("\n", m.end())         # a line is known by where it ends
+                        if e not in taken and (pre is None or any(p in text[rfind("\n", 0, i) + 1:e]
+                                                                  for p in pre)):
+                            add((e, pi, rule, m))
+                        i = (find(nlead, e) + 1 or -1) if fast.at_line_start else find(lead, e + 1)
+                else:
+                    ends: set = set()
+                    for lit in rule.literals:
+                        i = find(lit)
+                        while i >= 0:
+                            e = find("\n", i)
+                            ends.add(e)
+                            i = find(lit, e + 1)
+                    search = rule.search
+                    for e in sorted(ends):
+                        if e not in taken:
+                            m = search(text[rfind("\n", 0, e) + 1:e])
+                            if m is not None:
+                                add((e, pi, rule, m))
+                if ri != last and len(hits) > n0:
+                    taken.update(h[0] for h in hits[n0:])
+        hits.sort()         # by line, then pack: (line, pack) is unique, so no rule is compared
+        err_line = -1
+        add = out.append
+        for s, _pi, rule, m in hits:
+            emits = rule.emits
+            if len(emits) == 1 and emits[0].etype != "error":     # most rules: one event, not an error
+                e = emits[0].build(m, ts)
+                if e is not None:
+                    add(e)
+                continue
+            for emit in emits:
+                e = emit.build(m, ts)
+                if e is not None:
+                    if e.type == "error":
+                        if err_line == s:
+                            continue
+                        err_line = s
+                    add(e)
+        return len(hits)
+
+
+# A block with more candidate lines than one per 2**DENSE_SHIFT bytes is dense (the bench's
+# dense log: one per 67 bytes; its sparse one: one per ~3 KiB).
+DENSE_SHIFT = 9
+

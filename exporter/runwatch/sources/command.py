@@ -17,11 +17,14 @@ import struct
 import subprocess
 import termios
 import threading
+import time
 
 from ..settings import child_environ
 
-READ_SIZE = 1 << 16
+READ_SIZE = 1 << 16          # each read allocates this much first: at 128 KiB and more, malloc maps fresh pages
 HANDOFF_BYTES = 64 << 20     # how far the reader may run ahead of the parser
+GATHER_BYTES = 1 << 20       # the parser waits for this much output to parse it as one block …
+GATHER_SECONDS = 0.02        # … or this long after the first chunk, whichever comes first
 
 
 def _copy_winsize(src_fd: int | None, dst_fd: int) -> None:
@@ -196,7 +199,8 @@ class Handoff:
                 return
             self._items.append((stream, chunk))
             self._bytes += len(chunk)
-            self._cond.notify_all()
+            if len(self._items) == 1 or self._bytes >= GATHER_BYTES:
+                self._cond.notify_all()      # in between, the parser is gathering: let it sleep
 
     def end(self, stream: int) -> None:
         with self._cond:
@@ -217,6 +221,16 @@ class Handoff:
             with self._cond:
                 while not self._items and not self._closed:
                     self._cond.wait()
+                # A block of many chunks costs less per line than many small blocks (each pays
+                # its redaction pass, its keyword searches, its registry update), so the parser
+                # gives a chatty writer a moment to fill one; a quiet one waits GATHER_SECONDS.
+                deadline = time.monotonic() + GATHER_SECONDS
+                while (self._bytes < GATHER_BYTES and not self._closed
+                       and (self._items and self._items[-1][1] is not None)):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 items, self._items = self._items, []
                 if not items and self._closed:
                     return
