@@ -28,13 +28,15 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def serve(tmp_path):
     procs = []
 
-    def start(log_text: str = "starting\n", packs: str = "python"):
-        (tmp_path / "job.log").write_text(log_text)
-        cfg = tmp_path / "runwatch.yaml"
-        cfg.write_text(f"runs:\n  - {{id: tailed, file: {tmp_path / 'job.log'}, packs: [{packs}]}}\n")
+    def start(log_text: str = "starting\n", packs: str = "python", rules: str | None = None):
+        n = len(procs)
+        (tmp_path / f"job{n}.log").write_text(log_text)
+        cfg = tmp_path / f"runwatch{n}.yaml"
+        extra = f", rules: [{rules}]" if rules else ""
+        cfg.write_text(f"runs:\n  - {{id: tailed, file: {tmp_path / f'job{n}.log'}, packs: [{packs}]{extra}}}\n")
         port = free_port()
         pr = Proc(["serve", "--events", "--listen", f"127.0.0.1:{port}", "-c", str(cfg)], port,
-                  env=dict(os.environ, RUNWATCH_TOKEN=TOKEN, RUNWATCH_DATA_DIR=str(tmp_path / "data")))
+                  env=dict(os.environ, RUNWATCH_TOKEN=TOKEN, RUNWATCH_DATA_DIR=str(tmp_path / f"data{n}")))
         procs.append(pr)
         return pr.wait_up(30)
 
@@ -96,15 +98,28 @@ def test_a_hundred_one_megabyte_bodies_keep_metrics_and_state_bounded(serve):
     assert len(requests.get(pr.url + "/api/runs", timeout=30).content) < 4 << 20
 
 
-def test_twenty_thousand_distinct_step_words_in_lines_give_bounded_series(serve):
+def _step_words(n: int) -> str:
     def word(n):
         s = ""
         for _ in range(4):
             n, r = divmod(n, 26)
             s += chr(97 + r)
         return s
-    lines = "".join(f"Step {n}: act_{word(n)}\n" for n in range(20_000))
-    pr = serve(lines, packs="waa")
+    return "".join(f"Step {k}: act_{word(k)}\n" for k in range(n))
+
+
+def test_twenty_thousand_distinct_step_words_in_lines_give_bounded_series(serve, tmp_path):
+    # the built-in pack takes step actions from the agents' action vocabulary only: free words are no steps
+    pr = serve(_step_words(20_000) + "Step 1: CLICK\nStep 2: type\n", packs="waa")
+    wait_for(lambda: sample(scrape(pr.url), "runwatch_lines_total", run_id="tailed") == 20_002, 120,
+             what="the 20,002 lines read")
+    text = scrape(pr.url)
+    assert series(text, "runwatch_steps_total") == 2
+    assert sample(text, "runwatch_steps_total", run_id="tailed", action="CLICK") == 1
+    # a user's rule that does take any word: the per-run cap folds the rest into `other`
+    rules = tmp_path / "anyword.yaml"
+    rules.write_text("rules:\n  - name: step\n    match: 'Step (?P<index>\\d+): (?P<action>\\w+)'\n    emit: step\n")
+    pr = serve(_step_words(20_000), packs="waa", rules=str(rules))
     wait_for(lambda: sample(scrape(pr.url), "runwatch_lines_total", run_id="tailed") == 20_000, 120,
              what="the 20,000 lines read")
     text = scrape(pr.url)

@@ -176,3 +176,22 @@ def test_data_files_are_private(runwatch_proc, tmp_path):
     assert not loose, loose
     loose = {str(p): oct(mode(p)) for p in dirs if mode(p) != 0o700}
     assert not loose, loose
+
+
+def test_a_loki_password_on_the_command_line_leaves_it_and_still_reaches_loki(runwatch_proc, tmp_path):
+    import base64
+
+    from support.loki_double import LokiServer
+    loki = LokiServer()
+    try:
+        url = loki.url.replace("http://", f"http://rwuser:{SECRET}@")
+        rw = runwatch_proc("serve", "-c", serve_config(tmp_path), "--loki-url", url).wait_up()
+        with open(f"/proc/{rw.p.pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        assert b"serve" in cmdline and SECRET.encode() not in cmdline and b"--loki-url" not in cmdline
+        wait_for(lambda: loki.lines(), what="the log's line shipped to Loki")
+        want = "Basic " + base64.b64encode(f"rwuser:{SECRET}".encode()).decode()
+        assert any(h.get("Authorization") == want for h in loki.headers_seen), loki.headers_seen[-1:]
+        assert SECRET not in rw.stderr_text()
+    finally:
+        loki.stop()

@@ -328,12 +328,33 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
 TOKEN_FROM_FLAG = "RUNWATCH_TOKEN_FROM_FLAG"     # set by _hide_token for the re-executed process
 
 
+def _secret_flags(args) -> dict[str, tuple[str, str]]:
+    """The secrets given as flags on this command line: flag -> (its value, the RUNWATCH_*
+    variable that takes it instead). A Loki URL counts when it holds a user:password@; an
+    auth value when it is the secret itself, not @FILE."""
+    out = {}
+    if getattr(args, "token", None):
+        out["--token"] = (args.token, "RUNWATCH_TOKEN")
+    url = getattr(args, "loki_url", None)
+    if url and "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+        out["--loki-url"] = (url, _env_name("--loki-url"))
+    for flag in ("--loki-auth", "--remote-write-auth"):
+        v = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if v and not v.startswith("@"):
+            out[flag] = (v, _env_name(flag))
+    return out
+
+
 def _hide_token(argv: list[str] | None, args) -> None:
-    """--token on the command line: run runwatch again (exec: same process id)
-    with the token moved into its environment, so /proc/PID/cmdline and `ps`
-    no longer show it for as long as runwatch runs. Only the moment before this
-    exec is exposed; RUNWATCH_TOKEN or --token-file avoid even that."""
-    if argv is not None or not getattr(args, "token", None) or args.command not in ("run", "serve", "demo"):
+    """Secrets on the command line (--token, a --loki-url with user:password@, --loki-auth,
+    --remote-write-auth): run runwatch again (exec: same process id) with them moved into its
+    environment, so /proc/PID/cmdline and `ps` no longer show them for as long as runwatch runs.
+    Only the moment before this exec is exposed; RUNWATCH_TOKEN, --token-file or an auth @FILE
+    avoid even that."""
+    if argv is not None or args.command not in ("run", "serve", "demo"):
+        return
+    secrets = _secret_flags(args)
+    if not secrets:
         return
     given = sys.argv[1:]
     tail = len(getattr(args, "cmd", None) or [])     # run's command and its arguments are not ours
@@ -344,23 +365,25 @@ def _hide_token(argv: list[str] | None, args) -> None:
         if a == "--":
             kept += head[i:]
             break
-        if a == "--token" and i + 1 < len(head):
+        if a in secrets and i + 1 < len(head):
             i += 2
             continue
-        if a.startswith("--token="):
+        if a.split("=", 1)[0] in secrets and "=" in a:
             i += 1
             continue
         kept.append(a)
         i += 1
     if kept == head:
         return
-    env = dict(os.environ, RUNWATCH_TOKEN=args.token, **{TOKEN_FROM_FLAG: "1"})
+    env = dict(os.environ, **{var: value for value, var in secrets.values()})
+    if "--token" in secrets:
+        env[TOKEN_FROM_FLAG] = "1"
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execve(sys.executable, [sys.executable, "-m", "runwatch", *kept, *rest], env)
     except OSError:
-        pass            # carry on with the token where it is; the warning at start says so
+        pass            # carry on with the secrets where they are; the warning at start says so
 
 
 def main(argv: list[str] | None = None) -> int:

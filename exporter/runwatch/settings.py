@@ -23,7 +23,8 @@ PRICE_CACHE = "azure_vm_prices_cache.json"
 TOKEN_FILE = "api-token"              # the API token serve/run generated, mode 0600 (never logged)
 
 # Environment variables that hold secrets: the command `runwatch run` launches does not inherit them.
-SECRET_ENV = ("RUNWATCH_TOKEN", "RUNWATCH_TOKEN_FROM_FLAG", "RUNWATCH_LOKI_AUTH", "RUNWATCH_REMOTE_WRITE_AUTH")
+SECRET_ENV = ("RUNWATCH_TOKEN", "RUNWATCH_TOKEN_FROM_FLAG", "RUNWATCH_LOKI_AUTH", "RUNWATCH_REMOTE_WRITE_AUTH",
+              "RUNWATCH_LOKI_URL")
 
 
 def default_data_dir() -> str:
