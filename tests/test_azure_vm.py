@@ -373,6 +373,7 @@ def test_vm_requests_have_timeouts(prices):
     assert fake.timeouts and all(isinstance(t, tuple) and None not in t and max(t) <= 120 for t in fake.timeouts)
 
 
+@pytest.mark.stack()   # takes long: the full suite runs it, the fast loop does not
 def test_a_retail_prices_api_that_hangs_does_not_hold_the_poll(tmp_path):
     """The prices client has a timeout; a hanging API gives the fallback price, the VM state still moves."""
     import socket

@@ -18,6 +18,9 @@ from support.prom_text import sample
 from support.scrape import scrape
 from support.waits import wait_for
 
+# live runwatch processes, one or more per test: the full suite runs them, the fast loop does not
+pytestmark = pytest.mark.stack()
+
 
 def config(d, *runs) -> str:
     cfg = d / "runwatch.yaml"

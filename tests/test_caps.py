@@ -20,6 +20,9 @@ from runwatch.events import MAX_TEXT, MAX_WORD
 from runwatch.model.runs import MAX_RUNS
 from runwatch.model.state import MAX_AGENTS, MAX_LABEL_VALUES
 
+# live runwatch processes, one or more per test: the full suite runs them, the fast loop does not
+pytestmark = pytest.mark.stack()
+
 TOKEN = "caps-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -13,6 +13,9 @@ from support.procs import runwatch_cmd
 
 from runwatch.yamlfile import MAX_ALIASES, MAX_FILE_BYTES
 
+# live runwatch processes, one or more per test: the full suite runs them, the fast loop does not
+pytestmark = pytest.mark.stack()
+
 
 def check(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(runwatch_cmd("check", *args), capture_output=True, text=True, timeout=120, cwd=cwd)

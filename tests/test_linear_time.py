@@ -86,6 +86,7 @@ def test_every_shipped_rule_is_linear_on_hostile_lines_up_to_the_line_limit(limi
     assert not slow, slow
 
 
+@pytest.mark.stack()   # takes long: the full suite runs it, the fast loop does not
 def test_the_check_catches_a_quadratic_rule():
     """The same harness on the key=value rule as it was (Python re, lookbehind): it must flag it.
     1.5 KiB lines, so the quadratic rule takes a second in all, not minutes (its worst line

@@ -42,6 +42,7 @@ def _start_run(tmp_path, receiver, *extra, env=None, run_id="rw-1"):
     return p, gate, f"http://127.0.0.1:{port}/metrics"
 
 
+@pytest.mark.stack()   # waits out real client timeouts and retries
 def test_series_headers_metadata_and_stale_markers(tmp_path, receiver):
     env = dict(os.environ, RUNWATCH_REMOTE_WRITE_AUTH="Bearer s3cret-token")     # the env twin of the flag
     p, gate, url = _start_run(tmp_path, receiver, "--remote-write-tenant", "team-a",
@@ -96,6 +97,7 @@ def test_series_headers_metadata_and_stale_markers(tmp_path, receiver):
     assert b"s3cret-token" not in out + err
 
 
+@pytest.mark.stack()   # waits out real client timeouts and retries
 def test_4xx_dropped_and_counted_5xx_and_429_resent(tmp_path, receiver):
     receiver.respond(400, count=2)
     p, gate, url = _start_run(tmp_path, receiver)
@@ -238,6 +240,7 @@ def test_bad_config_names_file_line_and_nearest_key(tmp_path):
     assert f"{cfg}:4" in r.stderr and "tennant" in r.stderr and 'did you mean "tenant"' in r.stderr, r.stderr
 
 
+@pytest.mark.stack()   # takes long: the full suite runs it, the fast loop does not
 def test_without_cramjam_the_error_says_what_to_install(tmp_path):
     code = ("import sys; sys.modules['cramjam'] = None\n"
             "from runwatch.cli import main\n"
@@ -342,6 +345,7 @@ def test_https_receiver_verified_with_the_given_ca_and_refused_without(tmp_path)
         srv.stop()
 
 
+@pytest.mark.stack()   # waits out real client timeouts and retries
 def test_each_receiver_has_its_own_queue(tmp_path, receiver):
     """Two --remote-write URLs: one answers 503 throughout, the other still gets every push."""
     broken = RemoteWriteServer()

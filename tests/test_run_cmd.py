@@ -16,6 +16,9 @@ from support.prom_text import sample
 from support.waits import wait_for
 from runwatch.model.eta import OVERDUE_GROWTH
 
+# live runwatch processes, one or more per test: the full suite runs them, the fast loop does not
+pytestmark = pytest.mark.stack()
+
 CHILD = textwrap.dedent("""
     import os, sys, time
     out = sys.stdout

@@ -18,6 +18,10 @@ from support.ports import free_port
 from support.procs import child_env, runwatch_cmd
 from support.prom_text import sample
 from support.waits import wait_for
+import pytest
+
+# live runwatch processes, one or more per test: the full suite runs them, the fast loop does not
+pytestmark = pytest.mark.stack()
 
 # A child that draws like docker: BuildKit's terminal frames when its stderr is a terminal (the
 # header, then cursor moves before each redraw), plain "#N" lines when it is not. It reports what

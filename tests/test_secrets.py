@@ -17,6 +17,10 @@ import requests
 from support.procs import child_env, runwatch_cmd
 from support.prom_text import sample
 from support.waits import wait_for
+import pytest
+
+# live runwatch processes, one or more per test: the full suite runs them, the fast loop does not
+pytestmark = pytest.mark.stack()
 
 SECRET = "s3cr3t-token-value-that-must-not-leak"
 

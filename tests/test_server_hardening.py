@@ -19,6 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.prom_text import sample
 from support.waits import wait_for
 
+# live runwatch processes, one or more per test: the full suite runs them, the fast loop does not
+pytestmark = pytest.mark.stack()
+
 
 def scrape_ok(rw) -> str:
     """/metrics answers 200 and parses as Prometheus text; /healthz answers ok."""

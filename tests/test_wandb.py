@@ -199,6 +199,7 @@ def test_artifact_deadline_is_exported_for_the_alert(fake):
 
 # ---------------------------------------------------------------- errors by their cause
 
+@pytest.mark.stack()   # waits out real client timeouts and retries
 def test_server_errors_at_login_are_not_a_refused_key(fake, caplog):
     fake.fail_next = [500] * 10000
     src, reg, run, poller, prom = setup(fake)
@@ -208,6 +209,7 @@ def test_server_errors_at_login_are_not_a_refused_key(fake, caplog):
     assert "answered with errors" in poller.last_error and d < 300
 
 
+@pytest.mark.stack()   # waits out real client timeouts and retries
 def test_an_unreachable_server_is_a_network_problem(fake, monkeypatch):
     import socket
     with socket.socket() as s:

@@ -20,6 +20,9 @@ from support.prom_text import sample
 from support.tools import binary
 from support.waits import wait_for, wait_http
 
+# live runwatch processes, one or more per test: the full suite runs them, the fast loop does not
+pytestmark = pytest.mark.stack()
+
 bcrypt = pytest.importorskip("bcrypt", reason="pip install 'runwatch[auth]'")
 
 PASSWORD = "correct horse"
