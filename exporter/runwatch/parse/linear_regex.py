@@ -677,19 +677,23 @@ class _Sub:
         self.data = data
 
 
-@functools.lru_cache(maxsize=128)
 def _case_variants(cp: int) -> tuple[int, ...]:
-    """cp and every character whose lower or upper case (or case fold) is cp's other case."""
-    c = chr(cp)
-    forms = {c, c.lower(), c.upper()}
-    if not c.isalpha():
-        return (cp,)
-    out = {cp, ord(c.lower()), ord(c.upper())}
+    """cp and every character whose lower or upper case (or case fold) is one of cp's cases."""
+    return _ascii_case_table().get(cp, (cp,))
+
+
+@functools.lru_cache(maxsize=1)
+def _ascii_case_table() -> dict[int, tuple[int, ...]]:
+    """For each ASCII letter, its case variants (a superset of what re's IGNORECASE takes:
+    the Kelvin sign for k, the long s for s, the dotted and dotless i for i), in one pass."""
+    table = {cp: {cp, ord(chr(cp).swapcase())} for cp in range(0x41, 0x7B) if chr(cp).isalpha()}
     for x in range(0x80, 0x2200):
         ch = chr(x)
-        if ch.lower() in forms or ch.upper() in forms or ch.casefold() in forms or ch.lower()[:1] in forms:
-            out.add(x)
-    return tuple(sorted(out))
+        for form in (ch.lower()[:1], ch.upper()[:1], ch.casefold()[:1]):
+            if form.isascii() and ord(form) in table:
+                table[ord(form)].add(x)
+                table[ord(form.swapcase())].add(x)
+    return {cp: tuple(sorted(v)) for cp, v in table.items()}
 
 
 def _flatten(items, out: list) -> None:
