@@ -18,8 +18,6 @@ MAX_ASIDE per slot are kept) with a warning.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -28,7 +26,8 @@ import time
 from typing import NamedTuple
 
 from ...events import unicode_error
-from ...settings import ensure_private_dir, private_opener
+from ..slots import take_slot
+from ...settings import private_opener
 
 log = logging.getLogger("runwatch.loki")
 
@@ -145,21 +144,8 @@ class Spool:
 
     def __init__(self, base: str, max_bytes: int):
         self.max_bytes = max_bytes
-        ensure_private_dir(base)
-        k = 0
-        while True:
-            d = os.path.join(base, str(k))
-            ensure_private_dir(d)
-            fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                os.close(fd)
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise
-                k += 1
-        self.dir, self.lock_fd = d, fd
+        self.dir, self.lock_fd = take_slot(base)
+        d = self.dir
         self.segments: list[int] = sorted(int(f[:-4]) for f in os.listdir(d)
                                           if f.endswith(".seg") and f[:-4].lstrip("-").isdigit())
         self.bytes = sum(os.path.getsize(self.path(s)) for s in self.segments)

@@ -8,13 +8,12 @@ on that slot resends what an earlier one left. The spool is bounded in bytes.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import struct
 import time
 
-from ...settings import ensure_private_dir, private_opener
+from ..slots import take_slot
+from ...settings import private_opener
 
 _HEAD = struct.Struct("<4sII")          # magic, samples, body length
 _MAGIC = b"RWS1"
@@ -29,21 +28,8 @@ class SpoolCorrupt(Exception):
 class Spool:
     def __init__(self, base: str, max_bytes: int):
         self.max_bytes = max_bytes
-        ensure_private_dir(base)
-        k = 0
-        while True:
-            d = os.path.join(base, str(k))
-            ensure_private_dir(d)
-            fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                os.close(fd)
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise
-                k += 1
-        self.dir, self.lock_fd = d, fd
+        self.dir, self.lock_fd = take_slot(base)
+        d = self.dir
         for f in os.listdir(d):
             if f.endswith(".tmp"):
                 os.unlink(os.path.join(d, f))
