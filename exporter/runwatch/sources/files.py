@@ -38,6 +38,9 @@ class FilePoller:
         self._by_path: dict[str, list[tuple[Run, FileFollower]]] = {}
         self._unwatched: list[tuple[Run, FileFollower]] = []
         self._seen: dict[int, tuple] = {}      # id(follower) -> stat signature at its last poll
+        # Followers draining a rotated-away file, by id: a follower starts and stops draining only
+        # inside its own poll(), so this is kept up to date there and an idle wake scans nothing.
+        self._draining: dict[int, tuple[Run, FileFollower]] = {}
 
     @property
     def watching(self) -> bool:
@@ -63,6 +66,10 @@ class FilePoller:
                     busy.append(item)
             except Exception:   # a bug in a pack or the sink must not stop the other sources
                 log.exception("run %s: error while reading %s", run.spec.id, f.path)
+            if f.draining:
+                self._draining[id(f)] = item
+            else:
+                self._draining.pop(id(f), None)
             self.registry.set_source_up(run, "file", f.up)
             if f.error != self.errors.get(run.spec.id):
                 self.errors[run.spec.id] = f.error
@@ -106,17 +113,17 @@ class FilePoller:
                 todo = self._changed_since_last_poll()
                 next_rescan = now + self.rescan
             else:
-                seen = {id(f) for _, f in todo}
-                extra = [it for it in self._unwatched + [it for it in self.items if it[1].draining]
-                         if id(it[1]) not in seen]
-                todo = list(todo) + extra
+                if self._unwatched or self._draining:
+                    seen = {id(f) for _, f in todo}
+                    todo = list(todo) + [it for it in self._unwatched + list(self._draining.values())
+                                         if id(it[1]) not in seen]
             busy = self.poll(todo)
             if self.after_poll is not None:
                 self.after_poll()
             if busy:
                 todo = busy           # more may be waiting behind a full read budget
                 continue
-            fast = bool(self._unwatched) or any(f.draining for _, f in self.items)
+            fast = bool(self._unwatched or self._draining)
             timeout = min(next_rescan - time.monotonic(), self.poll_interval if fast else STOP_CHECK_SECONDS)
             changed = self.watcher.wait(timeout)
             if changed is None:
