@@ -48,3 +48,19 @@ def test_the_replayed_openadapt_run_shows_what_the_recorded_run_did(runwatch_pro
     for action, n in truth["actions"].items():
         assert sample(t, "runwatch_steps_total", action=action, **run) == n
 
+
+
+def test_the_replayed_trainer_run_shows_what_the_recorded_run_did(runwatch_proc):
+    # a training run of the corpus of real output: every fact of its truth file (taken from the
+    # Trainer's own log_history and state) holds for the replayed run, as it does for a scan
+    from support import real_facts
+    rw = runwatch_proc("demo", "--speed", "20").wait_up()
+    run = {"run_id": "demo-hf-trainer-replay"}
+    t = wait_for(lambda: (t := rw.metrics()) and sample(
+        t, "runwatch_run_state", runwatch_run_state="succeeded", **run) == 1 and t,
+        timeout=60, what="the replayed training run ends")
+    facts = real_facts.facts("hf-tqdm")
+    assert len(facts) > 10
+    wrong = [(f, got) for f in facts
+             for ok, got in [real_facts.check(t, (f[0], f[1], {**f[2], **run}, f[3], f[4]))] if not ok]
+    assert not wrong, wrong

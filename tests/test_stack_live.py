@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.stack("prometheus"),
                                  reason="prometheus not installed (apt-get install prometheus)")]
 
 DEMO_RUNS = {"demo-agent-eval", "demo-docker-build", "demo-hparam-search", "demo-failing-train", "demo-workflow",
-             "demo-openadapt-replay"}
+             "demo-openadapt-replay", "demo-hf-trainer-replay"}
 # demo-agent-eval goes ~31 demo-seconds without progress (VM provision and
 # Windows boot) every loop: at 5x that is ~6 s, so with a 2 s stall threshold
 # RunwatchRunStalled fires for ~4 s per loop (~25 s).
