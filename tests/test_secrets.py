@@ -199,3 +199,26 @@ def test_a_loki_password_on_the_command_line_leaves_it_and_still_reaches_loki(ru
         assert SECRET not in rw.stderr_text()
     finally:
         loki.stop()
+
+
+def test_a_remote_write_password_on_the_command_line_leaves_it_and_still_reaches_the_receiver(
+        runwatch_proc, tmp_path):
+    import base64
+
+    from support.remote_write_double import RemoteWriteServer
+    rw_server = RemoteWriteServer()
+    try:
+        url = rw_server.url.replace("http://", f"http://rwuser:{SECRET}@")
+        # two receivers (the second one unreachable): both move into the environment together
+        rw = runwatch_proc("serve", "-c", serve_config(tmp_path), "--remote-write", url,
+                           "--remote-write", "http://127.0.0.1:9/api/v1/write",
+                           "--remote-write-interval", "0.2").wait_up()
+        with open(f"/proc/{rw.p.pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        assert b"serve" in cmdline and SECRET.encode() not in cmdline and b"\0--remote-write\0" not in cmdline
+        wait_for(lambda: rw_server.latest("runwatch_lines_total", run_id="job"), what="a push with the line")
+        want = "Basic " + base64.b64encode(f"rwuser:{SECRET}".encode()).decode()
+        assert any(h.get("Authorization") == want for h in rw_server.requests), rw_server.requests[-1:]
+        assert SECRET not in rw.stderr_text()
+    finally:
+        rw_server.stop()

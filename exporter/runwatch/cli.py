@@ -330,14 +330,19 @@ TOKEN_FROM_FLAG = "RUNWATCH_TOKEN_FROM_FLAG"     # set by _hide_token for the re
 
 def _secret_flags(args) -> dict[str, tuple[str, str]]:
     """The secrets given as flags on this command line: flag -> (its value, the RUNWATCH_*
-    variable that takes it instead). A Loki URL counts when it holds a user:password@; an
-    auth value when it is the secret itself, not @FILE."""
+    variable that takes it instead). A Loki or remote-write URL counts when it holds a
+    user:password@; an auth value when it is the secret itself, not @FILE."""
     out = {}
     if getattr(args, "token", None):
         out["--token"] = (args.token, "RUNWATCH_TOKEN")
     url = getattr(args, "loki_url", None)
-    if url and "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+    if url and _has_userinfo(url):
         out["--loki-url"] = (url, _env_name("--loki-url"))
+    urls = getattr(args, "remote_write", None) or []
+    # every receiver moves together (the env twin is one comma-separated list); a URL holding a
+    # comma cannot go into that list, and then all stay where they are
+    if any(_has_userinfo(u) for u in urls) and not any("," in u for u in urls):
+        out["--remote-write"] = (",".join(urls), _env_name("--remote-write"))
     for flag in ("--loki-auth", "--remote-write-auth"):
         v = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if v and not v.startswith("@"):
@@ -345,9 +350,13 @@ def _secret_flags(args) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _has_userinfo(url: str) -> bool:
+    return "@" in url.split("//", 1)[-1].split("/", 1)[0]
+
+
 def _hide_token(argv: list[str] | None, args) -> None:
-    """Secrets on the command line (--token, a --loki-url with user:password@, --loki-auth,
-    --remote-write-auth): run runwatch again (exec: same process id) with them moved into its
+    """Secrets on the command line (--token, a --loki-url or --remote-write with user:password@,
+    --loki-auth, --remote-write-auth): run runwatch again (exec: same process id) with them moved into its
     environment, so /proc/PID/cmdline and `ps` no longer show them for as long as runwatch runs.
     Only the moment before this exec is exposed; RUNWATCH_TOKEN, --token-file or an auth @FILE
     avoid even that."""

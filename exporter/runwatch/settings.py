@@ -24,7 +24,7 @@ TOKEN_FILE = "api-token"              # the API token serve/run generated, mode 
 
 # Environment variables that hold secrets: the command `runwatch run` launches does not inherit them.
 SECRET_ENV = ("RUNWATCH_TOKEN", "RUNWATCH_TOKEN_FROM_FLAG", "RUNWATCH_LOKI_AUTH", "RUNWATCH_REMOTE_WRITE_AUTH",
-              "RUNWATCH_LOKI_URL")
+              "RUNWATCH_LOKI_URL", "RUNWATCH_REMOTE_WRITE")
 
 
 def default_data_dir() -> str:
