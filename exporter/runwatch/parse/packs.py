@@ -352,8 +352,11 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
                 raise ConfigError(file, r.line, f"{where}: missing {k!r}")
         pattern = expect(r["match"], str, r, "match", f"{where}: match")
         flags = re.IGNORECASE if r.get("ignore_case") else 0
+        # a rule whose shape proves Python's re linear on it runs on re (its LineSafe form);
+        # its RE2 form, kept for `check` and the like, is then built only when asked for
+        fast = linear_regex.line_safe(pattern, flags)
         try:
-            rx = linear_regex.compile(pattern, flags)     # RE2 where it can; .engine says which
+            rx = linear_regex.compile(pattern, flags, deferred=fast is not None)   # .engine says which
         except re.error as e:
             raise ConfigError(file, r.line_of("match"),
                               f"{where}: regex does not compile: {e.msg} at position {e.pos}") from None
@@ -369,7 +372,6 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
         else:
             literals = required_literals(pattern, flags)
             prefilter = None
-        fast = linear_regex.line_safe(pattern, flags)
         rules.append(Rule(rname, name, rx, literals, emits, file, r.line_of("match"), fast, prefilter))
     timestamp = None
     if "timestamp" in data:     # optional: how `runwatch scan --timestamps` reads this log's times
@@ -380,7 +382,8 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
 @functools.cache
 def load_pack_file(path: str) -> Pack:
     default = os.path.splitext(os.path.basename(path))[0]
-    return parse_pack(load_file(path), path, default)
+    # the packs runwatch ships are read with libyaml: a third of the start-up otherwise
+    return parse_pack(load_file(path, fast=os.path.dirname(path) == BUILTIN_DIR), path, default)
 
 
 def load_builtin(name: str, file: str = "<command line>", line: int | None = None) -> Pack:
