@@ -7,7 +7,6 @@ lists it builds, so a validator can say `runwatch.yaml:12: unknown key "pakcs"
 """
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -252,6 +251,7 @@ def load_file(path: str, *, fast: bool = False) -> Any:
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean "x"?)' for the nearest choice, or ''."""
+    import difflib      # only for an error: its import compiles a regex (10 ms of every start)
     near = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f' (did you mean "{near[0]}"?)' if near else ""
 

@@ -27,7 +27,6 @@ from .. import events as ev
 from ..events import Event
 from . import linear_regex
 from .textsearch import KeywordSet
-from .timestamps import parse_timestamp_key
 from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
 
 try:  # Python 3.11+
@@ -375,6 +374,7 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
         rules.append(Rule(rname, name, rx, literals, emits, file, r.line_of("match"), fast, prefilter))
     timestamp = None
     if "timestamp" in data:     # optional: how `runwatch scan --timestamps` reads this log's times
+        from .timestamps import parse_timestamp_key     # (its import compiles regexes: only when asked)
         timestamp = parse_timestamp_key(data["timestamp"], data, file, name)
     return Pack(name, str(data.get("description", "")), rules, file, timestamp)
 
