@@ -158,15 +158,22 @@ def test_a_deferred_pattern_is_built_at_first_use_and_is_then_the_same():
         linear_regex.compile(r"(unclosed", deferred=True)          # refused at once, as compile does
 
 
-def test_loading_a_pack_translates_for_re2_only_the_rules_that_run_on_re2(monkeypatch):
-    from runwatch.parse.packs import BUILTIN_DIR, parse_pack
+def test_loading_a_pack_translates_no_rule_and_a_rule_at_its_first_use_once(monkeypatch):
+    from runwatch.parse.packs import BUILTIN_DIR, Matcher, parse_pack
     from runwatch.yamlfile import load_file
     translated = []
     real = linear_regex.translate
     monkeypatch.setattr(linear_regex, "translate", lambda p, f=0: translated.append(p) or real(p, f))
     rules = [r for n in builtin_names() for r in parse_pack(load_file(f"{BUILTIN_DIR}/{n}.yaml"), n, n).rules]
-    on_re2 = [r.rx.pattern for r in rules if r.fast is None]
-    assert translated == on_re2 and len(on_re2) < len(rules)
-    for r in rules:
-        if r.fast is not None:          # the rest: RE2's form exists, built when asked for
-            assert r.rx.engine == "re2" and r.rx.groupindex == r.fast.rx.groupindex
+    assert translated == [] and len(rules) > 30
+    docker = parse_pack(load_file(f"{BUILTIN_DIR}/docker.yaml"), "docker", "docker")
+    out: list = []
+    m = Matcher([docker])
+    for _ in range(2):
+        m.match_block(b"#5 [builder 2/7] RUN make\n#5 DONE 1.2s\nnothing here\n", 0.0, out)
+    kinds = [e.type for e in out if e.type != "phase"]
+    assert kinds == ["build_step", "build_step_done"] * 2
+    on_re2 = {r.rx.pattern for r in docker.rules if r.fast is None and "#" in (r.literals or ())}
+    assert set(translated) <= on_re2 and len(translated) == len(set(translated)) > 0     # each once, when met
+    for r in rules:                     # every rule's RE2 form exists, built when asked for
+        assert r.rx.engine == "re2" and r.rx.groupindex == (r.fast.rx.groupindex if r.fast else r.rx.groupindex)

@@ -497,10 +497,12 @@ def compile(pattern: str | bytes, flags: int = 0, *, deferred: bool = False):   
 
 
 class DeferredPattern:
-    """compile()'s result, built when first used: a pack rule that runs on its LineSafe form
-    reads only the names of its groups at load (from Python's parse, the same as RE2's), so
-    start-up need not translate it and compile it for RE2. Anything else (`engine`, `search`,
-    `fallback_reason` ...) builds the pattern and is the built one's."""
+    """compile()'s result, built when first used. A pack rule reads only the names of its
+    groups at load (from Python's compile, the same as RE2's); translating it and compiling it
+    for RE2 (a millisecond or more for a rule with Unicode classes) waits for the first line
+    that holds its literal, which most rules of most packs never meet in a given log, and a
+    rule that runs on its LineSafe form may never need it. Anything else (`engine`,
+    `fallback_reason`, ...) builds the pattern and is the built one's."""
 
     def __init__(self, pattern: str | bytes, flags: int, rx: re.Pattern):
         self.pattern, self.flags = pattern, flags
@@ -514,7 +516,19 @@ class DeferredPattern:
             self._built = compile(self.pattern, self.flags)
         return self._built
 
-    def __getattr__(self, name):           # only for what __init__ did not set
+    def search(self, text):
+        return (self._built or self.built()).search(text)
+
+    def match(self, text):
+        return (self._built or self.built()).match(text)
+
+    def finditer(self, text):
+        return (self._built or self.built()).finditer(text)
+
+    def sub(self, repl, text, count: int = 0):
+        return (self._built or self.built()).sub(repl, text, count)
+
+    def __getattr__(self, name):           # only for what the class and __init__ do not have
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.built(), name)

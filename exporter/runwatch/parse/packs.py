@@ -351,11 +351,11 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
                 raise ConfigError(file, r.line, f"{where}: missing {k!r}")
         pattern = expect(r["match"], str, r, "match", f"{where}: match")
         flags = re.IGNORECASE if r.get("ignore_case") else 0
-        # a rule whose shape proves Python's re linear on it runs on re (its LineSafe form);
-        # its RE2 form, kept for `check` and the like, is then built only when asked for
+        # a rule whose shape proves Python's re linear on it runs on re (its LineSafe form); the
+        # RE2 form of any rule is built when first used (a line holding its literal, `check`)
         fast = linear_regex.line_safe(pattern, flags)
         try:
-            rx = linear_regex.compile(pattern, flags, deferred=fast is not None)   # .engine says which
+            rx = linear_regex.compile(pattern, flags, deferred=True)      # .engine says which
         except re.error as e:
             raise ConfigError(file, r.line_of("match"),
                               f"{where}: regex does not compile: {e.msg} at position {e.pos}") from None
