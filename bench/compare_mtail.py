@@ -2,7 +2,7 @@
 """`runwatch scan` against `mtail --one_shot`: the same log, the same rules, one run.
 
 usage: python3 bench/compare_mtail.py [--lines N] [--runs K] [--dense]
-                                      [--runwatch CMD] [--mtail CMD] [--workdir DIR]
+                                      [--runwatch CMD] [--also NAME=CMD ...] [--mtail CMD] [--workdir DIR]
 
 Needs mtail on the PATH (Debian: `apt-get install mtail`); the test suite does
 not. Both tools read one deterministic log from bench/make_mixed_log.py (1M
@@ -22,6 +22,14 @@ times the event path rather than the search for candidate lines.
 By default runwatch is this checkout's (`python -m runwatch` with exporter/
 first on PYTHONPATH, run by the interpreter running this script, which needs
 the package's dependencies); --runwatch "runwatch" times an installed one.
+--also NAME=CMD times another runwatch in the same alternation (an archive of
+an earlier commit, other packs: `--also "before=env PYTHONPATH=/tmp/old/exporter
+python3 -m runwatch"`), with its own figures checked and its own ratios.
+
+Every runwatch runs with its bytecode compiled, as an installed one has it:
+PYTHONPYCACHEPREFIX points into --workdir (the warm-up run writes it there, the
+checkout stays clean) and a PYTHONDONTWRITEBYTECODE of the shell is dropped, so no
+timed run compiles the package again (0.1-0.25 s per process otherwise).
 
 Prints the medians of wall time (and of CPU time, which a busy machine
 disturbs less, as a second opinion) and, last, `ratio: X.XX` = runwatch
@@ -133,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dense", action="store_true", help="nearly every line an event")
     ap.add_argument("--runwatch", default=None, metavar="CMD",
                     help="how to start runwatch (default: this checkout, python -m runwatch)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=CMD",
+                    help="another runwatch to time in the same alternation (repeatable)")
     ap.add_argument("--mtail", default="mtail", metavar="CMD", help="how to start mtail (default: mtail)")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "runwatch-bench"),
                     help="where the generated logs are kept between runs")
@@ -144,12 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which(mtail_cmd[0]):
         print(f"{mtail_cmd[0]} not found: apt-get install mtail (Debian), or --mtail CMD", file=sys.stderr)
         return 2
+    also = []
+    for spec in a.also:
+        name, eq, cmd = spec.partition("=")
+        if not eq or not name or not cmd.strip():
+            ap.error(f"--also takes NAME=CMD, got {spec!r}")
+        also.append((name, shlex.split(cmd)))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(os.path.abspath(a.workdir), "pycache")
+    also_env = dict(env)
     if a.runwatch is None:
         runwatch_cmd = [sys.executable, "-m", "runwatch"]
         path = os.environ.get("PYTHONPATH")
-        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "exporter") + (os.pathsep + path if path else ""))
+        env["PYTHONPATH"] = os.path.join(ROOT, "exporter") + (os.pathsep + path if path else "")
     else:
-        runwatch_cmd, env = shlex.split(a.runwatch), None
+        runwatch_cmd = shlex.split(a.runwatch)
 
     log, truth = ensure_log(a.workdir, a.lines, a.dense)
     progs = tempfile.mkdtemp(prefix="mtail-progs-", dir=a.workdir)   # mtail loads every file of --progs
@@ -158,10 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         # --address/--port 0: even --one_shot opens mtail's HTTP port (3903 by default)
         mtail = mtail_cmd + ["--one_shot", "--one_shot_format", "prometheus", "--progs", progs,
                              "--logs", log, "--logtostderr", "--address", "127.0.0.1", "--port", "0"]
-        runwatch = runwatch_cmd + ["scan"] + [x for p in PACKS for x in ("--pack", p)] + [log]
+        scan_args = ["scan"] + [x for p in PACKS for x in ("--pack", p)] + [log]
+        runwatch = runwatch_cmd + scan_args
+        others = [(name, cmd + scan_args) for name, cmd in also]
         load0 = os.getloadavg()[0]
         timed(mtail), timed(runwatch, env)          # warm-up
+        for _name, cmd in others:
+            timed(cmd, also_env)
         tm, tr, cm, cr, out_m, out_r = [], [], [], [], "", ""
+        t_o, c_o, out_o = [[] for _ in others], [[] for _ in others], ["" for _ in others]
         for _ in range(a.runs):
             dt, dcpu, out_m = timed(mtail)
             tm.append(dt)
@@ -169,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             dt, dcpu, out_r = timed(runwatch, env)
             tr.append(dt)
             cr.append(dcpu)
+            for k, (_name, cmd) in enumerate(others):
+                dt, dcpu, out_o[k] = timed(cmd, also_env)
+                t_o[k].append(dt)
+                c_o[k].append(dcpu)
         load1 = os.getloadavg()[0]
     finally:
         shutil.rmtree(progs, ignore_errors=True)
@@ -176,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     want = expected(truth)
     wrong = check("runwatch", out_r, "runwatch_", want, [("lines_total", {}, truth["lines"])])
     wrong += check("mtail", out_m, "", want)
+    for k, (name, _cmd) in enumerate(others):
+        wrong += check(name, out_o[k], "runwatch_", want, [("lines_total", {}, truth["lines"])])
     mm, mr = statistics.median(tm), statistics.median(tr)
     rm, rr = a.lines / mm, a.lines / mr
     print(f"log: {log} ({os.path.getsize(log) / 1e6:.0f} MB, {a.lines:,} lines, "
@@ -187,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     cpu_m, cpu_r = statistics.median(cm), statistics.median(cr)
     print(f"CPU time (user + system) median: mtail {cpu_m:.3f} s, "
           f"runwatch {cpu_r:.3f} s, ratio {cpu_m / max(cpu_r, 1e-9):.2f}")
-    print(f"figures checked against the truth: {len(want) + 1} for runwatch, {len(want)} for mtail"
+    for k, (name, _cmd) in enumerate(others):
+        mo, co = statistics.median(t_o[k]), statistics.median(c_o[k])
+        runs = ", ".join(f"{t:.3f}" for t in t_o[k])
+        print(f"{name}: median {mo:.3f} s  {a.lines / mo:,.0f} lines/s  (runs: {runs}); "
+              f"CPU {co:.3f} s; ratio {mm / mo:.2f} wall, {cpu_m / max(co, 1e-9):.2f} CPU")
+    print(f"figures checked against the truth: {len(want) + 1} for each runwatch, {len(want)} for mtail"
           f"{'' if wrong else ', all right'}")
     for w in wrong:
         print(w)

@@ -66,3 +66,89 @@ def test_render_is_byte_for_byte_prometheus_client(openmetrics):
     assert got == want
     assert b'kind="quote \\" back \\\\ slash\\nnewline \xc3\xbcn\xc3\xafcode"' in got
     assert b"runwatch_loki_push_duration_seconds_bucket" in got
+
+
+# ------------------------------------------------------------ runwatch's families, prometheus_client's samples
+
+def _both(kind, *args, calls=(), **kw):
+    import prometheus_client.core as pc
+
+    from runwatch.export import families
+    out = []
+    for mod in (pc, families):
+        m = getattr(mod, kind)(*args, **kw)
+        for call_args, call_kw in calls:
+            m.add_metric(*call_args, **call_kw)
+        out.append(m)
+    return out
+
+
+@pytest.mark.parametrize("kind,args,kw,calls", [
+    ("CounterMetricFamily", ("runwatch_x_total", "X."), {"labels": ["run_id", "action"]},
+     [((["r", "click"], 3), {}), ((["r2", 'q"\n'], 0.5), {"created": 12.0}), ((["r3"], 1), {})]),
+    ("CounterMetricFamily", ("runwatch_y", "Y."), {"value": 7}, []),
+    ("CounterMetricFamily", ("runwatch_z", "Z."), {"value": 2, "created": 5.0, "unit": "bytes"}, []),
+    ("GaugeMetricFamily", ("runwatch_g", "G."), {"labels": ["run_id"]},
+     [((["r"], float("nan")), {}), ((["s"], -0.0), {"timestamp": 3.0})]),
+    ("GaugeMetricFamily", ("runwatch_d", "D."), {"value": 1e21, "unit": "seconds"}, []),
+    ("InfoMetricFamily", ("runwatch_run", "Run."), {"labels": ["run_id"]},
+     [((["r"], {"kind": "log", "url": ""}), {})]),
+    ("InfoMetricFamily", ("runwatch_build", "B."), {"value": {"version": "1"}}, []),
+    ("StateSetMetricFamily", ("runwatch_run_state", "S."), {"labels": ["run_id"]},
+     [((["r"], {"running": True, "failed": False, "canceled": False}), {})]),
+    ("StateSetMetricFamily", ("runwatch_vm", "V."), {"value": {"on": False, "off": True}}, []),
+])
+def test_runwatchs_families_make_prometheus_clients_samples(kind, args, kw, calls):
+    theirs, ours = _both(kind, *args, calls=calls, **kw)
+    for attr in ("name", "documentation", "type", "unit"):
+        assert getattr(ours, attr) == getattr(theirs, attr), attr
+    assert [tuple(s) for s in ours.samples] == [tuple(s) for s in theirs.samples] and ours.samples
+    assert ours.samples[0]._fields == theirs.samples[0]._fields
+    assert ours == theirs
+    for openmetrics in (False, True):        # rendered alike, by runwatch and by prometheus_client
+        gen = generate_openmetrics if openmetrics else generate_latest
+        assert render([ours], openmetrics) == render([theirs], openmetrics) == gen(_Given([theirs]))
+        assert gen(_Given([ours])) == gen(_Given([theirs]))
+
+
+class _Given:
+    def __init__(self, fams):
+        self.fams = fams
+
+    def collect(self):
+        return self.fams
+
+
+def test_both_refuse_a_value_with_labels():
+    import prometheus_client.core as pc
+
+    from runwatch.export import families
+    for mod in (pc, families):
+        with pytest.raises(ValueError):
+            mod.GaugeMetricFamily("runwatch_a", "A.", value=1, labels=["x"])
+
+
+def test_values_are_written_as_prometheus_client_writes_them():
+    from prometheus_client import utils
+
+    from runwatch.export.exposition import go_float as ours
+    theirs = utils.floatToGoString
+    values = [0.0, -0.0, 1.0, -1.5, 1e21, 1e-7, 123456.0, 1234567.0, 12345678.9, 1.5e300, -1e21, 2 ** 53,
+              float("inf"), float("-inf"), float("nan"), 3, True, 0.1 + 0.2, 999999.9999, 1e6, 1e16]
+    assert [ours(v) for v in values] == [theirs(v) for v in values]
+
+
+def test_scan_renders_without_importing_prometheus_client(tmp_path):
+    """prometheus_client costs ~0.1 s to import: `runwatch scan` builds and writes its metrics without it."""
+    import subprocess
+    import sys
+    log = tmp_path / "job.log"
+    log.write_text("Task 1/2: a\nStep 1: Agent chose action: click\nERROR boom\n")
+    code = ("import sys, runwatch.cli as c\n"
+            f"rc = c.main(['scan', {str(log)!r}])\n"
+            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('prometheus_client', 'http', 'ssl')),"
+            " file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stderr.strip().splitlines()[-1] == "0 []", p.stderr
+    assert 'runwatch_errors_total{run_id="job.log"} 1.0' in p.stdout
+    assert 'runwatch_steps_total{action="click",run_id="job.log"} 1.0' in p.stdout

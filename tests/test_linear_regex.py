@@ -103,3 +103,77 @@ def test_a_case_insensitive_group_over_ascii_text_runs_on_re_with_the_same_match
         assert (want and want.groupdict()) == (got and got.groupdict()), text
     assert line_safe(r"\bStep (?i:[a-z]+)") is None           # a folded class: left to RE2
     assert line_safe(r"\bStep (?s:.+)") is None               # other flags: left to RE2
+
+
+# ------------------------------------------------------------ start-up: what loading a pack computes
+
+def test_the_kept_unicode_classes_are_pythons_own():
+    import unicodedata
+
+    from runwatch.parse import unicode_classes
+    if unicodedata.unidata_version != unicode_classes.UNIDATA_VERSION:
+        pytest.skip("another Unicode version: the classes are found afresh (see the next test)")
+    assert unicode_classes.classes() == {"digit": unicode_classes.DIGIT, "word": unicode_classes.WORD,
+                                         "space": unicode_classes.SPACE}
+    # and classes() finds what re itself takes, code point by code point
+    digit, word, space = (re.compile(c) for c in (r"\d", r"\w", r"\s"))
+    for kind, rx in (("digit", digit), ("word", word), ("space", space)):
+        inside = {cp for lo, hi in getattr(unicode_classes, kind.upper()) for cp in range(lo, hi + 1)}
+        top = unicode_classes.TOPS[kind]
+        assert inside == {cp for cp in range(top + 1) if rx.match(chr(cp))}, kind
+        assert not any(rx.match(chr(cp)) for cp in range(top + 1, 0x110000, 97)), kind   # none above the top
+
+
+def test_another_unicode_version_finds_the_classes_afresh(monkeypatch):
+    from runwatch.parse import unicode_classes
+    monkeypatch.setattr(unicode_classes, "UNIDATA_VERSION", "0.0")
+    linear_regex._unicode_set.cache_clear()
+    try:
+        assert linear_regex._unicode_set("word") == unicode_classes.classes()["word"]
+        assert linear_regex._found_classes.cache_info().currsize == 1
+    finally:
+        linear_regex._unicode_set.cache_clear()
+        linear_regex._found_classes.cache_clear()
+
+
+def test_the_ascii_case_table_is_every_case_mapping_onto_an_ascii_letter():
+    want = {cp: {cp, ord(chr(cp).swapcase())} for cp in range(0x41, 0x7B) if chr(cp).isalpha()}
+    for x in range(0x80, 0x2200):
+        for form in (chr(x).lower()[:1], chr(x).upper()[:1], chr(x).casefold()[:1]):
+            if form.isascii() and ord(form) in want:
+                want[ord(form)].add(x)
+                want[ord(form.swapcase())].add(x)
+    assert linear_regex._ascii_case_table() == {cp: tuple(sorted(v)) for cp, v in want.items()}
+    assert 0x212A in linear_regex._ascii_case_table()[ord("k")]        # the Kelvin sign
+
+
+def test_a_deferred_pattern_is_built_at_first_use_and_is_then_the_same():
+    d = linear_regex.compile(r"Task (?P<i>\d+)/(?P<n>\d+)", deferred=True)
+    assert d._built is None and d.groups == 2 and d.groupindex == {"i": 1, "n": 2}
+    assert d.engine == "re2" and d._built is not None
+    m = d.search("x Task 3/10")
+    assert m.groupdict() == {"i": "3", "n": "10"} and m.span() == (2, 11)
+    assert linear_regex.compile(r"(a)\1", deferred=True).fallback_reason == "a backreference"
+    with pytest.raises(re.error):
+        linear_regex.compile(r"(unclosed", deferred=True)          # refused at once, as compile does
+
+
+def test_loading_a_pack_translates_no_rule_and_a_rule_at_its_first_use_once(monkeypatch):
+    from runwatch.parse.packs import BUILTIN_DIR, Matcher, parse_pack
+    from runwatch.yamlfile import load_file
+    translated = []
+    real = linear_regex.translate
+    monkeypatch.setattr(linear_regex, "translate", lambda p, f=0: translated.append(p) or real(p, f))
+    rules = [r for n in builtin_names() for r in parse_pack(load_file(f"{BUILTIN_DIR}/{n}.yaml"), n, n).rules]
+    assert translated == [] and len(rules) > 30
+    docker = parse_pack(load_file(f"{BUILTIN_DIR}/docker.yaml"), "docker", "docker")
+    out: list = []
+    m = Matcher([docker])
+    for _ in range(2):
+        m.match_block(b"#5 [builder 2/7] RUN make\n#5 DONE 1.2s\nnothing here\n", 0.0, out)
+    kinds = [e.type for e in out if e.type != "phase"]
+    assert kinds == ["build_step", "build_step_done"] * 2
+    on_re2 = {r.rx.pattern for r in docker.rules if r.fast is None and "#" in (r.literals or ())}
+    assert set(translated) <= on_re2 and len(translated) == len(set(translated)) > 0     # each once, when met
+    for r in rules:                     # every rule's RE2 form exists, built when asked for
+        assert r.rx.engine == "re2" and r.rx.groupindex == (r.fast.rx.groupindex if r.fast else r.rx.groupindex)

@@ -72,3 +72,77 @@ def test_every_config_number_goes_through_it(tmp_path, snippet, reason, line):
     with pytest.raises(ConfigError) as e:
         load_config(str(p))
     assert e.value.file == str(p) and e.value.line == line and reason in e.value.reason, str(e.value)
+
+
+# ------------------------------------------------------------ fast=True: libyaml, the same result
+
+def _same(a, b):
+    """Equal values of equal types, with the same file and lines at every level."""
+    assert type(a) is type(b) and (a == b or a != a and b != b)      # nan is nan
+    for attr in ("file", "line", "key_lines", "item_lines"):
+        assert getattr(a, attr, None) == getattr(b, attr, None), attr
+    if isinstance(a, dict):
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, list):
+        for x, y in zip(a, b, strict=True):
+            _same(x, y)
+
+
+def test_fast_loading_gives_the_values_and_lines_of_the_usual_way():
+    import glob
+    import os
+
+    import runwatch
+    from runwatch.yamlfile import load_file
+    root = os.path.dirname(runwatch.__file__)
+    files = sorted(glob.glob(os.path.join(root, "packs", "*.yaml")) + glob.glob(os.path.join(root, "demo", "*.yaml")))
+    assert len(files) > 10
+    for f in files:
+        _same(load_file(f), load_file(f, fast=True))
+    _same(load_text(DOC, "cfg.yaml"), load_text(DOC, "cfg.yaml", fast=True))
+
+
+def _nested(depth: int) -> str:
+    return "x: " + "[" * depth + "1" + "]" * depth + "\n"
+
+
+@pytest.mark.parametrize("text,refused", [
+    ("a: 1\nb: [1, 2\n", True),                                    # a syntax error
+    ("a: 1\na: 2\n", True),                                        # a duplicate key
+    ('a: "x\\udcff"\n', True),                                     # a lone surrogate
+    ("x: &x 1\nmany: [" + ", ".join(["*x"] * 1001) + "]\n", True), # too many aliases
+    ("x: &x 1\nmany: [" + ", ".join(["*x"] * 1000) + "]\n", False),
+    ("loop: &l [*l]\n", True),                                      # a recursive alias
+    (_nested(62), False), (_nested(63), True), (_nested(64), True), (_nested(5000), True),   # the depth limit
+], ids=["syntax", "duplicate", "surrogate", "aliases1001", "aliases1000", "recursive",
+        "depth62", "depth63", "depth64", "depth5000"])
+def test_fast_loading_refuses_what_the_usual_way_refuses_in_its_words(text, refused):
+    def outcome(**kw):
+        try:
+            return "ok", load_text(text, "f.yaml", **kw)
+        except ConfigError as e:
+            return "error", str(e)
+    slow, fast = outcome(), outcome(fast=True)
+    assert fast[0] == slow[0] == ("error" if refused else "ok")
+    if refused:
+        assert fast[1] == slow[1] and slow[1].startswith("f.yaml:"), slow[1]
+    else:
+        _same(slow[1], fast[1])
+
+
+def test_fast_loading_reads_a_valid_text_with_libyaml_alone(monkeypatch):
+    import yaml
+
+    from runwatch import yamlfile
+    if not getattr(yaml, "__with_libyaml__", False):
+        pytest.skip("PyYAML built without libyaml: fast=True is the usual way")
+    bases = []
+    real = yamlfile._loader_for
+    monkeypatch.setattr(yamlfile, "_loader_for",
+                        lambda file, base=yaml.SafeLoader: bases.append(base) or real(file, base))
+    load_text(DOC, "cfg.yaml", fast=True)
+    assert bases == [yaml.CSafeLoader]
+    with pytest.raises(ConfigError):
+        load_text("a: 1\na: 2\n", "cfg.yaml", fast=True)
+    assert bases == [yaml.CSafeLoader, yaml.CSafeLoader, yaml.SafeLoader]     # refused: read again the usual way

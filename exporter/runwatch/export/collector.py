@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily,
-                                    StateSetMetricFamily)
-from prometheus_client.registry import Collector
+from .families import Collector, CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, StateSetMetricFamily
 
 from .. import __version__
 from ..events import AGENT_STATES, RUN_STATES, VM_POWER_STATES

@@ -11,11 +11,8 @@ prometheus_client itself.
 """
 from __future__ import annotations
 
+import math
 from math import copysign
-
-from prometheus_client import exposition as _text_lib
-from prometheus_client.openmetrics import exposition as _om_lib
-from prometheus_client.utils import floatToGoString
 
 # text format: the name suffix and type a family gets (prometheus_client's munging)
 _TEXT = {"counter": ("_total", "counter"), "info": ("_info", "gauge"), "stateset": ("", "gauge"),
@@ -27,6 +24,24 @@ def text_family(m) -> tuple[str, str]:
     """The family name and type the text format announces (`# TYPE runwatch_errors_total counter`)."""
     suffix, mtype = _TEXT.get(m.type, ("", m.type))
     return m.name + suffix, mtype
+
+
+def go_float(d) -> str:
+    """A sample value as prometheus_client.utils.floatToGoString writes it (Go's formatting),
+    here so that rendering needs no prometheus_client (`scan` never imports it)."""
+    d = float(d)
+    if d == math.inf:
+        return "+Inf"
+    if d == -math.inf:
+        return "-Inf"
+    if math.isnan(d):
+        return "NaN"
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:               # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return s
 
 
 def _esc(v: str) -> str:
@@ -56,7 +71,9 @@ def render(families, openmetrics: bool) -> bytes:
     out: list[str] = []
     append = out.append
     for m in families:
-        if not _plain(m):
+        if not _plain(m):                  # rare (exemplars, timestamps ...): prometheus_client's own
+            from prometheus_client import exposition as _text_lib
+            from prometheus_client.openmetrics import exposition as _om_lib
             if openmetrics:
                 append(_om_lib.generate_latest(_One(m)).decode("utf-8")[:-len("# EOF\n")])
             else:
@@ -78,7 +95,7 @@ def render(families, openmetrics: bool) -> bytes:
             elif v == 0:
                 value = "0.0" if copysign(1.0, v) > 0 else "-0.0"
             else:
-                value = floatToGoString(v)
+                value = go_float(v)
             if len(labels) == 1:
                 (k, lv), = labels.items()
                 append(f'{s.name}{{{k}="{_esc(lv)}"}} {value}\n')

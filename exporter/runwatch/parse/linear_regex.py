@@ -7,8 +7,9 @@ pattern is parsed with Python's own parser and written out again as RE2 syntax
 with Python's meaning kept:
 
 - `\\d`, `\\w`, `\\s` of a str pattern are Python's Unicode classes, spelled out
-  as code point ranges taken from `str.isdecimal` / `str.isalnum` / `str.isspace`;
-  of a bytes pattern, the ASCII classes (`\\s` includes `\\v`, which RE2's does not).
+  as code point ranges (unicode_classes.py: the ones re itself takes, kept for one Unicode
+  version, found afresh for another); of a bytes pattern, the ASCII classes (`\\s`
+  includes `\\v`, which RE2's does not).
 - bytes patterns run in RE2's Latin-1 mode (one byte, one character, as in
   Python), with ASCII-only case folding, as Python's bytes patterns have.
 - `$` is `(?m:$)`: on one line, with or without its newline, the same as Python's
@@ -29,10 +30,14 @@ pattern) and `.engine` ("re2" or "re") and `.fallback_reason`.
 from __future__ import annotations
 
 import functools
+import operator
 import re
+import unicodedata
 
 import re2
 from re2 import _re2
+
+from . import unicode_classes
 
 try:  # Python 3.11+
     import re._constants as _c
@@ -64,35 +69,18 @@ class Unsupported(Exception):
 
 # ------------------------------------------------------------ character sets
 
-def _ranges_of(category: str, top: int) -> tuple[tuple[int, int], ...]:
-    """The code points up to top in Python's own \\d, \\w or \\s class, as ranges: found
-    by re itself in a string of every code point (C speed, the start-up of every command)."""
-    every = "".join(map(chr, range(top + 1)))
-    return tuple((m.start(), m.end() - 1) for m in re.finditer(category + "+", every))
-
-
-def _ranges(pred, top: int) -> tuple[tuple[int, int], ...]:
-    out, start = [], None
-    for cp in range(top + 1):
-        if pred(chr(cp)):
-            if start is None:
-                start = cp
-        elif start is not None:
-            out.append((start, cp - 1))
-            start = None
-    if start is not None:
-        out.append((start, top))
-    return tuple(out)
+@functools.cache
+def _unicode_set(category: str) -> tuple[tuple[int, int], ...]:
+    """Python's \\d ("digit"), \\w ("word") or \\s ("space") of str patterns, as ranges: the
+    tables kept for this Python's Unicode version, or found afresh (unicode_classes.classes)."""
+    if unicodedata.unidata_version == unicode_classes.UNIDATA_VERSION:
+        return getattr(unicode_classes, category.upper())
+    return _found_classes()[category]
 
 
 @functools.cache
-def _unicode_set(category: str) -> tuple[tuple[int, int], ...]:
-    # No decimal digit, letter or numeral is assigned above U+3FFFF, no space above U+3000.
-    if category == "digit":
-        return _ranges_of(r"\d", 0x3FFFF)
-    if category == "word":
-        return _ranges_of(r"\w", 0x3FFFF)
-    return _ranges_of(r"\s", 0x3000)
+def _found_classes() -> dict[str, tuple[tuple[int, int], ...]]:
+    return unicode_classes.classes()
 
 
 _ASCII_SETS = {
@@ -187,6 +175,9 @@ class _Writer:
         return _cp(cp)
 
     def charset(self, items, flags: int) -> str:
+        return _charset_text(tuple(items), self.is_bytes, flags & (re.IGNORECASE | re.ASCII))
+
+    def _charset(self, items, flags: int) -> str:
         negate = False
         ranges: list[tuple[int, int]] = []
         for op, av in items:
@@ -267,6 +258,13 @@ class _Writer:
         if av is _c.AT_NON_BOUNDARY:
             return "\\B"
         raise Unsupported(f"anchor {av}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _charset_text(items: tuple, is_bytes: bool, flags: int) -> str:
+    """A class's RE2 text, kept: the same classes (\\d+, [^\\s:]) recur in many rules, and the
+    big Unicode ones cost a sort and a merge of hundreds of ranges each time."""
+    return _Writer(is_bytes, 0, {})._charset(items, flags)
 
 
 _UNSUPPORTED = {
@@ -484,14 +482,59 @@ class BacktrackingPattern:
         return f"linear_regex.compile({self.pattern!r}, engine='re')"
 
 
-def compile(pattern: str | bytes, flags: int = 0):   # noqa: A001 - the drop-in for re.compile, called as linear_regex.compile
+def compile(pattern: str | bytes, flags: int = 0, *, deferred: bool = False):   # noqa: A001 - the drop-in for re.compile, called as linear_regex.compile
     """RE2 where the pattern allows it, else Python re. Raises re.error for a
-    pattern Python's re rejects (so error messages stay Python's)."""
+    pattern Python's re rejects (so error messages stay Python's).
+
+    deferred=True: the same, translated and compiled at first use (see DeferredPattern)."""
     rx = re.compile(pattern, flags)
+    if deferred:
+        return DeferredPattern(pattern, flags, rx)
     try:
         return LinearPattern(pattern, flags)
     except Unsupported as e:
         return BacktrackingPattern(rx, str(e))
+
+
+class DeferredPattern:
+    """compile()'s result, built when first used. A pack rule reads only the names of its
+    groups at load (from Python's compile, the same as RE2's); translating it and compiling it
+    for RE2 (a millisecond or more for a rule with Unicode classes) waits for the first line
+    that holds its literal, which most rules of most packs never meet in a given log, and a
+    rule that runs on its LineSafe form may never need it. Anything else (`engine`,
+    `fallback_reason`, ...) builds the pattern and is the built one's."""
+
+    def __init__(self, pattern: str | bytes, flags: int, rx: re.Pattern):
+        self.pattern, self.flags = pattern, flags
+        self.is_bytes = isinstance(pattern, bytes)
+        self.groups, self.groupindex = rx.groups, dict(rx.groupindex)
+        self._built = None
+
+    def built(self):
+        """The LinearPattern (or BacktrackingPattern) this stands for."""
+        if self._built is None:
+            self._built = compile(self.pattern, self.flags)
+        return self._built
+
+    def search(self, text):
+        return (self._built or self.built()).search(text)
+
+    def match(self, text):
+        return (self._built or self.built()).match(text)
+
+    def finditer(self, text):
+        return (self._built or self.built()).finditer(text)
+
+    def sub(self, repl, text, count: int = 0):
+        return (self._built or self.built()).sub(repl, text, count)
+
+    def __getattr__(self, name):           # only for what the class and __init__ do not have
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.built(), name)
+
+    def __repr__(self) -> str:
+        return f"linear_regex.compile({self.pattern!r}, deferred=True)"
 
 
 # ------------------------------------------------------------ proven linear on Python re
@@ -526,6 +569,11 @@ _ALLOWED_AT = None     # set below (needs _c)
 def _cat_ranges(cat) -> list[tuple[int, int]]:
     """The code points of a str category, erring on the large side for the analysis:
     above the tables' limit every character may be a digit or a word character."""
+    return list(_cat_ranges_kept(cat))
+
+
+@functools.lru_cache(maxsize=16)
+def _cat_ranges_kept(cat) -> tuple[tuple[int, int], ...]:
     kind, negated = _CATEGORIES[cat]
     base = list(_unicode_set(kind))
     if kind != "space":
@@ -534,8 +582,8 @@ def _cat_ranges(cat) -> list[tuple[int, int]]:
         out = _complement(_unicode_set(kind), _TOP)
         if kind != "space":
             out.append((0x40000, _TOP))
-        return _normalize(out)
-    return _normalize(base)
+        return tuple(_normalize(out))
+    return tuple(_normalize(base))
 
 
 def _set_of(op, av) -> list[tuple[int, int]] | None:
@@ -547,21 +595,28 @@ def _set_of(op, av) -> list[tuple[int, int]] | None:
     if op is _c.ANY:
         return _complement([(_NL, _NL)], _TOP)
     if op is _c.IN:
-        negate, ranges = False, []
-        for iop, iav in av:
-            if iop is _c.NEGATE:
-                negate = True
-            elif iop is _c.LITERAL:
-                ranges.append((iav, iav))
-            elif iop is _c.RANGE:
-                ranges.append(iav)
-            elif iop is _c.CATEGORY:
-                ranges.extend(_cat_ranges(iav))
-            else:
-                return None
-        ranges = _normalize(ranges)
-        return _complement(ranges, _TOP) if negate else ranges
+        found = _class_set(tuple(av))
+        return None if found is None else list(found)
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_set(av: tuple) -> tuple[tuple[int, int], ...] | None:
+    """_set_of a class ([...], \\d, \\s ...), kept: a rule's analysis asks for each class several times."""
+    negate, ranges = False, []
+    for iop, iav in av:
+        if iop is _c.NEGATE:
+            negate = True
+        elif iop is _c.LITERAL:
+            ranges.append((iav, iav))
+        elif iop is _c.RANGE:
+            ranges.append(iav)
+        elif iop is _c.CATEGORY:
+            ranges.extend(_cat_ranges(iav))
+        else:
+            return None
+    ranges = _normalize(ranges)
+    return tuple(_complement(ranges, _TOP) if negate else ranges)
 
 
 def _disjoint(a, b) -> bool:
@@ -685,14 +740,18 @@ def _case_variants(cp: int) -> tuple[int, ...]:
 @functools.lru_cache(maxsize=1)
 def _ascii_case_table() -> dict[int, tuple[int, ...]]:
     """For each ASCII letter, its case variants (a superset of what re's IGNORECASE takes:
-    the Kelvin sign for k, the long s for s, the dotted and dotless i for i), in one pass."""
+    the Kelvin sign for k, the long s for s, the dotted and dotless i for i): the characters
+    up to U+2200 whose lower case, upper case or case fold starts with an ASCII letter, found
+    by str methods and re over all of them at once (C speed)."""
     table = {cp: {cp, ord(chr(cp).swapcase())} for cp in range(0x41, 0x7B) if chr(cp).isalpha()}
-    for x in range(0x80, 0x2200):
-        ch = chr(x)
-        for form in (ch.lower()[:1], ch.upper()[:1], ch.casefold()[:1]):
-            if form.isascii() and ord(form) in table:
-                table[ord(form)].add(x)
-                table[ord(form.swapcase())].add(x)
+    chars = [chr(x) for x in range(0x80, 0x2200)]
+    first = operator.itemgetter(0)            # no case mapping of a character is empty
+    for form in (str.lower, str.upper, str.casefold):
+        heads = "".join(map(first, map(form, chars)))
+        for m in re.finditer("[A-Za-z]", heads):
+            x, letter = 0x80 + m.start(), ord(m.group())
+            table[letter].add(x)
+            table[ord(chr(letter).swapcase())].add(x)
     return {cp: tuple(sorted(v)) for cp, v in table.items()}
 
 
@@ -838,16 +897,22 @@ class LineSafe:
     `lead` is the literal every match starts with (after zero-width anchors), so
     a block can be searched by finding `lead` and matching at each place."""
 
-    __slots__ = ("rx", "lead", "pattern", "at_line_start", "lines_rx")
+    __slots__ = ("rx", "lead", "pattern", "at_line_start", "_lines_rx")
 
-    def __init__(self, rx: re.Pattern, lead: str, pattern: str, at_line_start: bool = False,
-                 lines_rx: re.Pattern | None = None):
+    def __init__(self, rx: re.Pattern, lead: str, pattern: str, at_line_start: bool = False):
         self.rx, self.lead, self.pattern = rx, lead, pattern
         self.at_line_start = at_line_start     # a leading ^: every match starts a line
-        # the same pattern for finditer over a block: at most one match per line, each running on
-        # to the line's end (m.end() is where its newline is), and the first character a literal
-        # (a leading \b written as a lookbehind after it), so re's own literal search skips ahead
-        self.lines_rx = lines_rx
+        self._lines_rx = None
+
+    @property
+    def lines_rx(self) -> re.Pattern | None:
+        """The same pattern for finditer over a block (None with a leading ^): at most one match
+        per line, each running on to the line's end (m.end() is where its newline is), and the
+        first character a literal (a leading \\b written as a lookbehind after it), so re's own
+        literal search skips ahead. Compiled at first use: only dense blocks need it."""
+        if self._lines_rx is None and not self.at_line_start:
+            self._lines_rx = re.compile(self.pattern + "[^\\n]*")
+        return self._lines_rx
 
 
 def line_safe(pattern: str, flags: int = 0) -> LineSafe | None:
@@ -872,8 +937,7 @@ def line_safe(pattern: str, flags: int = 0) -> LineSafe | None:
     if rx.groups != original.groups or dict(rx.groupindex) != dict(original.groupindex):
         return None
     at_start = bool(parsed.data) and parsed.data[0] == (_c.AT, _c.AT_BEGINNING)
-    lines_rx = None if at_start else re.compile(written + "[^\\n]*")
-    return LineSafe(rx, lead, written, at_start, lines_rx)
+    return LineSafe(rx, lead, written, at_start)
 
 
 def _lines_text(data, names) -> str:

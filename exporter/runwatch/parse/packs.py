@@ -19,6 +19,7 @@ Within a pack the first matching rule wins; every pack sees every line.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import re
 from typing import Any
@@ -27,7 +28,6 @@ from .. import events as ev
 from ..events import Event
 from . import linear_regex
 from .textsearch import KeywordSet
-from .timestamps import parse_timestamp_key
 from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
 
 try:  # Python 3.11+
@@ -352,8 +352,11 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
                 raise ConfigError(file, r.line, f"{where}: missing {k!r}")
         pattern = expect(r["match"], str, r, "match", f"{where}: match")
         flags = re.IGNORECASE if r.get("ignore_case") else 0
+        # a rule whose shape proves Python's re linear on it runs on re (its LineSafe form); the
+        # RE2 form of any rule is built when first used (a line holding its literal, `check`)
+        fast = linear_regex.line_safe(pattern, flags)
         try:
-            rx = linear_regex.compile(pattern, flags)     # RE2 where it can; .engine says which
+            rx = linear_regex.compile(pattern, flags, deferred=True)      # .engine says which
         except re.error as e:
             raise ConfigError(file, r.line_of("match"),
                               f"{where}: regex does not compile: {e.msg} at position {e.pos}") from None
@@ -369,10 +372,10 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
         else:
             literals = required_literals(pattern, flags)
             prefilter = None
-        fast = linear_regex.line_safe(pattern, flags)
         rules.append(Rule(rname, name, rx, literals, emits, file, r.line_of("match"), fast, prefilter))
     timestamp = None
     if "timestamp" in data:     # optional: how `runwatch scan --timestamps` reads this log's times
+        from .timestamps import parse_timestamp_key     # (its import compiles regexes: only when asked)
         timestamp = parse_timestamp_key(data["timestamp"], data, file, name)
     return Pack(name, str(data.get("description", "")), rules, file, timestamp)
 
@@ -380,7 +383,8 @@ def parse_pack(data: Any, file: str, default_name: str) -> Pack:
 @functools.cache
 def load_pack_file(path: str) -> Pack:
     default = os.path.splitext(os.path.basename(path))[0]
-    return parse_pack(load_file(path), path, default)
+    # the packs runwatch ships are read with libyaml: a third of the start-up otherwise
+    return parse_pack(load_file(path, fast=os.path.dirname(path) == BUILTIN_DIR), path, default)
 
 
 def load_builtin(name: str, file: str = "<command line>", line: int | None = None) -> Pack:
@@ -393,8 +397,16 @@ def load_builtin(name: str, file: str = "<command line>", line: int | None = Non
 
 
 def load_packs(names: list[str], rule_files: list[str]) -> list[Pack]:
-    packs = [load_builtin(n) for n in names]
-    packs += [load_pack_file(os.path.abspath(f)) for f in rule_files]
+    # Loading makes tens of thousands of small objects (parse trees, YAML nodes) and no garbage
+    # cycles to speak of: the cyclic collector, walking them again and again, took 10-20% of it.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        packs = [load_builtin(n) for n in names]
+        packs += [load_pack_file(os.path.abspath(f)) for f in rule_files]
+    finally:
+        if collecting:
+            gc.enable()
     return packs
 
 
