@@ -92,6 +92,7 @@ CASES = {
     "xgboost-no-early-stop": (("xgboost", "numpy"), False),
     "xgboost-sklearn": (("xgboost", "scikit-learn", "numpy"), False),
     "lightgbm-early-stop": (("lightgbm", "numpy"), False),
+    "lightgbm-full-rounds": (("lightgbm", "numpy"), False),
     "optuna-single": (("optuna",), False),
     "optuna-multi": (("optuna",), False),
     "hf-tqdm": (("transformers", "torch"), False, {"venv": "train"}),

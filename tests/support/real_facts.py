@@ -163,7 +163,8 @@ def facts(case: str) -> list[tuple]:
                 if kind == "xgboost":
                     fact(f"last {name}", "runwatch_score", op, values[-1], name=name)
         if kind == "lightgbm":
-            fact("early stopping ends the run", "runwatch_run_progress_ratio", "==", 1.0)
+            # "Early stopping, best iteration is:" / "Did not meet early stopping. Best iteration is:"
+            fact("LightGBM's end marker ends the run", "runwatch_run_progress_ratio", "==", 1.0)
         else:   # no planned total printed (num_boost_round, n_estimators): unknown unless configured
             fact("no planned rounds printed, no progress ratio", "runwatch_run_progress_ratio", "absent", None)
     elif kind == "optuna":
