@@ -126,8 +126,15 @@ def test_lightgbm_rounds_of_the_configured_total_and_its_end_marker(case):
     assert sorted(set(values)) == pytest.approx(sorted({r / n for r in range(1, t["rounds"] + 1)} | {1.0}))
 
 
-def test_scan_and_run_take_the_planned_total(tmp_path):
+def test_scan_run_and_a_config_take_the_planned_total(tmp_path, monkeypatch):
     # the --total flag (scan, run; RUNWATCH_TOTAL) and a config's `total:` are the same plan
+    from runwatch.cli import build_parser
+    assert build_parser().parse_args(["run", "--total", "5", "--", "true"]).total == 5
+    monkeypatch.setenv("RUNWATCH_TOTAL", "7")
+    assert build_parser().parse_args(["scan", "x.log"]).total == 7
+    monkeypatch.delenv("RUNWATCH_TOTAL")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["scan", "--total", "0", "x.log"])
     from support.cli import scan as scan_cli
     from support.prom_text import sample
     d = os.path.join(corpus.HERE, "xgboost-no-early-stop")
