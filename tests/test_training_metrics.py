@@ -163,10 +163,13 @@ def test_keras_evaluate_has_a_bar_without_epochs():
 
 
 def test_lightning_rich_without_max_epochs_and_metric_names_with_slashes():
-    st = lines(["lightning"], "Epoch 7  ━━━━━━━━━━━━━━╸━━━━━━━━━━━ 6/12 0:00:01 • 0:00:01 9.80it/s v_num: 3.000 "
-                              "train/loss: 0.412")
-    assert st.progress_ratio() == pytest.approx(0.5)
-    assert st.metrics == {"train/loss": 0.412}
+    # max_steps without max_epochs (-1): rich draws "Epoch 7/-2"; the epochs have no total, so
+    # the run's fraction is unknown (the batches' 6/12 is one epoch's), the metrics are read
+    for desc in ("Epoch 7/-2", "Epoch 7   "):
+        st = lines(["lightning"], f"{desc} ━━━━━━━━━━━━━━╸━━━━━━━━━━━ 6/12 0:00:01 • 0:00:01 9.80it/s v_num: 3.000 "
+                                  "train/loss: 0.412")
+        assert st.progress_ratio() is None, desc
+        assert st.metrics == {"train/loss": 0.412}
     st = lines(["tqdm"], "Epoch 7:  50%|█████     | 6/12 [00:01<00:01,  9.80it/s, v_num=3, train/loss=0.412]")
     assert st.metrics == {"train/loss": 0.412} and st.progress_ratio() == 0.5
 
@@ -202,3 +205,24 @@ def test_hostile_lines_do_not_stall_the_training_packs(tmp_path):
         args += ["--pack", p]
     p = subprocess.run(runwatch_cmd(*args, str(log)), capture_output=True, text=True, check=True, timeout=600)
     assert sample(p.stdout, "runwatch_lines_total") == len(prefixes) * len(units)
+
+
+def test_lightning_rich_metrics_wrapped_across_lines_keep_their_names():
+    # rich word-wraps the metrics column: "train_loss:" ends the bar's line, its value opens the
+    # next; a name wider than the column is cut with "…" and its value belongs to no name
+    pad = " " * 63
+    st = lines(["lightning"],
+               "Epoch 3/3  ━━━━━━━━━━━━━━━━━ 12/12 0:00:00 • 0:00:00 25.05it/s v_num: 0.000 train_loss:   ",
+               pad + "0.647 val_loss: 0.609",
+               pad + "val_balanced_mul…",
+               pad + "0.687 val_error: ",
+               pad + "0.323            ")
+    assert st.metrics == {"train_loss": 0.647, "val_loss": 0.609, "val_error": 0.323}
+    assert st.best_scores == {"train_loss": 0.647, "val_loss": 0.609, "val_error": 0.323}
+    # on a terminal each line is in italics; a dangling v_num (Lightning's logger version) is no metric
+    st = lines(["lightning"],
+               "Epoch 3/3  \x1b[35m━━━━━━━━━━\x1b[0m 12/12 \x1b[2m0:00:00 • 0:00:00\x1b[0m \x1b[2;4m206.41it/s\x1b[0m "
+               "\x1b[3mv_num:   \x1b[0m",
+               pad + "\x1b[3m0.000 train_loss:   \x1b[0m",
+               pad + "\x1b[3m0.647 val_acc: 0.677      \x1b[0m")
+    assert st.metrics == {"train_loss": 0.647, "val_acc": 0.677}

@@ -201,6 +201,11 @@ def _common_api(p, open_flag: bool = True):
         _opt(p, "--open", action="store_true", default=False, help="open the status page in your browser")
 
 
+TOTAL_HELP = ("the planned units of the run's outermost level (epochs, boosting rounds: XGBoost's "
+              "num_boost_round) for a tool that prints a position but no total: progress = units done / N "
+              "(a total the tool prints wins)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="runwatch", formatter_class=_Formatter, epilog=EPILOG,
@@ -227,6 +232,7 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
     _opt(p, "--stdin", action="store_true", default=False, help="read the output from stdin instead of a command")
     _opt(p, "--cost-per-hour", type=_usd, default=None, metavar="USD", help="billing rate while the run runs")
     _opt(p, "--budget", type=_usd, default=None, metavar="USD", help="the run's budget (runwatch_cost_budget_usd)")
+    _opt(p, "--total", type=_positive_int, default=None, metavar="N", help=TOTAL_HELP)
     _opt(p, "--kill-after", type=_seconds, default=10.0, metavar="SECONDS",
          help="when the run is canceled (runwatch cancel): SIGKILL this long after SIGTERM")
     _opt(p, "--pty", action="store_true", default=False,
@@ -274,6 +280,7 @@ then: curl -s localhost:9897/metrics | grep runwatch_""")
          help="one run for all files (default: one per file, named after it)")
     _opt(p, "--jobs", type=_positive_int, default=None, metavar="N",
          help="worker processes for large files (default: one per CPU)")
+    _opt(p, "--total", type=_positive_int, default=None, metavar="N", help=TOTAL_HELP)
     _opt(p, "--timestamps", action="store_true", default=False,
          help="backfill: take each sample's time from the log line's own timestamp and write OpenMetrics "
               "with timestamps for `promtool tsdb create-blocks-from openmetrics` (docs/time-and-money.md)")

@@ -20,7 +20,7 @@ TOP_KEYS = ("listen", "max_line_bytes", "grace_seconds", "poll_interval", "file_
             "checkpoint_seconds", "loki", "redact", "remote_write", "runs")
 FILE_WATCH = ("inotify", "poll")
 RUN_KEYS = ("id", "file", "from", "packs", "rules", "kind", "url", "labels", "cost_per_hour", "budget_usd",
-            "azureml_job", "azure_vm", "wandb")
+            "total", "azureml_job", "azure_vm", "wandb")
 CLOUD_KEYS = ("azureml_job", "azure_vm", "wandb")   # state sources (docs/cloud.md); parsed without their SDKs
 LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"run_id", "kind", "source", "url", "job", "instance"}
@@ -164,10 +164,11 @@ def _run(r: Map, base: str, seen: dict) -> RunConfig:
                                                f"(the status page links it), got {url[:60]!r}")
     rate = number(r, "cost_per_hour", None, minimum=0)
     budget = number(r, "budget_usd", None, minimum=0)
+    total = number(r, "total", None, what=f"run {rid!r}: total", minimum=1, integer=True)
     source = "stdin" if src == "-" else "file" if src else next(iter(cloud))
     spec = RunSpec(id=rid, kind=str(r.get("kind", "job")), source=source,
                    url=url, labels={str(k): str(v) for k, v in labels.items()},
-                   cost_rate=rate, budget=budget)
+                   cost_rate=rate, budget=budget, total=total)
     return RunConfig(spec=spec, file=src, from_start=(start == "start"), packs=packs, cloud=cloud)
 
 

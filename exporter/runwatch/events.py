@@ -216,7 +216,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "status": {"state": (_choice(*RUN_STATES), True), "reason": (_str, False)},
     "progress": {"done": (_nonneg, False), "total": (_nonneg, False), "ratio": (_float, False),
                  "percent": (_float, False), "current": (_count, False), "last": (_count, False),
-                 "eta_seconds": (_duration, False),
+                 "done_index": (_count, False), "eta_seconds": (_duration, False),
                  "level": (_choice("outer", "inner", "nested", "eval", "prelude"), False), "message": (_str, False)},
     "task_planned": {"total": (_count, True)},
     "task_started": {"task": (_word, False), "index": (_count, False), "total": (_count, False),
@@ -237,6 +237,10 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "vm_power": {"vm": (_word, True), "state": (_choice(*VM_POWER_STATES), True)},
     "metric": {"name": (_word, True), "value": (_float, True),
                "direction": (_choice("max", "min", "auto"), False), "running": (_bool, False)},
+    # a metric a tool's layout wrapped across lines (rich's metrics column): a name alone ends a
+    # line, its value opens the next; the parts become one `metric` (state.py _metric_part)
+    "metric_part": {"name": (_word, False), "value": (_float, False),
+                    "direction": (_choice("max", "min", "auto"), False), "running": (_bool, False)},
     # multi-agent workflows (posted by a workflow engine through the events API)
     # input / output: optional payloads (any JSON value) for the status page's inspector, kept bounded
     "agent_started": {"agent_id": (_name, True), "input": (_payload, False), "output": (_payload, False)},

@@ -145,8 +145,14 @@ def facts(case: str) -> list[tuple]:
             fact("each fit started", "runwatch_tasks_started_total", "==", t["fits"])
     elif kind in ("xgboost", "lightgbm"):
         fact("a clean run counts no error", "runwatch_errors_total", "==", 0)
+        # the rounds the monitor printed: every period-th and the last (xgboost/callback.py
+        # EvaluationMonitor, verbose_eval=k / verbose=k); LightGBM's log_evaluation(period) likewise
+        period, rounds = t.get("period", 1), t.get("rounds")
+        printed = None if rounds is None else [r for r in range(rounds) if r % period == 0 or r == rounds - 1]
         for data, metrics in t["evals_result"].items():
             for metric, values in metrics.items():
+                if printed is not None:
+                    values = [values[r] for r in printed]
                 if kind == "xgboost":       # "<set>-<metric>:%.5f"
                     up = metric != "mape" and metric.startswith(XGBOOST_MAXIMIZE)
                     name, op = f"{data}-{metric}", "~5"
@@ -157,7 +163,10 @@ def facts(case: str) -> list[tuple]:
                 if kind == "xgboost":
                     fact(f"last {name}", "runwatch_score", op, values[-1], name=name)
         if kind == "lightgbm":
-            fact("early stopping ends the run", "runwatch_run_progress_ratio", "==", 1.0)
+            # "Early stopping, best iteration is:" / "Did not meet early stopping. Best iteration is:"
+            fact("LightGBM's end marker ends the run", "runwatch_run_progress_ratio", "==", 1.0)
+        else:   # no planned total printed (num_boost_round, n_estimators): unknown unless configured
+            fact("no planned rounds printed, no progress ratio", "runwatch_run_progress_ratio", "absent", None)
     elif kind == "optuna":
         states = t["states"]
         fact("every finished trial a task", "runwatch_tasks_completed_total", "==", len(states))
@@ -225,15 +234,22 @@ def facts(case: str) -> list[tuple]:
         rich = "-rich" in case
         op = "~3" if rich else "g3"                 # rich: '{:.3f}'; tqdm's postfix: '{:.3g}'
         every_epoch = not rich or "-pty" in case    # rich on a file draws its bars once, at the end
+        shown = t.get("rich_shown")     # the names rich's own layout shows whole (record.py's wide cases)
         names = sorted({k for e in t["epochs"] for k in e})
         for name in names:
+            if shown is not None and name not in shown:     # wider than the metrics column: cut with "…"
+                fact(f"{name}, cut by rich, is not shown", "runwatch_run_metric", "absent", None, name=name)
+                continue
             if name == "train_loss":
-                if rich:
-                    continue    # rich wraps "train_loss:" and its value onto two lines at 100 columns
-                values = [s["train_loss"] for s in t["steps"] if "train_loss" in s]   # the bar: every step
-            else:
-                values = [e[name] for e in t["epochs"] if name in e]
+                # the bar's value after each step: tqdm draws every one; rich's live display redraws
+                # at its own pace (the last is sure), on a file once, at the end
+                values = [s["train_loss"] for s in t["steps"] if "train_loss" in s]
+                _last_and_best(fact, name, values, op, best=not rich)
+                continue
+            values = [e[name] for e in t["epochs"] if name in e]
             _last_and_best(fact, name, values, op, best=every_epoch)
+        if rich:    # a value whose name rich cut off (or wrapped away) goes to no name
+            fact("no metric without a name", "runwatch_run_metric", "absent", None, name="")
     else:
         raise ValueError(f"{case}: no facts defined for tool {kind!r}")
     return out

@@ -89,8 +89,9 @@ def _num(v: float) -> str:
 
 
 def backfill_file(path: str, run_id: str, kind: str, matcher, packs, samples: Samples, *,
-                  max_line: int, every: float) -> tuple[int, int]:
-    """Replay one log into `samples`; returns (lines, lines with a timestamp)."""
+                  max_line: int, every: float, plan: int | None = None) -> tuple[int, int]:
+    """Replay one log into `samples`; returns (lines, lines with a timestamp). `plan`: the run's
+    planned units of the outermost level (--total)."""
     year = None
     if path != "-":
         try:
@@ -99,7 +100,8 @@ def backfill_file(path: str, run_id: str, kind: str, matcher, packs, samples: Sa
             pass
     clock = LineClock(packs, year)
     registry = Registry()
-    run = registry.add(RunSpec(id=run_id, kind=kind, source="file" if path != "-" else "stdin"), now=0.0)
+    run = registry.add(RunSpec(id=run_id, kind=kind, source="file" if path != "-" else "stdin",
+                               total=plan), now=0.0)
     st = run.state
     pending: list[str] = []
     stamped = 0
@@ -158,7 +160,7 @@ def cmd_backfill(args, packs, matcher) -> int:
     for path in args.files:
         rid = args.run_id or ("stdin" if path == "-" else os.path.basename(path))
         total, stamped = backfill_file(path, rid, "log", matcher, packs, samples,
-                                       max_line=args.max_line_bytes, every=every)
+                                       max_line=args.max_line_bytes, every=every, plan=args.total)
         if total and not stamped:
             print(f"runwatch scan --timestamps: {path}: no line has a timestamp runwatch can read; give "
                   "the pack a 'timestamp: {regex, format}' (docs/time-and-money.md)", file=sys.stderr)

@@ -66,7 +66,7 @@ def cmd_run(args, ap) -> int:
     history = History.in_dir(data_dir(args.data_dir))   # earlier runs of this kind: an ETA from the start
     registry = Registry(history=history)
     spec = RunSpec(id=run_id, kind=args.kind, source="stdin" if args.stdin else "command",
-                   cost_rate=args.cost_per_hour, budget=args.budget)
+                   cost_rate=args.cost_per_hour, budget=args.budget, total=args.total)
     run = registry.add(spec)
     try:
         given, source = given_token(args)

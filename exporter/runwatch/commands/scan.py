@@ -156,8 +156,9 @@ def scan_file(path: str, matcher: Matcher, max_line: int, jobs: int, sink=None) 
 
 
 def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind: str = "log",
-         max_line: int, jobs: int | None = None) -> Registry:
-    """Scan files into a fresh Registry (one run per file, or one run if run_id)."""
+         max_line: int, jobs: int | None = None, total: int | None = None) -> Registry:
+    """Scan files into a fresh Registry (one run per file, or one run if run_id); `total`: the
+    runs' planned units of the outermost level (--total)."""
     jobs = jobs or os.cpu_count() or 1
     registry = Registry()
     # Events hold no reference cycles, and a dense log makes millions of them: the cyclic
@@ -167,7 +168,8 @@ def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind:
     try:
         for path in paths:
             rid = run_id or ("stdin" if path == "-" else os.path.basename(path))
-            run = registry.add(RunSpec(id=rid, kind=kind, source="file" if path != "-" else "stdin"))
+            run = registry.add(RunSpec(id=rid, kind=kind, source="file" if path != "-" else "stdin",
+                                       total=total))
 
             def sink(lines, events, cut, bad, run=run):
                 registry.account(run, lines, events, cut, bad, time.time())
@@ -191,7 +193,7 @@ def cmd_scan(args) -> int:
         from .backfill import cmd_backfill
         return cmd_backfill(args, packs, Matcher(packs))
     registry = scan(args.files, Matcher(packs), run_id=args.run_id, max_line=args.max_line_bytes,
-                    jobs=args.jobs)
+                    jobs=args.jobs, total=args.total)
     collector = RunwatchCollector(registry, wall_clock=False, self_metrics=False)
     sys.stdout.buffer.write(render(collector.collect(), openmetrics=False))
     return 0

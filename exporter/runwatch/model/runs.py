@@ -37,6 +37,7 @@ class RunSpec:
     labels: dict = field(default_factory=dict)
     cost_rate: float | None = None   # USD per hour while running
     budget: float | None = None      # USD
+    total: int | None = None         # planned units of the outermost level (epochs, rounds): --total
 
     def __post_init__(self):
         # id, kind, url and labels become label values: a name from argv or a file name (`runwatch
@@ -113,6 +114,7 @@ class Registry:
                 run = self.runs[spec.id] = Run(spec)
                 if self.history is not None:
                     run.state.set_prior(self._prior(spec.kind))
+                run.state.set_plan(spec.total)
                 cost = spec_cost_event(spec, now)
                 if cost is not None:
                     run.state.apply(cost)
@@ -139,6 +141,8 @@ class Registry:
             run.recent.extend(saved.recent)
             run.finished_at = saved.finished_at
             run.state.set_prior(prior)
+            if run.state.outer_plan is None:     # saved by an older runwatch, or planned since
+                run.state.set_plan(run.spec.total)
             cost = spec_cost_event(run.spec, now)
             if cost is not None:
                 run.state.apply(cost)

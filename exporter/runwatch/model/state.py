@@ -46,7 +46,7 @@ class RunState:
         "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
         "error_continues", "error_open", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
-        "bar_done", "bar_total", "nested_ratio", "eval_ratio",
+        "bar_done", "bar_total", "nested_ratio", "eval_ratio", "outer_plan", "outer_open", "metric_pending",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
         "agent_io", "agent_events", "payload_bytes", "payload_cut_bytes",
@@ -82,6 +82,9 @@ class RunState:
         self.bar_done = self.bar_total = None   # the bar's count: a nested bar refines its current unit
         self.nested_ratio: float | None = None  # the nested bar's fraction of that unit (kept monotone)
         self.eval_ratio: float | None = None    # an evaluation bar's; counts only when no training bar
+        self.outer_plan: float | None = None    # the outer level's planned units (configured, or printed alone)
+        self.outer_open = False                 # an outer position of an unknown number of units: no ratio
+        self.metric_pending: tuple | None = None   # (name, direction, running): its value opens the next line
         self.artifacts: dict[str, tuple[bool, float | None]] = {}
         self.cost_rate: float | None = None     # USD per hour while billed
         self.cost_base = 0.0                    # cost accrued up to cost_base_ts
@@ -201,31 +204,48 @@ class RunState:
         bar: its fraction refines the bar's current unit, never goes back within it); eval (a
         validation or test bar: no training progress, unless the run has no other); prelude (a
         sanity check before training: never progress). `last` is a 0-based count's last index
-        (Lightning's `Epoch 2/3` is the third of four epochs)."""
+        (Lightning's `Epoch 2/3` is the third of four epochs), `done_index` the 0-based index of
+        the unit just done (XGBoost's `[9]`: ten rounds done). An outer position without a total
+        takes the planned one (`set_plan`, or an outer event with only `total`: a plan the tool
+        printed); with neither, the run's fraction is unknown until a ratio (an end marker) comes."""
         level = f.get("level")
         if level == "prelude":
             return
         ratio = f.get("ratio")
         total = f.get("total")
+        done = f.get("done")
+        if done is None and "done_index" in f:
+            done = f["done_index"] + 1
         if total is None and "last" in f:
             total = f["last"] + 1
+        if level == "outer" and ratio is None:
+            if done is None and "current" not in f and "percent" not in f:
+                if total:                         # a plan: how many units, no position yet
+                    self.outer_plan = total
+                return
+            if total is None:
+                if self.outer_ratio == 1.0:       # a bar redrawn after the end marker: still complete
+                    return
+                total = self.outer_plan
         if ratio is None and total:               # counts before a rounded percentage
-            if "done" in f:
-                ratio = f["done"] / total
+            if done is not None:
+                ratio = done / total
             elif "current" in f:
                 ratio = (f["current"] - 1) / total
         if ratio is None and "percent" in f:
             ratio = f["percent"] / 100.0
         if level == "outer":
-            if ratio is not None:
-                ratio = _clamp(ratio)
-                if ratio != self.outer_ratio:
-                    self.last_progress_ts = ts
-                    if self.task_total:              # a new outer position: its inner tasks start over
-                        self.task_index = 0
-                    if self.outer_ratio is not None:     # ... and so does its bar
-                        self.bar_ratio = self.bar_done = self.nested_ratio = None
-                self.outer_ratio, self.outer_total = ratio, total
+            if ratio is None:                     # a position among units nobody counted: unknown
+                self.outer_open, self.outer_ratio, self.outer_total = True, None, None
+                return
+            ratio = _clamp(ratio)
+            if ratio != self.outer_ratio:
+                self.last_progress_ts = ts
+                if self.task_total:              # a new outer position: its inner tasks start over
+                    self.task_index = 0
+                if self.outer_ratio is not None:     # ... and so does its bar
+                    self.bar_ratio = self.bar_done = self.nested_ratio = None
+            self.outer_ratio, self.outer_total, self.outer_open = ratio, total, False
             return
         if level == "eval":
             if ratio is not None:
@@ -240,11 +260,14 @@ class RunState:
             return
         if ratio is not None:
             ratio = _clamp(ratio)
+            if self.bar_ratio == 1.0 and ratio < 1.0 and self.outer_ratio is not None:
+                return      # a done bar restarting within its outer unit (Lightning resets it before it
+                #             names the next epoch): the unit stays done; the next unit starts it over
             if self.bar_ratio is None or ratio != self.bar_ratio:
                 self.last_progress_ts = ts
             if ratio != self.bar_ratio or total != self.bar_total:
                 self.nested_ratio = None             # the bar moved on: a new unit to refine
-            self.bar_ratio, self.bar_done, self.bar_total = ratio, f.get("done"), total
+            self.bar_ratio, self.bar_done, self.bar_total = ratio, done, total
         if "eta_seconds" in f:
             self.bar_eta, self.bar_eta_ts = f["eta_seconds"], ts
 
@@ -439,6 +462,23 @@ class RunState:
         best = self.best_scores.get(name)
         if best is None or (v > best if d == "max" else v < best):
             self.best_scores[name] = v
+
+    def _metric_part(self, f, ts):
+        """Part of a metric wrapped across lines: a name alone (the end of a line) waits for the
+        value alone that opens the next line; any other part (both, neither, a value with no name
+        waiting) ends the wait, so a value is never given to a name from further back."""
+        name, value = f.get("name") or None, f.get("value")     # "": a template's group that did not match
+        pending, self.metric_pending = self.metric_pending, None
+        if value is None:
+            if name is not None:
+                self.metric_pending = (name, f.get("direction"), f.get("running"))
+        elif name is None and pending is not None:
+            whole = {"name": pending[0], "value": value}
+            if pending[1] is not None:
+                whole["direction"] = pending[1]
+            if pending[2]:
+                whole["running"] = pending[2]
+            self._metric(whole, ts)
 
     def _vm_power(self, f, ts):
         self._accrue(ts)
@@ -640,6 +680,8 @@ class RunState:
             if self.outer_total and inner is not None:
                 return _clamp(self.outer_ratio + inner / self.outer_total)
             return self.outer_ratio
+        if self.outer_open:                      # one unit's fraction of how many units: unknown
+            return None
         return inner
 
     def _inner_ratio(self) -> float | None:
@@ -660,6 +702,13 @@ class RunState:
         if self.state != "running":
             return None
         return self._eta.eta(self, now)
+
+    def set_plan(self, total: float | None) -> None:
+        """The planned units of the run's outermost level (epochs, boosting rounds) as configured
+        (--total, a config's `total:`): used while the tool prints a position without a total; a
+        total the tool prints wins."""
+        if total:
+            self.outer_plan = total
 
     def set_prior(self, prior) -> None:
         """What the history says about earlier runs of this kind (eta.Prior or None)."""
@@ -754,7 +803,7 @@ def _clamp(x: float) -> float:
 
 # Events that change neither the phase nor the progress ratio: once the ETA tracker has
 # seen the run, observing it after them changes nothing (RunState.apply_all skips it).
-_RATIO_NEUTRAL = frozenset({"step", "score", "error", "metric", "artifact", "cost", "vm_power",
+_RATIO_NEUTRAL = frozenset({"step", "score", "error", "metric", "metric_part", "artifact", "cost", "vm_power",
                             "agent_started", "agent_completed", "agent_failed", "data_flow"})
 # Events that do not make a pending run running.
 _NOT_STARTING = frozenset({"status", "cost", "vm_power", "artifact"})
@@ -766,7 +815,7 @@ _HANDLERS = {
     "build_step": RunState._build_step, "build_step_done": RunState._build_step_done,
     "build_complete": RunState._build_complete, "score": RunState._score, "error": RunState._error,
     "artifact": RunState._artifact, "cost": RunState._cost, "vm_power": RunState._vm_power,
-    "metric": RunState._metric,
+    "metric": RunState._metric, "metric_part": RunState._metric_part,
     "agent_started": RunState._agent_started, "agent_completed": RunState._agent_completed,
     "agent_failed": RunState._agent_failed, "data_flow": RunState._data_flow,
     "progress_update": RunState._progress_update,
