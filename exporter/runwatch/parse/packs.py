@@ -146,10 +146,12 @@ class Emit:
     """How one event is built from a match: fields from groups, constants, templates.
 
     Compiled at pack load into a plan, `build(m, ts)`: one `m.groups()` call, then for
-    each group-fed field its group by index and its converter (none where the group's
-    text is the value, a str field; `int` for an int one), the constants copied, and
-    only the required fields the constants do not give checked. The plan is Python code
-    written from the emit's own validated parts (field names are those of events.SCHEMA)."""
+    each group-fed field its group by index and its converter written inline where the
+    group's text makes the schema's check a slice (a text field cut to its limit) or int()
+    and a range check (a count), the constants copied, and only the required fields the
+    constants do not give checked. The result is what events.SCHEMA's converters make of
+    the same text (tests/test_emit_plan.py). The plan is Python code written from the
+    emit's own validated parts (field names are those of events.SCHEMA)."""
 
     __slots__ = ("etype", "from_groups", "consts", "templates", "required", "build")
 
@@ -159,32 +161,62 @@ class Emit:
         self.build = _plan(etype, from_groups, consts, templates, required, groupindex or {}, always)
 
 
-# Converters that, given a group's text (always a str), are the identity or a builtin.
-_FAST_CONV = {ev._str: None, ev._int: int}
+# What an emit's converter does to a group's text, the way a plan can do it inline. A group's
+# text is a slice of a line decoded from bytes with errors="replace" (valid Unicode: no lone
+# surrogates), so of events.text only the cut is left: a slice, which gives back the very string
+# when it is short enough. A count is int() and a range check the plan makes after the dict.
+_TRUSTED_TEXT = {ev._str: ev.MAX_TEXT, ev._word: ev.MAX_WORD}
+_TRUSTED_INT = {ev._count: 0, ev._int: ev.INT_MIN}
+
+
+def _trusted_count(v: str) -> int:
+    """events._count of a group's text: int() (which takes what _int's str path takes: digits,
+    blanks around them, a sign) held to 0..INT_MAX."""
+    n = int(v)
+    if 0 <= n <= ev.INT_MAX:
+        return n
+    raise ValueError(f"out of range: {n}")
+
+
+def _trusted_int(v: str) -> int:
+    n = int(v)
+    if ev.INT_MIN <= n <= ev.INT_MAX:
+        return n
+    raise ValueError(f"out of range: {n}")
+
+
+_TRUSTED_CALL = {ev._count: _trusted_count, ev._int: _trusted_int}
 
 
 def _plan(etype, from_groups, consts, templates, required, groupindex, always=frozenset()):
     """The build function of one emit (see Emit). `always`: the groups that take part in
     every match; when every group-fed field has one and there are no templates, the fields
-    are one dict display, and a converter that refuses its text falls back to the general plan."""
+    are one dict display (text cut by a slice, counts by int() checked in range after it), and
+    a value that the fast way refuses falls back to the general plan, which drops that field."""
     general = _general_plan(etype, from_groups, consts, templates, required, groupindex)
     if templates or not from_groups or not all(g in always for _f, g, _c in from_groups):
         return general
     names = {"Event": Event, "_etype": etype, "_general": general}
-    items = []
+    items, checks = [], []
     for k, (field, value) in enumerate(consts.items()):
         names[f"_k{k}"] = value
         items.append(f"{field!r}: _k{k}")
     for k, (field, group, conv) in enumerate(from_groups):
-        fast = _FAST_CONV.get(conv, conv)
         v = f"g[{int(groupindex[group]) - 1}]"
-        if fast is not None:
-            names[f"_c{k}"] = fast
+        if conv in _TRUSTED_TEXT:
+            v = f"{v}[:{int(_TRUSTED_TEXT[conv])}]"
+        elif conv in _TRUSTED_INT:
+            v = f"int({v})"
+            checks.append(f"{int(_TRUSTED_INT[conv])} <= f[{field!r}] <= {int(ev.INT_MAX)}")
+        else:
+            names[f"_c{k}"] = conv
             v = f"_c{k}({v})"
         items.append(f"{field!r}: {v}")
     code = ["def build(m, ts):", "    g = m.groups()", "    try:", "        f = {" + ", ".join(items) + "}",
-            "    except (TypeError, ValueError):", "        return _general(m, ts)",
-            "    return Event(_etype, f, ts)"]
+            "    except (TypeError, ValueError, OverflowError):", "        return _general(m, ts)"]
+    if checks:
+        code += [f"    if not ({' and '.join(checks)}):", "        return _general(m, ts)"]
+    code.append("    return Event(_etype, f, ts)")
     exec("\n".join(code), names)      # the code written above, from validated names only
     return names["build"]
 
@@ -196,15 +228,14 @@ def _general_plan(etype, from_groups, consts, templates, required, groupindex):
     if from_groups:
         code.append("    g = m.groups()")
     for k, (field, group, conv) in enumerate(from_groups):
-        fast = _FAST_CONV.get(conv, conv)
         code.append(f"    v = g[{int(groupindex[group]) - 1}]")
         code.append("    if v is not None:")
-        if fast is None:
-            code.append(f"        f[{field!r}] = v")
+        if conv in _TRUSTED_TEXT:
+            code.append(f"        f[{field!r}] = v[:{int(_TRUSTED_TEXT[conv])}]")
         else:
-            names[f"_c{k}"] = fast
+            names[f"_c{k}"] = _TRUSTED_CALL.get(conv, conv)
             code += ["        try:", f"            f[{field!r}] = _c{k}(v)",
-                     "        except (TypeError, ValueError):", "            pass"]
+                     "        except (TypeError, ValueError, OverflowError):", "            pass"]
     if templates:
         code.append("    gd = _Groups(m)")
     for k, (field, template, conv) in enumerate(templates):
