@@ -18,7 +18,9 @@ Within a pack the first matching rule wins; every pack sees every line.
 """
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import os
 import re
 from typing import Any
@@ -511,85 +513,164 @@ class Matcher:
     def _match_dense(self, block: bytes, ts: float, out: list) -> int:
         """match_block rule by rule over the whole block; returns the lines that matched.
 
-        A rule with a LineSafe form is searched over the block at once: its leading literal
-        found, the pattern matched there (no match crosses a line), the rest of the line
-        skipped. Other rules are searched on the lines holding one of their literals, as
-        match_line does. Within a pack a line goes to its first matching rule; the hits are
-        then taken in line order, pack order, as match_line takes them."""
+        A rule none of whose literals (or none of whose prefilter words) the block holds is
+        skipped at once. A rule with a LineSafe form is searched over the block at once: its
+        leading literal found, the pattern matched there (no match crosses a line), the rest of
+        the line skipped. Other rules are searched on the lines holding one of their literals,
+        as match_line does. Within a pack a line goes to its first matching rule. Each rule's
+        hits come in line order; they are then taken in line order, pack order, as match_line
+        takes them: the rule with the most hits as runs between the others' (bisect), each run's
+        events built in one C-level pass when its rule makes one event and no error."""
         text = block.decode("utf-8", "replace")
-        find, rfind = text.find, text.rfind
-        hits: list = []
-        add = hits.append
+        present: dict = {}                   # literal -> whether the block holds it
+        lit_ends: dict = {}                  # literal -> the ends of the lines that hold it
+        lists: list = []                     # (pack index, rule, ends, matches), each in line order
         for pi, rules in enumerate(self.rule_lists):
-            taken: set = set()               # lines an earlier rule of this pack matched
-            last = len(rules) - 1
-            for ri, rule in enumerate(rules):
-                n0 = len(hits)
+            taken: list = []                 # the ends lists of this pack's earlier rules
+            for rule in rules:
+                if not _holds(text, rule.literals, present):
+                    continue
                 pre = rule.prefilter
-                fast = rule.fast
-                if fast is not None and fast.lines_rx is not None and not taken and pre is None:
-                    hits += [(m.end(), pi, rule, m) for m in fast.lines_rx.finditer(text)]   # the common case
-                elif fast is not None and fast.lines_rx is not None:
-                    for m in fast.lines_rx.finditer(text):
-                        e = m.end()                     # a line is known by where it ends
-                        if e not in taken and (pre is None or any(p in text[rfind("\n", 0, e) + 1:e]
-                                                                  for p in pre)):
-                            add((e, pi, rule, m))
-                elif fast is not None:
-                    lead, match = fast.lead, fast.rx.match
-                    if fast.at_line_start:           # ^Step: only where a line starts with it
-                        i = 0 if text.startswith(lead) else find("\n" + lead) + 1 or -1
-                        nlead = "\n" + lead
-                    else:
-                        i = find(lead)
-                    while i >= 0:
-                        m = match(text, i)
-                        if m is None:
-                            if fast.at_line_start:
-                                i = find(nlead, i) + 1 or -1
-                            else:
-                                i = find(lead, i + 1)
-                            continue
-                        e = find("\n", m.end())         # a line is known by where it ends
-                        if e not in taken and (pre is None or any(p in text[rfind("\n", 0, i) + 1:e]
-                                                                  for p in pre)):
-                            add((e, pi, rule, m))
-                        i = (find(nlead, e) + 1 or -1) if fast.at_line_start else find(lead, e + 1)
-                else:
-                    ends: set = set()
-                    for lit in rule.literals:
-                        i = find(lit)
-                        while i >= 0:
-                            e = find("\n", i)
-                            ends.add(e)
-                            i = find(lit, e + 1)
-                    search = rule.search
-                    for e in sorted(ends):
-                        if e not in taken:
-                            m = search(text[rfind("\n", 0, e) + 1:e])
-                            if m is not None:
-                                add((e, pi, rule, m))
-                if ri != last and len(hits) > n0:
-                    taken.update(h[0] for h in hits[n0:])
-        hits.sort()         # by line, then pack: (line, pack) is unique, so no rule is compared
-        err_line = -1
-        add = out.append
-        for s, _pi, rule, m in hits:
-            emits = rule.emits
-            if len(emits) == 1 and emits[0].etype != "error":     # most rules: one event, not an error
-                e = emits[0].build(m, ts)
-                if e is not None:
-                    add(e)
+                if pre is not None and not _holds(text, pre, present):
+                    continue
+                ends, ms = _rule_hits(rule, text, pre, lit_ends)
+                if ends and taken:
+                    ends, ms = _drop_taken(ends, ms, taken)
+                if ends:
+                    taken.append(ends)
+                    lists.append((pi, rule, ends, ms))
+        if not lists:
+            return 0
+        err = [-1]                           # the line end of the last error: one error per line
+        if len(lists) == 1:
+            _pi, rule, ends, ms = lists[0]
+            _emit_run(rule, ends, ms, ts, out, err)
+            return len(ends)
+        big = max(lists, key=lambda x: len(x[2]))
+        bpi, brule, bends, bms = big
+        # (line, pack) is unique, so the sort never compares a rule or a match
+        small = sorted((e, pi, rule, m) for x in lists if x is not big
+                       for pi, rule, ends, ms in (x,) for e, m in zip(ends, ms, strict=True))
+        j = 0
+        for e, pi, rule, m in small:
+            k = bisect.bisect_right(bends, e, j) if bpi < pi else bisect.bisect_left(bends, e, j)
+            if k > j:
+                _emit_run(brule, bends[j:k], bms[j:k], ts, out, err)
+                j = k
+            _emit_run(rule, (e,), (m,), ts, out, err)
+        if j < len(bends):
+            _emit_run(brule, bends[j:], bms[j:], ts, out, err)
+        return len(bends) + len(small)
+
+
+def _holds(text: str, words, present: dict) -> bool:
+    """Whether text holds one of words (a rule's literals or prefilter words; None: any text)."""
+    if words is None:
+        return True
+    for w in words:
+        v = present.get(w)
+        if v is None:
+            v = present[w] = w in text
+        if v:
+            return True
+    return False
+
+
+def _rule_hits(rule: Rule, text: str, pre, lit_ends: dict) -> tuple[list, list]:
+    """The ends of the lines of text the rule matches (where their newline is) and its matches,
+    in line order."""
+    fast = rule.fast
+    if fast is not None and fast.lines_rx is not None:
+        ms = list(fast.lines_rx.finditer(text))
+        if pre is None:
+            return list(map(_END, ms)), ms      # the common case
+        rfind = text.rfind
+        ms = [m for m in ms if any(p in text[rfind("\n", 0, m.end()) + 1:m.end()] for p in pre)]
+        return list(map(_END, ms)), ms
+    find, rfind = text.find, text.rfind
+    ends: list = []
+    ms = []
+    if fast is not None:
+        lead, match, at_start = fast.lead, fast.rx.match, fast.at_line_start
+        nlead = "\n" + lead
+        if at_start:                             # ^Step: only where a line starts with it
+            i = 0 if text.startswith(lead) else find(nlead) + 1 or -1
+        else:
+            i = find(lead)
+        while i >= 0:
+            m = match(text, i)
+            if m is None:
+                i = (find(nlead, i) + 1 or -1) if at_start else find(lead, i + 1)
                 continue
-            for emit in emits:
-                e = emit.build(m, ts)
-                if e is not None:
-                    if e.type == "error":
-                        if err_line == s:
-                            continue
-                        err_line = s
-                    add(e)
-        return len(hits)
+            e = find("\n", m.end())             # a line is known by where it ends
+            if pre is None or any(p in text[rfind("\n", 0, i) + 1:e] for p in pre):
+                ends.append(e)
+                ms.append(m)
+            i = (find(nlead, e) + 1 or -1) if at_start else find(lead, e + 1)
+        return ends, ms
+    lines: set = set()
+    for lit in rule.literals:
+        got = lit_ends.get(lit)
+        if got is None:
+            got = lit_ends[lit] = []
+            i = find(lit)
+            while i >= 0:
+                e = find("\n", i)
+                got.append(e)
+                i = find(lit, e + 1)
+        lines.update(got)
+    search = rule.search
+    for e in sorted(lines):
+        line = text[rfind("\n", 0, e) + 1:e]
+        if pre is not None and not any(p in line for p in pre):
+            continue
+        m = search(line)
+        if m is not None:
+            ends.append(e)
+            ms.append(m)
+    return ends, ms
+
+
+_END = re.Match.end
+
+
+def _drop_taken(ends: list, ms: list, taken: list) -> tuple[list, list]:
+    """ends and ms without the lines an earlier rule of the pack took (first rule wins)."""
+    if sum(map(len, taken)) < len(ends):     # few taken: look each up in the sorted ends
+        drop = set()
+        n = len(ends)
+        for t in taken:
+            for e in t:
+                i = bisect.bisect_left(ends, e)
+                if i < n and ends[i] == e:
+                    drop.add(i)
+        if not drop:
+            return ends, ms
+        keep = [i for i in range(n) if i not in drop]
+    else:
+        seen = set().union(*taken)
+        keep = [i for i, e in enumerate(ends) if e not in seen]
+        if len(keep) == len(ends):
+            return ends, ms
+    return [ends[i] for i in keep], [ms[i] for i in keep]
+
+
+def _emit_run(rule: Rule, ends, ms, ts: float, out: list, err: list) -> None:
+    """The events of a rule's matches, in order; err[0]: the line of the last error taken."""
+    emits = rule.emits
+    if len(emits) == 1 and emits[0].etype != "error":     # most rules: one event, not an error
+        out.extend(filter(None, map(emits[0].build, ms, itertools.repeat(ts, len(ms)))))
+        return
+    add = out.append
+    for s, m in zip(ends, ms, strict=True):
+        for emit in emits:
+            e = emit.build(m, ts)
+            if e is not None:
+                if e.type == "error":
+                    if err[0] == s:
+                        continue
+                    err[0] = s
+                add(e)
 
 
 # A block with more candidate lines than one per 2**DENSE_SHIFT bytes is dense (the bench's
