@@ -76,3 +76,28 @@ def test_scan_stdin_and_run_id(tmp_path):
 def test_scan_errors(args, msg):
     p = run_cli(*args)
     assert p.returncode != 0 and msg in p.stderr
+
+
+@pytest.mark.stack
+def test_parallel_scan_of_a_dense_log_equals_a_single_pass(tmp_path):
+    """Nearly every line a step: the workers send their steps compact (events.StepRun's groups)."""
+    rng = random.Random(5)
+    counts: dict = {}
+    log = tmp_path / "dense.log"
+    with open(log, "w", encoding="utf-8") as f:
+        for i in range(330_000):                     # ~22 MB: above the 16 MB parallel threshold
+            if i % 2000 == 0:
+                f.write(f"2026-11-24 10:00:00,000 INFO runner: Task {i // 2000 + 1}/999: t{i}\n")
+                continue
+            a = rng.choice(("CLICK", "TYPE", "WAIT", "DONE", "SCROLL"))
+            counts[a] = counts.get(a, 0) + 1
+            f.write(f"2026-11-24 10:00:00,001 INFO openadapt_evals.runner: Step {rng.randint(1, 30)}: {a}\n")
+    outs = {}
+    for jobs in ("1", "2"):
+        p = subprocess.run(runwatch_cmd("scan", "--jobs", jobs, "--pack", "waa", "--pack", "docker", str(log)),
+                           capture_output=True, text=True, check=True)
+        outs[jobs] = p.stdout
+    assert outs["1"] == outs["2"]
+    for a, n in counts.items():
+        assert sample(outs["2"], "runwatch_steps_total", action=a) == n
+    assert sample(outs["2"], "runwatch_tasks_started_total") == 165

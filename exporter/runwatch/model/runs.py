@@ -346,7 +346,7 @@ class Ingest:
                 st = self.redact_states[stream] = RedactState()
             block = self.redactor.block(block, st)
         events: list = []
-        self.matcher.match_block(block, now, events)
+        self.matcher.match_block(block, now, events, True)      # the steps may come compact: only model/ sees them
         self.registry.ingest(self.run, block, events, cut, now)
         if self.on_block is not None:
             self.on_block(self.run, block, now)

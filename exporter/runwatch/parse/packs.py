@@ -21,12 +21,13 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import operator
 import os
 import re
 from typing import Any
 
 from .. import events as ev
-from ..events import Event
+from ..events import Event, StepRun
 from . import linear_regex
 from .textsearch import KeywordSet
 from .timestamps import parse_timestamp_key
@@ -155,12 +156,19 @@ class Emit:
     the same text (tests/test_emit_plan.py). The plan is Python code written from the
     emit's own validated parts (field names are those of events.SCHEMA)."""
 
-    __slots__ = ("etype", "from_groups", "consts", "templates", "required", "build")
+    __slots__ = ("etype", "from_groups", "consts", "templates", "required", "build", "build_groups",
+                 "action_at", "action")
 
     def __init__(self, etype, from_groups, consts, templates, required, groupindex=None, always=frozenset()):
         self.etype, self.from_groups, self.consts = etype, from_groups, consts
         self.templates, self.required = templates, required
-        self.build = _plan(etype, from_groups, consts, templates, required, groupindex or {}, always)
+        groupindex = groupindex or {}
+        # build_groups(m.groups(), ts): the same event from the groups alone (None with templates,
+        # which read the match); what events.StepRun keeps of a step line
+        self.build, self.build_groups = _plan(etype, from_groups, consts, templates, required, groupindex, always)
+        # a step's action: the index of its group, or (action_at None) the constant or None
+        self.action_at = next((int(groupindex[g]) - 1 for f, g, _c in from_groups if f == "action"), None)
+        self.action = consts.get("action")
 
 
 # What an emit's converter does to a group's text, the way a plan can do it inline. A group's
@@ -191,14 +199,15 @@ _TRUSTED_CALL = {ev._count: _trusted_count, ev._int: _trusted_int}
 
 
 def _plan(etype, from_groups, consts, templates, required, groupindex, always=frozenset()):
-    """The build function of one emit (see Emit). `always`: the groups that take part in
-    every match; when every group-fed field has one and there are no templates, the fields
-    are one dict display (text cut by a slice, counts by int() checked in range after it), and
-    a value that the fast way refuses falls back to the general plan, which drops that field."""
-    general = _general_plan(etype, from_groups, consts, templates, required, groupindex)
+    """The build functions of one emit (see Emit): from the match, and from its groups (None
+    with templates). `always`: the groups that take part in every match; when every group-fed
+    field has one and there are no templates, the fields are one dict display (text cut by a
+    slice, counts by int() checked in range after it), and a value that the fast way refuses
+    falls back to the general plan, which drops that field."""
+    general, general_groups = _general_plan(etype, from_groups, consts, templates, required, groupindex)
     if templates or not from_groups or not all(g in always for _f, g, _c in from_groups):
-        return general
-    names = {"Event": Event, "_etype": etype, "_general": general}
+        return general, general_groups
+    names = {"Event": Event, "_etype": etype, "_general": general_groups}
     items, checks = [], []
     for k, (field, value) in enumerate(consts.items()):
         names[f"_k{k}"] = value
@@ -214,43 +223,44 @@ def _plan(etype, from_groups, consts, templates, required, groupindex, always=fr
             names[f"_c{k}"] = conv
             v = f"_c{k}({v})"
         items.append(f"{field!r}: {v}")
-    code = ["def build(m, ts):", "    g = m.groups()", "    try:", "        f = {" + ", ".join(items) + "}",
-            "    except (TypeError, ValueError, OverflowError):", "        return _general(m, ts)"]
+    body = ["    try:", "        f = {" + ", ".join(items) + "}",
+            "    except (TypeError, ValueError, OverflowError):", "        return _general(g, ts)"]
     if checks:
-        code += [f"    if not ({' and '.join(checks)}):", "        return _general(m, ts)"]
-    code.append("    return Event(_etype, f, ts)")
+        body += [f"    if not ({' and '.join(checks)}):", "        return _general(g, ts)"]
+    body.append("    return Event(_etype, f, ts)")
+    code = ["def build(m, ts):", "    g = m.groups()"] + body + ["def build_groups(g, ts):"] + body
     exec("\n".join(code), names)      # the code written above, from validated names only
-    return names["build"]
+    return names["build"], names["build_groups"]
 
 
 def _general_plan(etype, from_groups, consts, templates, required, groupindex):
     names = {"Event": Event, "_Groups": _Groups, "_consts": dict(consts), "_etype": etype}
-    code = ["def build(m, ts):"]
-    code.append("    f = _consts.copy()" if consts else "    f = {}")
-    if from_groups:
-        code.append("    g = m.groups()")
+    body = ["    f = _consts.copy()" if consts else "    f = {}"]
     for k, (field, group, conv) in enumerate(from_groups):
-        code.append(f"    v = g[{int(groupindex[group]) - 1}]")
-        code.append("    if v is not None:")
+        body.append(f"    v = g[{int(groupindex[group]) - 1}]")
+        body.append("    if v is not None:")
         if conv in _TRUSTED_TEXT:
-            code.append(f"        f[{field!r}] = v[:{int(_TRUSTED_TEXT[conv])}]")
+            body.append(f"        f[{field!r}] = v[:{int(_TRUSTED_TEXT[conv])}]")
         else:
             names[f"_c{k}"] = _TRUSTED_CALL.get(conv, conv)
-            code += ["        try:", f"            f[{field!r}] = _c{k}(v)",
+            body += ["        try:", f"            f[{field!r}] = _c{k}(v)",
                      "        except (TypeError, ValueError, OverflowError):", "            pass"]
     if templates:
-        code.append("    gd = _Groups(m)")
+        body.append("    gd = _Groups(m)")
     for k, (field, template, conv) in enumerate(templates):
         names[f"_t{k}"], names[f"_tc{k}"] = template, conv
-        code += ["    try:", f"        f[{field!r}] = _tc{k}(_t{k}.format_map(gd))",
+        body += ["    try:", f"        f[{field!r}] = _tc{k}(_t{k}.format_map(gd))",
                  "    except (TypeError, ValueError, KeyError, IndexError):", "        pass"]
     for field in required:
         if field not in consts:
-            code.append(f"    if {field!r} not in f:")
-            code.append("        return None")
-    code.append("    return Event(_etype, f, ts)")
+            body.append(f"    if {field!r} not in f:")
+            body.append("        return None")
+    body.append("    return Event(_etype, f, ts)")
+    code = ["def build(m, ts):"] + (["    g = m.groups()"] if from_groups else []) + body
+    if not templates:
+        code += ["def build_groups(g, ts):"] + body
     exec("\n".join(code), names)      # the code written above, from validated names only
-    return names["build"]
+    return names["build"], names.get("build_groups")
 
 
 class _Groups(dict):
@@ -456,9 +466,14 @@ class Matcher:
         self.keywords = minimal_keywords(literals)
         self.keyword_set = KeywordSet(self.keywords)
         self.dense = False      # a hint only: both ways give the same events
+        # every emit by number: how a scan worker names a StepRun's emit to its parent
+        self.emits = [e for p in packs for r in p.rules for e in r.emits]
+        self.emit_index = {id(e): k for k, e in enumerate(self.emits)}
 
-    def match_block(self, block: bytes, ts: float, out: list) -> None:
-        """Append the events of every line in `block` (complete lines, b"\n"-terminated)."""
+    def match_block(self, block: bytes, ts: float, out: list, compact: bool = False) -> None:
+        """Append the events of every line in `block` (complete lines, b"\n"-terminated).
+        compact: a run of steps one rule made may come as an events.StepRun (for a caller that
+        hands the events to model/ only: RunState.apply_all and Timeline.record take them)."""
         if not self.rule_lists:
             return
         match_line = self.match_line
@@ -471,7 +486,7 @@ class Matcher:
                 match_line(raw.decode("utf-8", "replace"), ts, out)
             return
         if self.dense:
-            if self._match_dense(block, ts, out) < len(block) >> DENSE_SHIFT + 1:
+            if self._match_dense(block, ts, out, compact) < len(block) >> DENSE_SHIFT + 1:
                 self.dense = False
             return
         find = block.find
@@ -481,7 +496,7 @@ class Matcher:
             return
         if len(starts) > len(block) >> DENSE_SHIFT:
             self.dense = True                    # this block and the next: rule by rule
-            self._match_dense(block, ts, out)
+            self._match_dense(block, ts, out, compact)
             return
         if len(self.keywords) > 1:
             starts = sorted(set(starts))         # a line found by two keywords is matched once
@@ -510,7 +525,7 @@ class Matcher:
                             out.append(e)
                     break
 
-    def _match_dense(self, block: bytes, ts: float, out: list) -> int:
+    def _match_dense(self, block: bytes, ts: float, out: list, compact: bool = False) -> int:
         """match_block rule by rule over the whole block; returns the lines that matched.
 
         A rule none of whose literals (or none of whose prefilter words) the block holds is
@@ -520,7 +535,8 @@ class Matcher:
         as match_line does. Within a pack a line goes to its first matching rule. Each rule's
         hits come in line order; they are then taken in line order, pack order, as match_line
         takes them: the rule with the most hits as runs between the others' (bisect), each run's
-        events built in one C-level pass when its rule makes one event and no error."""
+        events built in one C-level pass when its rule makes one event and no error (compact: a
+        long run of steps kept as an events.StepRun, the matches' groups)."""
         text = block.decode("utf-8", "replace")
         present: dict = {}                   # literal -> whether the block holds it
         lit_ends: dict = {}                  # literal -> the ends of the lines that hold it
@@ -541,7 +557,7 @@ class Matcher:
                     lists.append((pi, rule, ends, ms))
         if not lists:
             return 0
-        err = [-1]                           # the line end of the last error: one error per line
+        err = [-1, compact]                  # the line end of the last error (one error per line); compact
         if len(lists) == 1:
             _pi, rule, ends, ms = lists[0]
             _emit_run(rule, ends, ms, ts, out, err)
@@ -632,6 +648,9 @@ def _rule_hits(rule: Rule, text: str, pre, lit_ends: dict) -> tuple[list, list]:
 
 
 _END = re.Match.end
+_GROUPS = re.Match.groups
+_groups = operator.methodcaller("groups")       # a match of RE2's
+STEP_RUN_MIN = 8            # steps of one rule in a row from which they are kept as a StepRun
 
 
 def _drop_taken(ends: list, ms: list, taken: list) -> tuple[list, list]:
@@ -656,10 +675,15 @@ def _drop_taken(ends: list, ms: list, taken: list) -> tuple[list, list]:
 
 
 def _emit_run(rule: Rule, ends, ms, ts: float, out: list, err: list) -> None:
-    """The events of a rule's matches, in order; err[0]: the line of the last error taken."""
+    """The events of a rule's matches, in order; err[0]: the line of the last error taken,
+    err[1]: whether a run of steps may be an events.StepRun."""
     emits = rule.emits
     if len(emits) == 1 and emits[0].etype != "error":     # most rules: one event, not an error
-        out.extend(filter(None, map(emits[0].build, ms, itertools.repeat(ts, len(ms)))))
+        emit = emits[0]
+        if err[1] and len(ms) >= STEP_RUN_MIN and emit.etype == "step" and emit.build_groups is not None:
+            out.append(StepRun(list(map(_GROUPS if rule.fast is not None else _groups, ms)), emit, ts))
+            return
+        out.extend(filter(None, map(emit.build, ms, itertools.repeat(ts, len(ms)))))
         return
     add = out.append
     for s, m in zip(ends, ms, strict=True):
