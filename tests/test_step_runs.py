@@ -120,3 +120,18 @@ def test_a_step_run_splits_where_the_tracker_first_looks():
     batch.apply_all(c)
     assert batch.to_dict() == one.to_dict()
     assert batch.current_task_steps == 600 and len(batch.task_steps) == 200
+
+
+def test_a_repeated_task_start_keeps_the_step_list_a_new_one_drops_it():
+    from runwatch.events import Event
+    steps = [Event("step", {"action": "CLICK", "index": i}, 2.0) for i in range(30)]
+    events = ([Event("task_started", {"task": "a"}, 1.0)] + steps
+              + [Event("task_started", {"task": "a", "repeat": True}, 2.0)] + steps
+              + [Event("task_started", {"task": "b"}, 3.0)] + steps[:5]
+              + [Event("task_started", {"task": "b", "repeat": True}, 3.0)])
+    one, batch = RunState(), RunState()
+    for e in events:
+        one.apply(e)
+    batch.apply_all(events)
+    assert batch.to_dict() == one.to_dict()
+    assert len(batch.task_steps) == 5 and batch.current_task == "b"

@@ -127,6 +127,7 @@ class RunState:
         if not isinstance(events, (list, tuple)):
             events = list(events)
         i, n = 0, len(events)
+        reset = -1              # where the next task_started that starts the step list over is (n: none)
         while i < n:
             e = events[i]
             t = e.type
@@ -143,7 +144,11 @@ class RunState:
                     j = i                        # a run of steps (an agent's log): applied as one
                     while j < n and events[j].type == "step":
                         j += 1
-                    self._steps(events[i - 1:j])
+                    if reset < j:
+                        reset = next((k for k in range(j, n) if events[k].type == "task_started"
+                                      and not events[k].fields.get("repeat")), n)
+                    # the current task's step list only where no later event of these starts it over
+                    self._steps(events[i - 1:j], reset == n)
                     i = j
                     continue
             handler = handlers.get(t)
@@ -310,12 +315,13 @@ class RunState:
             del task_steps[:-MAX_TASK_STEPS]
         self.last_progress_ts = ts
 
-    def _steps(self, events) -> None:
+    def _steps(self, events, listed: bool = True) -> None:
         """Consecutive step events (and events.StepRuns), as _step on each would apply them
         (tests/test_state.py holds the two equal): the actions counted by distinct action in the
         order they first come (a label keeps its name while the run has fewer than
         MAX_LABEL_VALUES, as _label decides one by one), and only the last MAX_TASK_STEPS
-        entries of the current task built."""
+        entries of the current task built; none if not `listed` (a task start that comes next
+        in the same batch drops them)."""
         if self.state == "pending":
             self._set_state("running", events[0].ts)
         self.error_continues = False
@@ -343,6 +349,9 @@ class RunState:
                 steps[OTHER] = steps.get(OTHER, 0) + c
         first = self.current_task_steps + 1
         self.current_task_steps += total
+        self.last_progress_ts = events[-1].ts
+        if not listed:
+            return
         need = min(MAX_TASK_STEPS, total)
         tail: list = []                      # the last `need` events, last first
         for e in reversed(events):
@@ -360,7 +369,6 @@ class RunState:
                           for k, e in enumerate(tail))
         if len(task_steps) > MAX_TASK_STEPS:
             del task_steps[:-MAX_TASK_STEPS]
-        self.last_progress_ts = events[-1].ts
 
     def _build_step(self, f, ts):
         step, steps = f["step"], f.get("steps")
