@@ -128,6 +128,7 @@ class RunState:
             events = list(events)
         i, n = 0, len(events)
         reset = -1              # where the next task_started that starts the step list over is (n: none)
+        later = None            # later[k]: the steps in events[k:] (made when first needed)
         while i < n:
             e = events[i]
             t = e.type
@@ -147,8 +148,14 @@ class RunState:
                     if reset < j:
                         reset = next((k for k in range(j, n) if events[k].type == "task_started"
                                       and not events[k].fields.get("repeat")), n)
-                    # the current task's step list only where no later event of these starts it over
-                    self._steps(events[i - 1:j], reset == n)
+                    # the current task's step list keeps its last MAX_TASK_STEPS: entries only for
+                    # those no later step of these pushes out and no later task start drops
+                    keep = 0
+                    if reset == n:
+                        if later is None:
+                            later = _steps_after(events)
+                        keep = max(0, MAX_TASK_STEPS - later[j])
+                    self._steps(events[i - 1:j], keep)
                     i = j
                     continue
             handler = handlers.get(t)
@@ -315,13 +322,13 @@ class RunState:
             del task_steps[:-MAX_TASK_STEPS]
         self.last_progress_ts = ts
 
-    def _steps(self, events, listed: bool = True) -> None:
+    def _steps(self, events, keep: int = MAX_TASK_STEPS) -> None:
         """Consecutive step events (and events.StepRuns), as _step on each would apply them
         (tests/test_state.py holds the two equal): the actions counted by distinct action in the
         order they first come (a label keeps its name while the run has fewer than
         MAX_LABEL_VALUES, as _label decides one by one), and only the last MAX_TASK_STEPS
-        entries of the current task built; none if not `listed` (a task start that comes next
-        in the same batch drops them)."""
+        entries of the current task built, at most `keep` (apply_all knows how many of them
+        later events of the same batch leave standing)."""
         if self.state == "pending":
             self._set_state("running", events[0].ts)
         self.error_continues = False
@@ -350,9 +357,9 @@ class RunState:
         first = self.current_task_steps + 1
         self.current_task_steps += total
         self.last_progress_ts = events[-1].ts
-        if not listed:
+        need = min(MAX_TASK_STEPS, total, keep)
+        if need <= 0:
             return
-        need = min(MAX_TASK_STEPS, total)
         tail: list = []                      # the last `need` events, last first
         for e in reversed(events):
             if len(tail) >= need:
@@ -796,6 +803,18 @@ def _clamp(x: float) -> float:
 
 # Events that change neither the phase nor the progress ratio: once the ETA tracker has
 # seen the run, observing it after them changes nothing (RunState.apply_all skips it).
+def _steps_after(events) -> list[int]:
+    """For each position k of events (and len(events)): how many steps events[k:] holds."""
+    out = [0] * (len(events) + 1)
+    n = 0
+    for k in range(len(events) - 1, -1, -1):
+        e = events[k]
+        if e.type == "step":
+            n += len(e) if type(e) is StepRun else 1
+        out[k] = n
+    return out
+
+
 _RATIO_NEUTRAL = frozenset({"step", "score", "error", "metric", "artifact", "cost", "vm_power",
                             "agent_started", "agent_completed", "agent_failed", "data_flow"})
 # Events that do not make a pending run running.
