@@ -29,7 +29,7 @@ from typing import Any
 from .. import events as ev
 from ..events import Event, StepRun
 from . import linear_regex
-from .textsearch import KeywordSet
+from .textsearch import KeywordSet, rarity
 from .timestamps import parse_timestamp_key
 from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
 
@@ -539,15 +539,19 @@ class Matcher:
         long run of steps kept as an events.StepRun, the matches' groups)."""
         text = block.decode("utf-8", "replace")
         present: dict = {}                   # literal -> whether the block holds it
+        chars: dict = {}                     # character -> whether the block holds it (memchr)
         lit_ends: dict = {}                  # literal -> the ends of the lines that hold it
         lists: list = []                     # (pack index, rule, ends, matches), each in line order
         for pi, rules in enumerate(self.rule_lists):
             taken: list = []                 # the ends lists of this pack's earlier rules
             for rule in rules:
-                if not _holds(text, rule.literals, present):
+                fast = rule.fast
+                # a literal the rule's own search looks for first needs no search of its own
+                own = fast.lead if fast is not None else None if rule.literals is None else rule.literals
+                if not _holds(text, rule.literals, present, chars, own):
                     continue
                 pre = rule.prefilter
-                if pre is not None and not _holds(text, pre, present):
+                if pre is not None and not _holds(text, pre, present, chars, None):
                     continue
                 ends, ms = _rule_hits(rule, text, pre, lit_ends)
                 if ends and taken:
@@ -579,17 +583,37 @@ class Matcher:
         return len(bends) + len(small)
 
 
-def _holds(text: str, words, present: dict) -> bool:
-    """Whether text holds one of words (a rule's literals or prefilter words; None: any text)."""
+def _holds(text: str, words, present: dict, chars: dict, own) -> bool:
+    """Whether text may hold one of words (a rule's literals or prefilter words; None: any
+    text). A word one of whose characters the block lacks is absent: one memchr per character,
+    the rarest first. A word whose characters are all there is searched for, unless it is in
+    `own` (the rule's own search starts by finding it: a search here would be a second one)."""
     if words is None:
         return True
     for w in words:
         v = present.get(w)
         if v is None:
-            v = present[w] = w in text
+            v = True
+            for c in _rarest_first(w):
+                h = chars.get(c)
+                if h is None:
+                    h = chars[c] = c in text
+                if not h:
+                    v = False
+                    break
+            if not v:
+                present[w] = False
+            elif own is None or (w != own and w not in own):
+                v = present[w] = w in text
         if v:
             return True
     return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _rarest_first(word: str) -> tuple[str, ...]:
+    """The distinct characters of word, the rarest in log text first (textsearch.rarity)."""
+    return tuple(sorted(set(word), key=lambda c: rarity(ord(c)) if ord(c) < 0x80 else 100))
 
 
 def _rule_hits(rule: Rule, text: str, pre, lit_ends: dict) -> tuple[list, list]:
