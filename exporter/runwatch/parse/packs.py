@@ -621,7 +621,17 @@ def _rule_hits(rule: Rule, text: str, pre, lit_ends: dict) -> tuple[list, list]:
     in line order."""
     fast = rule.fast
     if fast is not None and fast.lines_rx is not None:
-        ms = list(fast.lines_rx.finditer(text))
+        at = _lead_at(text, fast.lead, lit_ends)
+        if at is None:                           # a common lead: re's own scan over the block
+            ms = list(fast.lines_rx.finditer(text))
+        else:                                    # a rare one (found once for every rule it leads)
+            ms, match, end = [], fast.lines_rx.match, -1
+            for i in at:
+                if i >= end:                     # a match runs to its line's end: one per line
+                    m = match(text, i)
+                    if m is not None:
+                        ms.append(m)
+                        end = m.end()
         if pre is None:
             return list(map(_END, ms)), ms      # the common case
         rfind = text.rfind
@@ -671,6 +681,27 @@ def _rule_hits(rule: Rule, text: str, pre, lit_ends: dict) -> tuple[list, list]:
     return ends, ms
 
 
+def _lead_at(text: str, lead: str, cache: dict) -> list | None:
+    """Where lead occurs in text, or None when it occurs more than RARE_LEAD times (then
+    finditer, which finds it in C, is the cheaper way). Kept in cache (keyed (lead,)) for the
+    other rules of the block with the same lead."""
+    key = (lead,)
+    if key in cache:
+        return cache[key]
+    at: list | None = []
+    find = text.find
+    i = find(lead)
+    while i >= 0:
+        at.append(i)
+        if len(at) > RARE_LEAD:
+            at = None
+            break
+        i = find(lead, i + 1)
+    cache[key] = at
+    return at
+
+
+RARE_LEAD = 64              # a LineSafe lead found at most this often in a block: matched where it is
 _END = re.Match.end
 _GROUPS = re.Match.groups
 _groups = operator.methodcaller("groups")       # a match of RE2's
