@@ -4,8 +4,9 @@ Like `mtail --one_shot`: the way users test their packs, and the way the
 benchmark runs. Each file is one run (run_id = file name unless --run-id).
 
 A large file is split at line boundaries into one byte range per CPU; forked
-workers frame and match their range and send back the events, and the parent
-applies them in file order (its own first range block by block as it reads it).
+workers frame and match their range and send back the events (a dense log's
+steps compact, as events.StepRun's groups), and the parent applies them in file
+order (its own first range block by block as it reads it).
 The reducer only sees events in order, so the result is exactly that of a
 single pass.
 """
