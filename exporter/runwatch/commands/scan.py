@@ -165,7 +165,7 @@ def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind:
          max_line: int, jobs: int | None = None) -> Registry:
     """Scan files into a fresh Registry (one run per file, or one run if run_id)."""
     jobs = jobs or os.cpu_count() or 1
-    registry = Registry()
+    registry = Registry(timelines=False)          # nothing here reads the status page's samples
     # Events hold no reference cycles, and a dense log makes millions of them: the cyclic
     # collector would walk every live one again and again (a third of a dense scan's time).
     collecting = gc.isenabled()

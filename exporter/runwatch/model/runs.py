@@ -79,8 +79,12 @@ class RunLimit(Exception):
 
 
 class Registry:
-    def __init__(self, grace_seconds: float = 0.0, history=None, max_runs: int = MAX_RUNS):
+    def __init__(self, grace_seconds: float = 0.0, history=None, max_runs: int = MAX_RUNS,
+                 timelines: bool = True):
         self.lock = threading.Lock()
+        # timelines=False: no run keeps samples or events for the status page and the export
+        # (scan and backfill print metrics and exit; nothing reads them)
+        self.timelines = timelines
         self.max_runs = max_runs
         self.refused: collections.Counter = collections.Counter()   # reason -> what a cap turned away
         self.evicted = 0                     # finished runs forgotten early to make room for new ones
@@ -165,7 +169,8 @@ class Registry:
             else:
                 st.apply_all(events)
             now = now if now is not None else time.time()
-            run.timeline.record(events, now)
+            if self.timelines:
+                run.timeline.record(events, now)
             self._after(run, now)
 
     def ingest(self, run: Run, block: bytes, events: list, cut: int, now: float) -> None:
@@ -182,7 +187,8 @@ class Registry:
                 st.lines_seen(lines, now)
             if events:
                 st.apply_all(events)
-                run.timeline.record(events, now)
+                if self.timelines:
+                    run.timeline.record(events, now)
             run.lines_cut += cut
             run.decode_errors += bad
             run.recent.extend(recent)
@@ -218,7 +224,8 @@ class Registry:
 
     def _after(self, run: Run, now: float) -> None:
         run.changes += 1
-        run.timeline.observe(run.state, now, force=run.state.state in TERMINAL_STATES and run.finished_at is None)
+        if self.timelines:
+            run.timeline.observe(run.state, now, force=run.state.state in TERMINAL_STATES and run.finished_at is None)
         if run.state.state in TERMINAL_STATES:
             if run.finished_at is None:
                 run.finished_at = now
