@@ -101,3 +101,28 @@ def test_parallel_scan_of_a_dense_log_equals_a_single_pass(tmp_path):
     for a, n in counts.items():
         assert sample(outs["2"], "runwatch_steps_total", action=a) == n
     assert sample(outs["2"], "runwatch_tasks_started_total") == 165
+
+
+def test_scan_keeps_no_timeline_but_the_same_state(tmp_path):
+    from runwatch.commands.scan import scan
+    from runwatch.model.runs import Registry, RunSpec
+    from runwatch.parse.packs import Matcher, load_builtin
+    log = tmp_path / "a.log"
+    data = b"".join(b"Step %d: CLICK\n" % i for i in range(2000)) + b"Task 1/3: x\n"
+    log.write_bytes(data)
+    m = Matcher([load_builtin("waa")])
+    reg = scan([str(log)], m, max_line=4096, jobs=1)
+    run = reg.runs["a.log"]
+    assert not run.timeline.events and not run.timeline.samples
+    ref = Registry()
+    r2 = ref.add(RunSpec(id="a.log", kind="log", source="file"))
+    ref.ingest(r2, data, _events(m, data), 0, 1.0)
+    assert len(r2.timeline.events) == 300
+    assert run.state.steps == r2.state.steps == {"CLICK": 2000}
+    assert run.state.tasks_started == r2.state.tasks_started == 1
+
+
+def _events(m, data):
+    out: list = []
+    m.match_block(data, 1.0, out)
+    return out
