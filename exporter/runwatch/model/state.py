@@ -801,8 +801,6 @@ def _clamp(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
 
-# Events that change neither the phase nor the progress ratio: once the ETA tracker has
-# seen the run, observing it after them changes nothing (RunState.apply_all skips it).
 def _steps_after(events) -> list[int]:
     """For each position k of events (and len(events)): how many steps events[k:] holds."""
     out = [0] * (len(events) + 1)
@@ -815,6 +813,8 @@ def _steps_after(events) -> list[int]:
     return out
 
 
+# Events that change neither the phase nor the progress ratio: once the ETA tracker has
+# seen the run, observing it after them changes nothing (RunState.apply_all skips it).
 _RATIO_NEUTRAL = frozenset({"step", "score", "error", "metric", "artifact", "cost", "vm_power",
                             "agent_started", "agent_completed", "agent_failed", "data_flow"})
 # Events that do not make a pending run running.
