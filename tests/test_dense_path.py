@@ -159,3 +159,23 @@ def test_a_leading_word_boundary_written_as_a_lookbehind_means_the_same(pattern)
     text = "Step 1\nxStep 2\n Step 3\na:x4\n :x5\n:x6\nb:y7\n :y8\nSt9\naSt0\n_Step 5\néStep 6\n"
     want = [m.group(1) for _, part in _lines(text) if (m := rx.search(part))]
     assert [m.group(1) for m in ls.lines_rx.finditer(text)] == want and want
+
+
+def test_the_rule_with_most_hits_merges_with_the_others_in_line_and_pack_order():
+    """One rule's hits are taken as runs between the other rules' (and packs'): a line two packs
+    take comes in pack order whichever of them has the most hits, errors once per line."""
+    lines = []
+    for i in range(400):
+        lines.append(f"Step {i}: CLICK")
+        if i % 37 == 0:
+            lines.append(f"Step {i}/9 : RUN make Step {i}: TYPE")    # docker's and waa's
+        if i % 53 == 0:
+            lines.append("ERROR: failed to solve: boom Traceback (most recent call last):")
+        if i % 61 == 0:
+            lines.append(f"Task {i}/400: notepad_{i}")
+    data = ("\n".join(lines) + "\n").encode()
+    for names in (("docker", "waa", "python"), ("waa", "docker", "python"), ("python", "waa", "docker")):
+        m = Matcher([load_builtin(n) for n in names])
+        by_line, dense = both_ways(m, data)
+        assert dense == by_line, names
+        assert sum(e.type == "build_step" for e in dense) == 11

@@ -76,3 +76,53 @@ def test_scan_stdin_and_run_id(tmp_path):
 def test_scan_errors(args, msg):
     p = run_cli(*args)
     assert p.returncode != 0 and msg in p.stderr
+
+
+@pytest.mark.stack
+def test_parallel_scan_of_a_dense_log_equals_a_single_pass(tmp_path):
+    """Nearly every line a step: the workers send their steps compact (events.StepRun's groups)."""
+    rng = random.Random(5)
+    counts: dict = {}
+    log = tmp_path / "dense.log"
+    with open(log, "w", encoding="utf-8") as f:
+        for i in range(330_000):                     # ~22 MB: above the 16 MB parallel threshold
+            if i % 2000 == 0:
+                f.write(f"2026-11-24 10:00:00,000 INFO runner: Task {i // 2000 + 1}/999: t{i}\n")
+                continue
+            a = rng.choice(("CLICK", "TYPE", "WAIT", "DONE", "SCROLL"))
+            counts[a] = counts.get(a, 0) + 1
+            f.write(f"2026-11-24 10:00:00,001 INFO openadapt_evals.runner: Step {rng.randint(1, 30)}: {a}\n")
+    outs = {}
+    for jobs in ("1", "2"):
+        p = subprocess.run(runwatch_cmd("scan", "--jobs", jobs, "--pack", "waa", "--pack", "docker", str(log)),
+                           capture_output=True, text=True, check=True)
+        outs[jobs] = p.stdout
+    assert outs["1"] == outs["2"]
+    for a, n in counts.items():
+        assert sample(outs["2"], "runwatch_steps_total", action=a) == n
+    assert sample(outs["2"], "runwatch_tasks_started_total") == 165
+
+
+def test_scan_keeps_no_timeline_but_the_same_state(tmp_path):
+    from runwatch.commands.scan import scan
+    from runwatch.model.runs import Registry, RunSpec
+    from runwatch.parse.packs import Matcher, load_builtin
+    log = tmp_path / "a.log"
+    data = b"".join(b"Step %d: CLICK\n" % i for i in range(2000)) + b"Task 1/3: x\n"
+    log.write_bytes(data)
+    m = Matcher([load_builtin("waa")])
+    reg = scan([str(log)], m, max_line=4096, jobs=1)
+    run = reg.runs["a.log"]
+    assert not run.timeline.events and not run.timeline.samples
+    ref = Registry()
+    r2 = ref.add(RunSpec(id="a.log", kind="log", source="file"))
+    ref.ingest(r2, data, _events(m, data), 0, 1.0)
+    assert len(r2.timeline.events) == 300
+    assert run.state.steps == r2.state.steps == {"CLICK": 2000}
+    assert run.state.tasks_started == r2.state.tasks_started == 1
+
+
+def _events(m, data):
+    out: list = []
+    m.match_block(data, 1.0, out)
+    return out

@@ -8,7 +8,10 @@ reason instead of corrupting a run.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import json
+import operator
 import re
 from typing import Any
 from collections.abc import Callable
@@ -281,6 +284,52 @@ class Event:
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Event) and self.type == other.type
                 and self.fields == other.fields and self.ts == other.ts)
+
+
+class StepRun:
+    """Consecutive `step` events one pack rule made from one block's lines, kept as the
+    matches' groups: of most of them the run state needs only the action it counts
+    (model/state.py RunState._steps), so only the last few become Events. `emit` is the rule's
+    parse/packs.py Emit: `build_groups(groups, ts)` makes the event of one line, `action_at`
+    the index of the action's group (None: the action is `emit.action`, a constant or None).
+    `len()` is the number of events it stands for; `events()` makes them, all or the last few."""
+
+    __slots__ = ("groups", "emit", "ts")
+    type = "step"
+
+    def __init__(self, groups: list, emit, ts: float):
+        self.groups, self.emit, self.ts = groups, emit, ts
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __repr__(self) -> str:
+        return f"StepRun({len(self.groups)} steps, ts={self.ts})"
+
+    def events(self, last: int | None = None) -> list[Event]:
+        gs = self.groups
+        if last is not None and last < len(gs):
+            gs = gs[len(gs) - last:]
+        return list(map(self.emit.build_groups, gs, itertools.repeat(self.ts, len(gs))))
+
+    def action_counts(self) -> dict:
+        """The action texts as the lines give them (uncut; None or "" where a line has none)
+        and how many lines give each, in the order they first come."""
+        at = self.emit.action_at
+        if at is None:
+            return {self.emit.action: len(self.groups)}
+        return collections.Counter(map(operator.itemgetter(at), self.groups))
+
+
+def expand(events) -> list[Event]:
+    """events with every StepRun made into its Events."""
+    out: list[Event] = []
+    for e in events:
+        if type(e) is StepRun:
+            out += e.events()
+        else:
+            out.append(e)
+    return out
 
 
 def make(etype: str, fields: dict, ts: float) -> Event:

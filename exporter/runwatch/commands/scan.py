@@ -4,8 +4,9 @@ Like `mtail --one_shot`: the way users test their packs, and the way the
 benchmark runs. Each file is one run (run_id = file name unless --run-id).
 
 A large file is split at line boundaries into one byte range per CPU; forked
-workers frame and match their range and send back the events, and the parent
-applies them in file order (its own first range block by block as it reads it).
+workers frame and match their range and send back the events (a dense log's
+steps compact, as events.StepRun's groups), and the parent applies them in file
+order (its own first range block by block as it reads it).
 The reducer only sees events in order, so the result is exactly that of a
 single pass.
 """
@@ -18,7 +19,7 @@ import pickle
 import sys
 import time
 
-from ..events import Event
+from ..events import Event, StepRun
 from ..parse.framing import FramedReader, file_range, stream_chunks
 from ..export.collector import RunwatchCollector
 from ..export.exposition import render
@@ -55,10 +56,10 @@ def _scan_chunks(chunks, matcher: Matcher, max_line: int, flush: bool, ts: float
     lines = cut = bad = 0
     for block in reader.blocks(chunks, flush):
         if sink is None:
-            match(block, ts, res.events)
+            match(block, ts, res.events, True)
             continue
         events: list = []
-        match(block, ts, events)
+        match(block, ts, events, True)
         sink(reader.lines - lines, events, reader.lines_cut - cut, reader.decode_errors - bad)
         lines, cut, bad = reader.lines, reader.lines_cut, reader.decode_errors
     res.lines, res.cut, res.bad = reader.lines - lines, reader.lines_cut - cut, reader.decode_errors - bad
@@ -98,8 +99,12 @@ def _run_parallel(fd: int, size: int, matcher: Matcher, max_line: int, jobs: int
             try:
                 os.close(r)
                 res = scan_range(fd, a, b, matcher, max_line, (b is None), ts)
-                # all events share ts: type and fields are enough (the parent knows ts)
-                payload = _encode(([(e.type, e.fields) for e in res.events], res.lines, res.cut, res.bad))
+                # all events share ts: type and fields are enough (the parent knows ts); a StepRun
+                # goes as (None, (its emit's number, its groups))
+                index = matcher.emit_index
+                payload = _encode(([(e.type, e.fields) if type(e) is not StepRun else
+                                    (None, (index[id(e.emit)], e.groups)) for e in res.events],
+                                   res.lines, res.cut, res.bad))
                 with os.fdopen(w, "wb") as out:
                     out.write(payload)
                 os._exit(0)
@@ -120,7 +125,8 @@ def _run_parallel(fd: int, size: int, matcher: Matcher, max_line: int, jobs: int
             raise RuntimeError(f"scan worker {pid} failed (status {status})")
         evs, lines, cut, bad = _decode(data)
         res = RangeResult()
-        res.events = [Event(t, f, ts) for t, f in evs]
+        emits = matcher.emits
+        res.events = [Event(t, f, ts) if t is not None else StepRun(f[1], emits[f[0]], ts) for t, f in evs]
         res.lines, res.cut, res.bad = lines, cut, bad
         results.append(res)
     return results
@@ -160,7 +166,7 @@ def scan(paths: list[str], matcher: Matcher, *, run_id: str | None = None, kind:
     """Scan files into a fresh Registry (one run per file, or one run if run_id); `total`: the
     runs' planned units of the outermost level (--total)."""
     jobs = jobs or os.cpu_count() or 1
-    registry = Registry()
+    registry = Registry(timelines=False)          # nothing here reads the status page's samples
     # Events hold no reference cycles, and a dense log makes millions of them: the cyclic
     # collector would walk every live one again and again (a third of a dense scan's time).
     collecting = gc.isenabled()

@@ -80,8 +80,12 @@ class RunLimit(Exception):
 
 
 class Registry:
-    def __init__(self, grace_seconds: float = 0.0, history=None, max_runs: int = MAX_RUNS):
+    def __init__(self, grace_seconds: float = 0.0, history=None, max_runs: int = MAX_RUNS,
+                 timelines: bool = True):
         self.lock = threading.Lock()
+        # timelines=False: no run keeps samples or events for the status page and the export
+        # (scan and backfill print metrics and exit; nothing reads them)
+        self.timelines = timelines
         self.max_runs = max_runs
         self.refused: collections.Counter = collections.Counter()   # reason -> what a cap turned away
         self.evicted = 0                     # finished runs forgotten early to make room for new ones
@@ -169,7 +173,8 @@ class Registry:
             else:
                 st.apply_all(events)
             now = now if now is not None else time.time()
-            run.timeline.record(events, now)
+            if self.timelines:
+                run.timeline.record(events, now)
             self._after(run, now)
 
     def ingest(self, run: Run, block: bytes, events: list, cut: int, now: float) -> None:
@@ -186,7 +191,8 @@ class Registry:
                 st.lines_seen(lines, now)
             if events:
                 st.apply_all(events)
-                run.timeline.record(events, now)
+                if self.timelines:
+                    run.timeline.record(events, now)
             run.lines_cut += cut
             run.decode_errors += bad
             run.recent.extend(recent)
@@ -222,7 +228,8 @@ class Registry:
 
     def _after(self, run: Run, now: float) -> None:
         run.changes += 1
-        run.timeline.observe(run.state, now, force=run.state.state in TERMINAL_STATES and run.finished_at is None)
+        if self.timelines:
+            run.timeline.observe(run.state, now, force=run.state.state in TERMINAL_STATES and run.finished_at is None)
         if run.state.state in TERMINAL_STATES:
             if run.finished_at is None:
                 run.finished_at = now
@@ -350,7 +357,7 @@ class Ingest:
                 st = self.redact_states[stream] = RedactState()
             block = self.redactor.block(block, st)
         events: list = []
-        self.matcher.match_block(block, now, events)
+        self.matcher.match_block(block, now, events, True)      # the steps may come compact: only model/ sees them
         self.registry.ingest(self.run, block, events, cut, now)
         if self.on_block is not None:
             self.on_block(self.run, block, now)

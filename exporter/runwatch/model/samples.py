@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import itertools
 
+from ..events import StepRun
 from .state import RunState
 
 SAMPLE_INTERVAL = 2.0      # seconds between samples at first
@@ -54,7 +55,23 @@ class Timeline:
 
     def record(self, events, now: float) -> None:
         keep = self.events.maxlen
-        if len(events) > keep:                  # a big batch (scan): only its last events can stay
+        runs = [e for e in events if type(e) is StepRun]
+        if runs:                                # the matcher's compact steps: only the last few made
+            total = len(events) + sum(len(r) - 1 for r in runs)
+            tail: list = []
+            for e in reversed(events):
+                if len(tail) >= keep:
+                    break
+                if type(e) is StepRun:
+                    tail += reversed(e.events(keep - len(tail)))
+                else:
+                    tail.append(e)
+            tail.reverse()
+            if total > keep:
+                self.events_dropped += total - keep + len(self.events)
+                self.events.clear()
+            events = tail
+        elif len(events) > keep:                # a big batch (scan): only its last events can stay
             self.events_dropped += len(events) - keep + len(self.events)
             self.events.clear()
             events = events[-keep:]

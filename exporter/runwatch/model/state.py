@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 
 from .eta import Tracker
-from ..events import FAILED_RESULTS, PAYLOAD_FIELDS, RUN_STATES, TERMINAL_STATES, Event
+from ..events import FAILED_RESULTS, MAX_WORD, PAYLOAD_FIELDS, RUN_STATES, TERMINAL_STATES, Event, StepRun
 
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
 MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
@@ -124,22 +124,43 @@ class RunState:
         """Apply events in order: the same as apply() on each, one call for a block's events.
 
         The ETA tracker observes the run after each event that can move its phase or progress;
-        after the others (_RATIO_NEUTRAL: a step, a score, an error …) it would see what it saw."""
+        after the others (_RATIO_NEUTRAL: a step, a score, an error …) it would see what it saw.
+        An events.StepRun (the matcher's compact form of a rule's steps) stands for its events."""
         handlers, eta = _HANDLERS, self._eta
         if not isinstance(events, (list, tuple)):
             events = list(events)
         i, n = 0, len(events)
+        reset = -1              # where the next task_started that starts the step list over is (n: none)
+        later = None            # later[k]: the steps in events[k:] (made when first needed)
         while i < n:
             e = events[i]
             t = e.type
             i += 1
-            if t == "step" and i < n and events[i].type == "step" and eta.phase_ts is not None:
-                j = i + 1                        # a run of steps (an agent's log): applied as one
-                while j < n and events[j].type == "step":
-                    j += 1
-                self._steps(events[i - 1:j])
-                i = j
-                continue
+            if t == "step" and (type(e) is StepRun or (i < n and events[i].type == "step")):
+                if eta.phase_ts is None:         # the first event the tracker sees: on its own
+                    if type(e) is StepRun:
+                        first = [e.emit.build_groups(e.groups[0], e.ts)]
+                        rest = StepRun(e.groups[1:], e.emit, e.ts)
+                        events = list(events[:i - 1]) + first + ([rest] if len(rest) else []) + list(events[i:])
+                        n = len(events)
+                        e = first[0]
+                else:
+                    j = i                        # a run of steps (an agent's log): applied as one
+                    while j < n and events[j].type == "step":
+                        j += 1
+                    if reset < j:
+                        reset = next((k for k in range(j, n) if events[k].type == "task_started"
+                                      and not events[k].fields.get("repeat")), n)
+                    # the current task's step list keeps its last MAX_TASK_STEPS: entries only for
+                    # those no later step of these pushes out and no later task start drops
+                    keep = 0
+                    if reset == n:
+                        if later is None:
+                            later = _steps_after(events)
+                        keep = max(0, MAX_TASK_STEPS - later[j])
+                    self._steps(events[i - 1:j], keep)
+                    i = j
+                    continue
             handler = handlers.get(t)
             if t != "error":
                 self.error_continues = False     # what continues a report comes right after it
@@ -324,32 +345,60 @@ class RunState:
             del task_steps[:-MAX_TASK_STEPS]
         self.last_progress_ts = ts
 
-    def _steps(self, events) -> None:
-        """Consecutive step events, as _step on each would apply them (tests/test_state.py holds
-        the two equal): the counts one by one, but only the last MAX_TASK_STEPS entries built."""
+    def _steps(self, events, keep: int = MAX_TASK_STEPS) -> None:
+        """Consecutive step events (and events.StepRuns), as _step on each would apply them
+        (tests/test_state.py holds the two equal): the actions counted by distinct action in the
+        order they first come (a label keeps its name while the run has fewer than
+        MAX_LABEL_VALUES, as _label decides one by one), and only the last MAX_TASK_STEPS
+        entries of the current task built, at most `keep` (apply_all knows how many of them
+        later events of the same batch leave standing)."""
         if self.state == "pending":
             self._set_state("running", events[0].ts)
         self.error_continues = False
         self.error_open = False
-        steps, label = self.steps, self._label
-        actions = []
+        counts: dict = {}
+        total = 0
         for e in events:
-            action = e.fields.get("action") or "step"
-            if action in steps:
-                steps[action] += 1
+            if type(e) is StepRun:
+                for raw, c in e.action_counts().items():
+                    a = (raw or "step")[:MAX_WORD]
+                    counts[a] = counts.get(a, 0) + c
+                total += len(e)
             else:
-                action = label(action, steps)
-                steps[action] = steps.get(action, 0) + 1
-            actions.append(action)
+                a = e.fields.get("action") or "step"
+                counts[a] = counts.get(a, 0) + 1
+                total += 1
+        steps = self.steps
+        for a, c in counts.items():
+            if a in steps:
+                steps[a] += c
+            elif len(steps) < MAX_LABEL_VALUES:
+                steps[a] = c
+            else:
+                self.labels_folded += c
+                steps[OTHER] = steps.get(OTHER, 0) + c
         first = self.current_task_steps + 1
-        self.current_task_steps += len(events)
-        keep = max(0, len(events) - MAX_TASK_STEPS)
+        self.current_task_steps += total
+        self.last_progress_ts = events[-1].ts
+        need = min(MAX_TASK_STEPS, total, keep)
+        if need <= 0:
+            return
+        tail: list = []                      # the last `need` events, last first
+        for e in reversed(events):
+            if len(tail) >= need:
+                break
+            if type(e) is StepRun:
+                tail += reversed(e.events(need - len(tail)))
+            else:
+                tail.append(e)
+        tail.reverse()
+        start = first + total - len(tail)
         task_steps = self.task_steps
-        task_steps.extend({"index": e.fields.get("index", first + k), "action": actions[k], "ts": e.ts}
-                          for k, e in enumerate(events[keep:], start=keep))
+        task_steps.extend({"index": e.fields.get("index", start + k),
+                           "action": a if (a := e.fields.get("action") or "step") in steps else OTHER, "ts": e.ts}
+                          for k, e in enumerate(tail))
         if len(task_steps) > MAX_TASK_STEPS:
             del task_steps[:-MAX_TASK_STEPS]
-        self.last_progress_ts = events[-1].ts
 
     def _build_step(self, f, ts):
         step, steps = f["step"], f.get("steps")
@@ -799,6 +848,18 @@ def _cut(s: str, n: int) -> str:
 
 def _clamp(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
+
+
+def _steps_after(events) -> list[int]:
+    """For each position k of events (and len(events)): how many steps events[k:] holds."""
+    out = [0] * (len(events) + 1)
+    n = 0
+    for k in range(len(events) - 1, -1, -1):
+        e = events[k]
+        if e.type == "step":
+            n += len(e) if type(e) is StepRun else 1
+        out[k] = n
+    return out
 
 
 # Events that change neither the phase nor the progress ratio: once the ETA tracker has

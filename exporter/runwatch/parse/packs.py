@@ -18,16 +18,19 @@ Within a pack the first matching rule wins; every pack sees every line.
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import gc
+import itertools
+import operator
 import os
 import re
 from typing import Any
 
 from .. import events as ev
-from ..events import Event
+from ..events import Event, StepRun
 from . import linear_regex
-from .textsearch import KeywordSet
+from .textsearch import KeywordSet, rarity
 from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
 
 try:  # Python 3.11+
@@ -146,78 +149,118 @@ class Emit:
     """How one event is built from a match: fields from groups, constants, templates.
 
     Compiled at pack load into a plan, `build(m, ts)`: one `m.groups()` call, then for
-    each group-fed field its group by index and its converter (none where the group's
-    text is the value, a str field; `int` for an int one), the constants copied, and
-    only the required fields the constants do not give checked. The plan is Python code
-    written from the emit's own validated parts (field names are those of events.SCHEMA)."""
+    each group-fed field its group by index and its converter written inline where the
+    group's text makes the schema's check a slice (a text field cut to its limit) or int()
+    and a range check (a count), the constants copied, and only the required fields the
+    constants do not give checked. The result is what events.SCHEMA's converters make of
+    the same text (tests/test_emit_plan.py). The plan is Python code written from the
+    emit's own validated parts (field names are those of events.SCHEMA)."""
 
-    __slots__ = ("etype", "from_groups", "consts", "templates", "required", "build")
+    __slots__ = ("etype", "from_groups", "consts", "templates", "required", "build", "build_groups",
+                 "action_at", "action")
 
     def __init__(self, etype, from_groups, consts, templates, required, groupindex=None, always=frozenset()):
         self.etype, self.from_groups, self.consts = etype, from_groups, consts
         self.templates, self.required = templates, required
-        self.build = _plan(etype, from_groups, consts, templates, required, groupindex or {}, always)
+        groupindex = groupindex or {}
+        # build_groups(m.groups(), ts): the same event from the groups alone (None with templates,
+        # which read the match); what events.StepRun keeps of a step line
+        self.build, self.build_groups = _plan(etype, from_groups, consts, templates, required, groupindex, always)
+        # a step's action: the index of its group, or (action_at None) the constant or None
+        self.action_at = next((int(groupindex[g]) - 1 for f, g, _c in from_groups if f == "action"), None)
+        self.action = consts.get("action")
 
 
-# Converters that, given a group's text (always a str), are the identity or a builtin.
-_FAST_CONV = {ev._str: None, ev._int: int}
+# What an emit's converter does to a group's text, the way a plan can do it inline. A group's
+# text is a slice of a line decoded from bytes with errors="replace" (valid Unicode: no lone
+# surrogates), so of events.text only the cut is left: a slice, which gives back the very string
+# when it is short enough. A count is int() and a range check the plan makes after the dict.
+_TRUSTED_TEXT = {ev._str: ev.MAX_TEXT, ev._word: ev.MAX_WORD}
+_TRUSTED_INT = {ev._count: 0, ev._int: ev.INT_MIN}
+
+
+def _trusted_count(v: str) -> int:
+    """events._count of a group's text: int() (which takes what _int's str path takes: digits,
+    blanks around them, a sign) held to 0..INT_MAX."""
+    n = int(v)
+    if 0 <= n <= ev.INT_MAX:
+        return n
+    raise ValueError(f"out of range: {n}")
+
+
+def _trusted_int(v: str) -> int:
+    n = int(v)
+    if ev.INT_MIN <= n <= ev.INT_MAX:
+        return n
+    raise ValueError(f"out of range: {n}")
+
+
+_TRUSTED_CALL = {ev._count: _trusted_count, ev._int: _trusted_int}
 
 
 def _plan(etype, from_groups, consts, templates, required, groupindex, always=frozenset()):
-    """The build function of one emit (see Emit). `always`: the groups that take part in
-    every match; when every group-fed field has one and there are no templates, the fields
-    are one dict display, and a converter that refuses its text falls back to the general plan."""
-    general = _general_plan(etype, from_groups, consts, templates, required, groupindex)
+    """The build functions of one emit (see Emit): from the match, and from its groups (None
+    with templates). `always`: the groups that take part in every match; when every group-fed
+    field has one and there are no templates, the fields are one dict display (text cut by a
+    slice, counts by int() checked in range after it), and a value that the fast way refuses
+    falls back to the general plan, which drops that field."""
+    general, general_groups = _general_plan(etype, from_groups, consts, templates, required, groupindex)
     if templates or not from_groups or not all(g in always for _f, g, _c in from_groups):
-        return general
-    names = {"Event": Event, "_etype": etype, "_general": general}
-    items = []
+        return general, general_groups
+    names = {"Event": Event, "_etype": etype, "_general": general_groups}
+    items, checks = [], []
     for k, (field, value) in enumerate(consts.items()):
         names[f"_k{k}"] = value
         items.append(f"{field!r}: _k{k}")
     for k, (field, group, conv) in enumerate(from_groups):
-        fast = _FAST_CONV.get(conv, conv)
         v = f"g[{int(groupindex[group]) - 1}]"
-        if fast is not None:
-            names[f"_c{k}"] = fast
+        if conv in _TRUSTED_TEXT:
+            v = f"{v}[:{int(_TRUSTED_TEXT[conv])}]"
+        elif conv in _TRUSTED_INT:
+            v = f"int({v})"
+            checks.append(f"{int(_TRUSTED_INT[conv])} <= f[{field!r}] <= {int(ev.INT_MAX)}")
+        else:
+            names[f"_c{k}"] = conv
             v = f"_c{k}({v})"
         items.append(f"{field!r}: {v}")
-    code = ["def build(m, ts):", "    g = m.groups()", "    try:", "        f = {" + ", ".join(items) + "}",
-            "    except (TypeError, ValueError):", "        return _general(m, ts)",
-            "    return Event(_etype, f, ts)"]
+    body = ["    try:", "        f = {" + ", ".join(items) + "}",
+            "    except (TypeError, ValueError, OverflowError):", "        return _general(g, ts)"]
+    if checks:
+        body += [f"    if not ({' and '.join(checks)}):", "        return _general(g, ts)"]
+    body.append("    return Event(_etype, f, ts)")
+    code = ["def build(m, ts):", "    g = m.groups()"] + body + ["def build_groups(g, ts):"] + body
     exec("\n".join(code), names)      # the code written above, from validated names only
-    return names["build"]
+    return names["build"], names["build_groups"]
 
 
 def _general_plan(etype, from_groups, consts, templates, required, groupindex):
     names = {"Event": Event, "_Groups": _Groups, "_consts": dict(consts), "_etype": etype}
-    code = ["def build(m, ts):"]
-    code.append("    f = _consts.copy()" if consts else "    f = {}")
-    if from_groups:
-        code.append("    g = m.groups()")
+    body = ["    f = _consts.copy()" if consts else "    f = {}"]
     for k, (field, group, conv) in enumerate(from_groups):
-        fast = _FAST_CONV.get(conv, conv)
-        code.append(f"    v = g[{int(groupindex[group]) - 1}]")
-        code.append("    if v is not None:")
-        if fast is None:
-            code.append(f"        f[{field!r}] = v")
+        body.append(f"    v = g[{int(groupindex[group]) - 1}]")
+        body.append("    if v is not None:")
+        if conv in _TRUSTED_TEXT:
+            body.append(f"        f[{field!r}] = v[:{int(_TRUSTED_TEXT[conv])}]")
         else:
-            names[f"_c{k}"] = fast
-            code += ["        try:", f"            f[{field!r}] = _c{k}(v)",
-                     "        except (TypeError, ValueError):", "            pass"]
+            names[f"_c{k}"] = _TRUSTED_CALL.get(conv, conv)
+            body += ["        try:", f"            f[{field!r}] = _c{k}(v)",
+                     "        except (TypeError, ValueError, OverflowError):", "            pass"]
     if templates:
-        code.append("    gd = _Groups(m)")
+        body.append("    gd = _Groups(m)")
     for k, (field, template, conv) in enumerate(templates):
         names[f"_t{k}"], names[f"_tc{k}"] = template, conv
-        code += ["    try:", f"        f[{field!r}] = _tc{k}(_t{k}.format_map(gd))",
+        body += ["    try:", f"        f[{field!r}] = _tc{k}(_t{k}.format_map(gd))",
                  "    except (TypeError, ValueError, KeyError, IndexError):", "        pass"]
     for field in required:
         if field not in consts:
-            code.append(f"    if {field!r} not in f:")
-            code.append("        return None")
-    code.append("    return Event(_etype, f, ts)")
+            body.append(f"    if {field!r} not in f:")
+            body.append("        return None")
+    body.append("    return Event(_etype, f, ts)")
+    code = ["def build(m, ts):"] + (["    g = m.groups()"] if from_groups else []) + body
+    if not templates:
+        code += ["def build_groups(g, ts):"] + body
     exec("\n".join(code), names)      # the code written above, from validated names only
-    return names["build"]
+    return names["build"], names.get("build_groups")
 
 
 class _Groups(dict):
@@ -435,9 +478,14 @@ class Matcher:
         self.keywords = minimal_keywords(literals)
         self.keyword_set = KeywordSet(self.keywords)
         self.dense = False      # a hint only: both ways give the same events
+        # every emit by number: how a scan worker names a StepRun's emit to its parent
+        self.emits = [e for p in packs for r in p.rules for e in r.emits]
+        self.emit_index = {id(e): k for k, e in enumerate(self.emits)}
 
-    def match_block(self, block: bytes, ts: float, out: list) -> None:
-        """Append the events of every line in `block` (complete lines, b"\n"-terminated)."""
+    def match_block(self, block: bytes, ts: float, out: list, compact: bool = False) -> None:
+        """Append the events of every line in `block` (complete lines, b"\n"-terminated).
+        compact: a run of steps one rule made may come as an events.StepRun (for a caller that
+        hands the events to model/ only: RunState.apply_all and Timeline.record take them)."""
         if not self.rule_lists:
             return
         match_line = self.match_line
@@ -450,7 +498,7 @@ class Matcher:
                 match_line(raw.decode("utf-8", "replace"), ts, out)
             return
         if self.dense:
-            if self._match_dense(block, ts, out) < len(block) >> DENSE_SHIFT + 1:
+            if self._match_dense(block, ts, out, compact) < len(block) >> DENSE_SHIFT + 1:
                 self.dense = False
             return
         find = block.find
@@ -460,7 +508,7 @@ class Matcher:
             return
         if len(starts) > len(block) >> DENSE_SHIFT:
             self.dense = True                    # this block and the next: rule by rule
-            self._match_dense(block, ts, out)
+            self._match_dense(block, ts, out, compact)
             return
         if len(self.keywords) > 1:
             starts = sorted(set(starts))         # a line found by two keywords is matched once
@@ -489,88 +537,231 @@ class Matcher:
                             out.append(e)
                     break
 
-    def _match_dense(self, block: bytes, ts: float, out: list) -> int:
+    def _match_dense(self, block: bytes, ts: float, out: list, compact: bool = False) -> int:
         """match_block rule by rule over the whole block; returns the lines that matched.
 
-        A rule with a LineSafe form is searched over the block at once: its leading literal
-        found, the pattern matched there (no match crosses a line), the rest of the line
-        skipped. Other rules are searched on the lines holding one of their literals, as
-        match_line does. Within a pack a line goes to its first matching rule; the hits are
-        then taken in line order, pack order, as match_line takes them."""
+        A rule none of whose literals (or none of whose prefilter words) the block holds is
+        skipped at once. A rule with a LineSafe form is searched over the block at once: its
+        leading literal found, the pattern matched there (no match crosses a line), the rest of
+        the line skipped. Other rules are searched on the lines holding one of their literals,
+        as match_line does. Within a pack a line goes to its first matching rule. Each rule's
+        hits come in line order; they are then taken in line order, pack order, as match_line
+        takes them: the rule with the most hits as runs between the others' (bisect), each run's
+        events built in one C-level pass when its rule makes one event and no error (compact: a
+        long run of steps kept as an events.StepRun, the matches' groups)."""
         text = block.decode("utf-8", "replace")
-        find, rfind = text.find, text.rfind
-        hits: list = []
-        add = hits.append
+        present: dict = {}                   # literal -> whether the block holds it
+        chars: dict = {}                     # character -> whether the block holds it (memchr)
+        lit_ends: dict = {}                  # literal -> the ends of the lines that hold it
+        lists: list = []                     # (pack index, rule, ends, matches), each in line order
         for pi, rules in enumerate(self.rule_lists):
-            taken: set = set()               # lines an earlier rule of this pack matched
-            last = len(rules) - 1
-            for ri, rule in enumerate(rules):
-                n0 = len(hits)
-                pre = rule.prefilter
+            taken: list = []                 # the ends lists of this pack's earlier rules
+            for rule in rules:
                 fast = rule.fast
-                if fast is not None and fast.lines_rx is not None and not taken and pre is None:
-                    hits += [(m.end(), pi, rule, m) for m in fast.lines_rx.finditer(text)]   # the common case
-                elif fast is not None and fast.lines_rx is not None:
-                    for m in fast.lines_rx.finditer(text):
-                        e = m.end()                     # a line is known by where it ends
-                        if e not in taken and (pre is None or any(p in text[rfind("\n", 0, e) + 1:e]
-                                                                  for p in pre)):
-                            add((e, pi, rule, m))
-                elif fast is not None:
-                    lead, match = fast.lead, fast.rx.match
-                    if fast.at_line_start:           # ^Step: only where a line starts with it
-                        i = 0 if text.startswith(lead) else find("\n" + lead) + 1 or -1
-                        nlead = "\n" + lead
-                    else:
-                        i = find(lead)
-                    while i >= 0:
-                        m = match(text, i)
-                        if m is None:
-                            if fast.at_line_start:
-                                i = find(nlead, i) + 1 or -1
-                            else:
-                                i = find(lead, i + 1)
-                            continue
-                        e = find("\n", m.end())         # a line is known by where it ends
-                        if e not in taken and (pre is None or any(p in text[rfind("\n", 0, i) + 1:e]
-                                                                  for p in pre)):
-                            add((e, pi, rule, m))
-                        i = (find(nlead, e) + 1 or -1) if fast.at_line_start else find(lead, e + 1)
-                else:
-                    ends: set = set()
-                    for lit in rule.literals:
-                        i = find(lit)
-                        while i >= 0:
-                            e = find("\n", i)
-                            ends.add(e)
-                            i = find(lit, e + 1)
-                    search = rule.search
-                    for e in sorted(ends):
-                        if e not in taken:
-                            m = search(text[rfind("\n", 0, e) + 1:e])
-                            if m is not None:
-                                add((e, pi, rule, m))
-                if ri != last and len(hits) > n0:
-                    taken.update(h[0] for h in hits[n0:])
-        hits.sort()         # by line, then pack: (line, pack) is unique, so no rule is compared
-        err_line = -1
-        add = out.append
-        for s, _pi, rule, m in hits:
-            emits = rule.emits
-            if len(emits) == 1 and emits[0].etype != "error":     # most rules: one event, not an error
-                e = emits[0].build(m, ts)
-                if e is not None:
-                    add(e)
+                # a literal the rule's own search looks for first needs no search of its own
+                own = fast.lead if fast is not None else None if rule.literals is None else rule.literals
+                if not _holds(text, rule.literals, present, chars, own):
+                    continue
+                pre = rule.prefilter
+                if pre is not None and not _holds(text, pre, present, chars, None):
+                    continue
+                ends, ms = _rule_hits(rule, text, pre, lit_ends)
+                if ends and taken:
+                    ends, ms = _drop_taken(ends, ms, taken)
+                if ends:
+                    taken.append(ends)
+                    lists.append((pi, rule, ends, ms))
+        if not lists:
+            return 0
+        err = [-1, compact]                  # the line end of the last error (one error per line); compact
+        if len(lists) == 1:
+            _pi, rule, ends, ms = lists[0]
+            _emit_run(rule, ends, ms, ts, out, err)
+            return len(ends)
+        big = max(lists, key=lambda x: len(x[2]))
+        bpi, brule, bends, bms = big
+        # (line, pack) is unique, so the sort never compares a rule or a match
+        small = sorted((e, pi, rule, m) for x in lists if x is not big
+                       for pi, rule, ends, ms in (x,) for e, m in zip(ends, ms, strict=True))
+        j = 0
+        for e, pi, rule, m in small:
+            k = bisect.bisect_right(bends, e, j) if bpi < pi else bisect.bisect_left(bends, e, j)
+            if k > j:
+                _emit_run(brule, bends[j:k], bms[j:k], ts, out, err)
+                j = k
+            _emit_run(rule, (e,), (m,), ts, out, err)
+        if j < len(bends):
+            _emit_run(brule, bends[j:], bms[j:], ts, out, err)
+        return len(bends) + len(small)
+
+
+def _holds(text: str, words, present: dict, chars: dict, own) -> bool:
+    """Whether text may hold one of words (a rule's literals or prefilter words; None: any
+    text). A word one of whose characters the block lacks is absent: one memchr per character,
+    the rarest first. A word whose characters are all there is searched for, unless it is in
+    `own` (the rule's own search starts by finding it: a search here would be a second one)."""
+    if words is None:
+        return True
+    for w in words:
+        v = present.get(w)
+        if v is None:
+            v = True
+            for c in _rarest_first(w):
+                h = chars.get(c)
+                if h is None:
+                    h = chars[c] = c in text
+                if not h:
+                    v = False
+                    break
+            if not v:
+                present[w] = False
+            elif own is None or (w != own and w not in own):
+                v = present[w] = w in text
+        if v:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _rarest_first(word: str) -> tuple[str, ...]:
+    """The distinct characters of word, the rarest in log text first (textsearch.rarity)."""
+    return tuple(sorted(set(word), key=lambda c: rarity(ord(c)) if ord(c) < 0x80 else 100))
+
+
+def _rule_hits(rule: Rule, text: str, pre, lit_ends: dict) -> tuple[list, list]:
+    """The ends of the lines of text the rule matches (where their newline is) and its matches,
+    in line order."""
+    fast = rule.fast
+    if fast is not None and fast.lines_rx is not None:
+        at = _lead_at(text, fast.lead, lit_ends)
+        if at is None:                           # a common lead: re's own scan over the block
+            ms = list(fast.lines_rx.finditer(text))
+        else:                                    # a rare one (found once for every rule it leads)
+            ms, match, end = [], fast.lines_rx.match, -1
+            for i in at:
+                if i >= end:                     # a match runs to its line's end: one per line
+                    m = match(text, i)
+                    if m is not None:
+                        ms.append(m)
+                        end = m.end()
+        if pre is None:
+            return list(map(_END, ms)), ms      # the common case
+        rfind = text.rfind
+        ms = [m for m in ms if any(p in text[rfind("\n", 0, m.end()) + 1:m.end()] for p in pre)]
+        return list(map(_END, ms)), ms
+    find, rfind = text.find, text.rfind
+    ends: list = []
+    ms = []
+    if fast is not None:
+        lead, match, at_start = fast.lead, fast.rx.match, fast.at_line_start
+        nlead = "\n" + lead
+        if at_start:                             # ^Step: only where a line starts with it
+            i = 0 if text.startswith(lead) else find(nlead) + 1 or -1
+        else:
+            i = find(lead)
+        while i >= 0:
+            m = match(text, i)
+            if m is None:
+                i = (find(nlead, i) + 1 or -1) if at_start else find(lead, i + 1)
                 continue
-            for emit in emits:
-                e = emit.build(m, ts)
-                if e is not None:
-                    if e.type == "error":
-                        if err_line == s:
-                            continue
-                        err_line = s
-                    add(e)
-        return len(hits)
+            e = find("\n", m.end())             # a line is known by where it ends
+            if pre is None or any(p in text[rfind("\n", 0, i) + 1:e] for p in pre):
+                ends.append(e)
+                ms.append(m)
+            i = (find(nlead, e) + 1 or -1) if at_start else find(lead, e + 1)
+        return ends, ms
+    lines: set = set()
+    for lit in rule.literals:
+        got = lit_ends.get(lit)
+        if got is None:
+            got = lit_ends[lit] = []
+            i = find(lit)
+            while i >= 0:
+                e = find("\n", i)
+                got.append(e)
+                i = find(lit, e + 1)
+        lines.update(got)
+    search = rule.search
+    for e in sorted(lines):
+        line = text[rfind("\n", 0, e) + 1:e]
+        if pre is not None and not any(p in line for p in pre):
+            continue
+        m = search(line)
+        if m is not None:
+            ends.append(e)
+            ms.append(m)
+    return ends, ms
+
+
+def _lead_at(text: str, lead: str, cache: dict) -> list | None:
+    """Where lead occurs in text, or None when it occurs more than RARE_LEAD times (then
+    finditer, which finds it in C, is the cheaper way). Kept in cache (keyed (lead,)) for the
+    other rules of the block with the same lead."""
+    key = (lead,)
+    if key in cache:
+        return cache[key]
+    at: list | None = []
+    find = text.find
+    i = find(lead)
+    while i >= 0:
+        at.append(i)
+        if len(at) > RARE_LEAD:
+            at = None
+            break
+        i = find(lead, i + 1)
+    cache[key] = at
+    return at
+
+
+RARE_LEAD = 64              # a LineSafe lead found at most this often in a block: matched where it is
+_END = re.Match.end
+_GROUPS = re.Match.groups
+_groups = operator.methodcaller("groups")       # a match of RE2's
+STEP_RUN_MIN = 8            # steps of one rule in a row from which they are kept as a StepRun
+
+
+def _drop_taken(ends: list, ms: list, taken: list) -> tuple[list, list]:
+    """ends and ms without the lines an earlier rule of the pack took (first rule wins)."""
+    if sum(map(len, taken)) < len(ends):     # few taken: look each up in the sorted ends
+        drop = set()
+        n = len(ends)
+        for t in taken:
+            for e in t:
+                i = bisect.bisect_left(ends, e)
+                if i < n and ends[i] == e:
+                    drop.add(i)
+        if not drop:
+            return ends, ms
+        keep = [i for i in range(n) if i not in drop]
+    else:
+        seen = set().union(*taken)
+        keep = [i for i, e in enumerate(ends) if e not in seen]
+        if len(keep) == len(ends):
+            return ends, ms
+    return [ends[i] for i in keep], [ms[i] for i in keep]
+
+
+def _emit_run(rule: Rule, ends, ms, ts: float, out: list, err: list) -> None:
+    """The events of a rule's matches, in order; err[0]: the line of the last error taken,
+    err[1]: whether a run of steps may be an events.StepRun."""
+    emits = rule.emits
+    if len(emits) == 1 and emits[0].etype != "error":     # most rules: one event, not an error
+        emit = emits[0]
+        if err[1] and len(ms) >= STEP_RUN_MIN and emit.etype == "step" and emit.build_groups is not None:
+            out.append(StepRun(list(map(_GROUPS if rule.fast is not None else _groups, ms)), emit, ts))
+            return
+        out.extend(filter(None, map(emit.build, ms, itertools.repeat(ts, len(ms)))))
+        return
+    add = out.append
+    for s, m in zip(ends, ms, strict=True):
+        for emit in emits:
+            e = emit.build(m, ts)
+            if e is not None:
+                if e.type == "error":
+                    if err[0] == s:
+                        continue
+                    err[0] = s
+                add(e)
 
 
 # A block with more candidate lines than one per 2**DENSE_SHIFT bytes is dense (the bench's
