@@ -19,8 +19,11 @@ The line path works on *blocks* (bytes of complete lines, each ending in
 b"\\n"), so this does too. A cheap prefilter runs first: the block is searched
 for a handful of trigger words (in any case) and exact markers at memchr speed
 (textsearch.py); the regular expressions run only on the lines that hold a
-trigger. A block without a trigger (nearly all of them) comes back as the very
-same object. Every rule runs on RE2 (linear_regex.py): no line can make
+trigger. Before that, one multi-line pass of every rule over the triggered
+lines joined (the screen) tells whether any of them would change: a line that
+only names a key (`HOTKEY`, `KeyError`) costs no pass of its own. A block
+without a trigger (nearly all of them), or whose triggered lines hold no secret,
+comes back as the very same object. Every rule runs on RE2 (linear_regex.py): no line can make
 redaction backtrack.
 
 The secret is replaced by `<redacted>`; what names it (`sig=`, `AccountKey=`,
@@ -184,6 +187,18 @@ class Redactor:
             self._set, linear = linear_regex.PatternSet([]), []
         self._linear_index = linear
         self._always = [i for i in range(len(self.rules)) if i not in set(linear)]
+        # The screen: every built-in rule again, multi-line (^ and $ at each line's ends), in
+        # one set that runs once over a block's triggered lines joined. A rule that matches
+        # within one line matches within the lines joined, so a screen that finds nothing
+        # proves that no line would change (a line naming a key, `HOTKEY`, costs no pass of
+        # its own). User patterns are not screened (one may say \A): they keep the per-line way.
+        self._screen = None
+        if builtin and not self.user and not self._always:
+            try:
+                self._screen = linear_regex.PatternSet(
+                    [linear_regex.compile(rx.pattern, rx.flags | re.MULTILINE) for rx, _ in self.rules])
+            except (ValueError, AttributeError):
+                self._screen = None
         self.triggers = KeywordSet(TRIGGERS_EXACT if builtin else [])
         self.words = FoldedKeywordSet([w.encode() for w in TRIGGER_WORDS] if builtin else [])
 
@@ -208,7 +223,13 @@ class Redactor:
                     j = block.find(b"\n", j + 1, end)
         if not spans:
             return block
-        return self._rewrite(block, sorted(set(spans)), state)
+        starts = sorted(set(spans))
+        if self._screen is not None:
+            find = block.find
+            lines = b"".join([block[s:find(b"\n", s) + 1 or None] for s in starts])
+            if not self._screen.matching(lines):
+                return block
+        return self._rewrite(block, starts, state)
 
     def _rewrite(self, block: bytes, starts: list[int], state) -> bytes:
         out = []
@@ -222,7 +243,7 @@ class Redactor:
             new = self.line(line)
             out.append(new)
             pos = e
-            m = _PEM_BEGIN.search(line)
+            m = _PEM_BEGIN.search(line) if b"-----BEGIN" in line else None
             if m is not None and _PEM_END not in line[m.end():]:
                 st = state if state is not None else RedactState()
                 st.in_pem = True
