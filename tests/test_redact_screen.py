@@ -109,10 +109,13 @@ def test_a_block_whose_trigger_lines_hold_no_secret_comes_back_as_the_same_objec
     assert Redactor().block(block + b"api_key=abc123\n", RedactState()).endswith(b"api_key=<redacted>\n")
 
 
-def test_user_patterns_are_not_screened():
+def test_user_patterns_are_screened_unless_an_anchor_means_something_else_on_joined_lines():
     r = Redactor([r"internal-[0-9]+"])
-    assert r._screen is None
+    assert r._screen is not None
     assert r.block(b"HOTKEY\ninternal-42 x\n", RedactState()) == b"HOTKEY\n<redacted> x\n"
+    for anchored in (r"^internal-[0-9]+", r"\Ainternal", r"x\B"):
+        assert Redactor([anchored])._screen is None, anchored
+    assert Redactor([r"a\\Ab", r"\^x"])._screen is not None       # a literal backslash or caret is no anchor
 
 
 _SCREENED, _PLAIN = Redactor(), _unscreened()

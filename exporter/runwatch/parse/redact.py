@@ -156,6 +156,15 @@ BUILTIN: list[tuple[object, object]] = [
     (_c(rb"(?i)" + _NAME_START + rb"(--?[\w-]*?" + _NAMES + rb")(\s+)([^\s\"'-][^\s\"']*)"), _keyvalue),
 ]
 
+def _screenable(pattern) -> bool:
+    """No anchor whose meaning changes when lines are joined (see Redactor's screen)."""
+    p = pattern.encode("utf-8", "surrogatepass") if isinstance(pattern, str) else pattern
+    p = p.replace(b"\\\\", b"").replace(b"\\^", b"")     # escaped backslashes and carets are literals
+    if any(a in p for a in (b"\\A", b"\\Z", b"\\B", b"\\z")):
+        return False
+    return b"^" not in p.replace(_NAME_START, b"").replace(b"[^", b"")
+
+
 _PEM_BEGIN = _c(rb"-----BEGIN[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = b"-----END"
 
@@ -187,18 +196,15 @@ class Redactor:
             self._set, linear = linear_regex.PatternSet([]), []
         self._linear_index = linear
         self._always = [i for i in range(len(self.rules)) if i not in set(linear)]
-        # The screen: every built-in rule again, multi-line (^ and $ at each line's ends), in
-        # one set that runs once over a block's triggered lines joined. A rule that matches
-        # within one line matches within the lines joined, so a screen that finds nothing
-        # proves that no line would change (a line naming a key, `HOTKEY`, costs no pass of
-        # its own). User patterns are not screened (one may say \A): they keep the per-line way.
+        # The screen: the rules' set once over a block's triggered lines joined. A rule that
+        # matches within one line matches within the lines joined as long as it has no anchor
+        # that means something else there: `$` is a line's end already (linear_regex), and a
+        # name's start, (^|[^\w-]), takes the newline before a line for its ^. So a screen that
+        # finds nothing proves that no line would change (a line naming a key, `HOTKEY`, costs
+        # no pass of its own). Rules with another anchor (a user's \A) keep the per-line way.
         self._screen = None
-        if builtin and not self.user and not self._always:
-            try:
-                self._screen = linear_regex.PatternSet(
-                    [linear_regex.compile(rx.pattern, rx.flags | re.MULTILINE) for rx, _ in self.rules])
-            except (ValueError, AttributeError):
-                self._screen = None
+        if not self._always and all(_screenable(rx.pattern) for rx, _ in self.rules):
+            self._screen = self._set
         self.triggers = KeywordSet(TRIGGERS_EXACT if builtin else [])
         self.words = FoldedKeywordSet([w.encode() for w in TRIGGER_WORDS] if builtin else [])
 
