@@ -146,3 +146,30 @@ def test_the_relay_ignores_the_terminals_ctrl_c_and_holds_none_of_our_sockets(tm
     finally:
         listener.close()
         os.close(r)
+
+
+def test_a_non_blocking_terminal_still_gets_everything(tmp_path):
+    data = _payload(8000)
+    sink = Sink()
+    out_r, out_w = os.pipe()
+    os.set_blocking(out_w, False)          # a parent left runwatch's stdout non-blocking
+    got: list[bytes] = []
+    gate = threading.Event()
+
+    def drain():                           # a slow terminal: nothing read until the relay had to wait
+        gate.wait(60)
+        while chunk := os.read(out_r, 1 << 16):
+            got.append(chunk)
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    proc = _writer(tmp_path, data)
+    relay = Relay(proc.stdout.fileno(), out_w)
+    os.close(out_w)
+    pump = threading.Thread(target=relay.pump, args=(sink,), daemon=True)
+    pump.start()
+    gate.set()
+    pump.join(60)
+    proc.wait()
+    t.join(60)
+    assert b"".join(got) == data and b"".join(sink.parts) == data
+    proc.stdout.close()

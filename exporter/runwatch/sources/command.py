@@ -167,10 +167,16 @@ def pump_stream(fileobj, sink, passthrough_fd: int | None = 1, stream: int = 0) 
 
 
 def _write_all(fd: int, data) -> bool:
-    """Write everything; False if the reader is gone (or the write failed)."""
+    """Write everything (waiting on a non-blocking fd); False if the reader is gone (or the write failed)."""
     try:
         while data:
-            n = os.write(fd, data)
+            try:
+                n = os.write(fd, data)
+            except BlockingIOError:
+                p = select.poll()
+                p.register(fd, select.POLLOUT)
+                p.poll()
+                continue
             data = data[n:]
     except OSError:
         return False
