@@ -2,6 +2,7 @@
 """What `runwatch run` costs a chatty job: the job alone against the job wrapped, side by side.
 
 usage: python3 bench/bench_wrapped.py [--lines 1000000] [--rounds 3] [--dense] [--unbuffered] [--no-pyc]
+                                   [--reference DIR]
 
 The job is a Python program that prints N log lines one `print()` at a time
 (an agent evaluation's or a search's output: task, step, score lines among
@@ -113,6 +114,9 @@ def main() -> None:
     ap.add_argument("--dense", action="store_true", help="nearly every line an event")
     ap.add_argument("--unbuffered", action="store_true",
                     help="the job writes every line on its own (PYTHONUNBUFFERED=1, as python -u)")
+    ap.add_argument("--reference", metavar="DIR",
+                    help="also wrap the job with the runwatch package found in DIR (an exporter/ of another "
+                         "commit, e.g. from git archive), in the same rounds: before and after side by side")
     ap.add_argument("--no-pyc", action="store_true",
                     help="leave PYTHONDONTWRITEBYTECODE as it is (runwatch compiles its modules at every start)")
     args = ap.parse_args()
@@ -144,9 +148,16 @@ def main() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)       # warm-up
         job_time = os.path.join(tmp, "job_time")
         load0 = os.getloadavg()[0]
-        kinds = ("alone", "piped", "wrapped")
+        kinds = ("alone", "piped", "wrapped") + (("reference",) if args.reference else ())
+        runs["reference"] = []
+        ref_env = dict(env, PYTHONPATH=os.path.abspath(args.reference)) if args.reference else None
+        if ref_env:
+            ref_env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache-ref")
+            subprocess.run([sys.executable, "-m", "runwatch", "run", "--grace", "0", "--listen", "127.0.0.1:0",
+                            "--pack", "waa", "--", sys.executable, job, "100", mode], check=True, env=ref_env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)       # warm-up
         for r in range(args.rounds):
-            for what in kinds[r % 3:] + kinds[:r % 3]:
+            for what in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
                 job_argv = [sys.executable, job, str(args.lines), mode, "", job_time]
                 if what == "alone":
                     runs[what].append(timed(job_argv, job_time, job_env))
@@ -155,7 +166,7 @@ def main() -> None:
                 else:
                     argv = [sys.executable, "-m", "runwatch", "run", "--grace", "0", "--listen", "127.0.0.1:0",
                             "--pack", "waa", "--run-id", "bench", "--", *job_argv]
-                    runs[what].append(timed(argv, job_time, env))
+                    runs[what].append(timed(argv, job_time, env if what == "wrapped" else ref_env))
             print(f"round {r + 1}: " + ", ".join(
                 f"{k} {runs[k][-1][0]:.2f} s (CPU {runs[k][-1][1]:.2f} s, the job itself {runs[k][-1][2]:.2f} s)"
                 for k in kinds), flush=True)
@@ -163,7 +174,7 @@ def main() -> None:
         steps = wrapped_steps(job, args.lines, mode, env)
         ok = steps == truth["steps"]
         med = {k: [statistics.median(x[i] for x in runs[k]) for i in range(3)] for k in kinds}
-        (a, a_cpu, a_job), (p, p_cpu, p_job), (w, w_cpu, w_job) = (med[k] for k in kinds)
+        (a, a_cpu, a_job), (p, p_cpu, p_job), (w, w_cpu, w_job) = (med[k] for k in kinds[:3])
         print(f"machine: {os.cpu_count()} CPUs, load average {load0:.1f} before, {load1:.1f} after")
         print(f"{args.lines} lines ({mode}, {'unbuffered' if args.unbuffered else 'buffered'} job), "
               f"medians of {args.rounds}: alone {a:.2f} s (CPU {a_cpu:.2f} s), "
@@ -175,6 +186,11 @@ def main() -> None:
         print(f"figures: steps {int(steps)} of {truth['steps']} {'right' if ok else 'WRONG'}")
         print(f"ratio wrapped/alone: {w / a:.2f}   (target <= 1.25); piped/alone {p / a:.2f}, "
               f"wrapped/piped {w / p:.2f}")
+        if args.reference:
+            r_w, r_cpu, r_job = med["reference"]
+            print(f"reference ({args.reference}) wrapped: {r_w:.2f} s (CPU {r_cpu:.2f} s, "
+                  f"the job itself {r_job:.2f} s, runwatch's own share {r_cpu - a_cpu:.2f} s); "
+                  f"ratio wrapped/alone {r_w / a:.2f}")
 
 
 if __name__ == "__main__":

@@ -173,3 +173,34 @@ def test_a_non_blocking_terminal_still_gets_everything(tmp_path):
     t.join(60)
     assert b"".join(got) == data and b"".join(sink.parts) == data
     proc.stdout.close()
+
+
+def test_a_pty_is_relayed_byte_for_byte_to_its_end():
+    """What the child writes into a raw pty comes out of the master unchanged on both sides,
+    and the relay ends (EIO) when the last writer closes the slave."""
+    import pty
+    import tty
+    master, slave = pty.openpty()
+    tty.setraw(slave)                       # no line discipline rewriting (\n to \r\n): raw bytes
+    data = _payload(3000).replace(b"\x04", b"")
+    sink = Sink()
+    out_r, out_w = os.pipe()
+    got: list[bytes] = []
+
+    def drain():
+        while chunk := os.read(out_r, 1 << 16):
+            got.append(chunk)
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    relay = Relay(master, out_w)
+    os.close(out_w)
+    pump = threading.Thread(target=relay.pump, args=(sink,), daemon=True)
+    pump.start()
+    for i in range(0, len(data), 5000):
+        os.write(slave, data[i:i + 5000])
+    wait_for(lambda: len(b"".join(sink.parts)) == len(data), 60, what="all of it relayed")
+    os.close(slave)
+    pump.join(60)
+    t.join(60)
+    assert b"".join(sink.parts) == data and b"".join(got) == data and sink.ended == [0]
+    os.close(master)
