@@ -5,7 +5,8 @@ so it keeps its colours, its `\\r` progress-bar redraws and its terminal display
 (docker's BuildKit frames; programs turn those off when they see a pipe), with the
 terminal's size (followed on SIGWINCH); otherwise it writes to a pipe. `use_pty`
 forces either (`runwatch run --pty / --no-pty`). stdout and stderr are merged, as a
-person watching the terminal sees them.
+person watching the terminal sees them. `Relay` passes the output through in a
+process of its own and hands it to the parser behind it.
 """
 from __future__ import annotations
 
@@ -184,9 +185,12 @@ def _write_all(fd: int, data) -> bool:
 
 
 class Handoff:
-    """A sink that hands chunks to a parser thread, so the reader never waits on parsing.
+    """A sink that hands chunks to a parser thread in the same process.
 
-    The reader (`Command.pump`, `pump_stream`) passes output through and calls
+    Reader and parser share the GIL here, so a busy parser still delays the reader
+    by up to a switch interval per chunk; `runwatch run` uses `Relay`, whose
+    pass-through runs in a process of its own. The reader (`Command.pump`,
+    `pump_stream`) passes output through and calls
     `data()`, which only appends the chunk to a queue; the parser thread takes
     everything queued at once, joins a stream's consecutive chunks into one
     block and feeds the real sink: while the parser works on one block the
