@@ -204,3 +204,22 @@ def test_a_pty_is_relayed_byte_for_byte_to_its_end():
     t.join(60)
     assert b"".join(sink.parts) == data and b"".join(got) == data and sink.ended == [0]
     os.close(master)
+
+
+class Broken(Sink):
+    def data(self, stream, chunk):
+        raise RuntimeError("a parser bug")
+
+
+def test_the_pass_through_goes_on_when_the_parser_dies(tmp_path):
+    """A parser that raises must not leave the command blocked on a full pipe."""
+    data = _payload(20000)
+    proc, relay, got, t = _relayed(tmp_path, data, Broken())
+    try:
+        relay.pump(Broken())
+    except RuntimeError:
+        pass
+    proc.wait(60)
+    t.join(60)
+    assert b"".join(got) == data
+    proc.stdout.close()

@@ -293,7 +293,8 @@ class Relay:
     waits), so memory stays bounded and nothing is lost.
 
     The relay ends at the end of the input (EOF, or EIO on a pty whose every writer
-    is gone), after relaying what it holds; `stop()` ends it early in the same way
+    is gone), after relaying what it holds; if the parser is gone (its end of the
+    pipe closed) it goes on passing the output through; `stop()` ends it early in the same way
     (a grandchild keeps the output open after the command exited). It ignores the
     terminal's SIGINT and SIGHUP (runwatch forwards those to the command) and ends
     by itself if this process dies (its stop pipe closes).
@@ -407,6 +408,7 @@ def _relay_loop(in_fd: int, out_fd: int | None, relay_fd: int, stop_fd: int, end
     as fast as the parser takes it (up to max_bytes held here meanwhile)."""
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)         # the command gets them from runwatch; we go on relaying
+    signal.signal(signal.SIGWINCH, signal.SIG_DFL)  # runwatch's handler resizes the pty; once is enough
     keep = sorted({0, 1, 2, in_fd, relay_fd, stop_fd, ended_fd} | ({out_fd} if out_fd is not None else set()))
     lo = 3                                         # nothing else of runwatch's (its listening socket) stays open
     for fd in keep:
@@ -417,7 +419,7 @@ def _relay_loop(in_fd: int, out_fd: int | None, relay_fd: int, stop_fd: int, end
     os.set_blocking(relay_fd, False)
     held: collections.deque = collections.deque()    # chunks not yet in the relay pipe
     held_bytes = off = 0                              # off: how much of held[0] is relayed already
-    reading, out_ok = True, out_fd is not None
+    reading, out_ok, relay_ok = True, out_fd is not None, True
     short = SHORT_PTY_READ if os.isatty(in_fd) else SHORT_PIPE_READ
     pause = time.sleep
     poll = select.poll()
@@ -454,8 +456,9 @@ def _relay_loop(in_fd: int, out_fd: int | None, relay_fd: int, stop_fd: int, end
                     continue
                 if out_ok:
                     out_ok = _write_all(out_fd, chunk)
-                held.append(chunk)
-                held_bytes += len(chunk)
+                if relay_ok:
+                    held.append(chunk)
+                    held_bytes += len(chunk)
                 if len(chunk) < short:
                     pause(COALESCE_SECONDS)       # let a line-by-line writer fill the pipe a little
         while held:                               # relay what the pipe takes now, without waiting
@@ -464,8 +467,11 @@ def _relay_loop(in_fd: int, out_fd: int | None, relay_fd: int, stop_fd: int, end
                 n = write(relay_fd, memoryview(chunk)[off:] if off else chunk)
             except BlockingIOError:
                 break
-            except OSError:                       # runwatch is gone: nobody to relay to
-                return
+            except OSError:                       # the parser is gone: pass through on, relay nothing
+                held.clear()
+                held_bytes = off = 0
+                relay_ok = False
+                break
             off += n
             if off == len(chunk):
                 held.popleft()
