@@ -223,3 +223,22 @@ def test_the_pass_through_goes_on_when_the_parser_dies(tmp_path):
     t.join(60)
     assert b"".join(got) == data
     proc.stdout.close()
+
+
+def test_waiting_for_the_end_while_the_parser_finishes_is_safe():
+    """The main thread waits for the input's end while the parser thread reaps the relay:
+    neither closes what the other still uses (a closed fd's number is soon someone else's)."""
+    for _ in range(30):
+        r, w = os.pipe()
+        os.write(w, b"a line\n")
+        os.close(w)
+        sink = Sink()
+        relay = Relay(r, None)
+        os.close(r)
+        pump = threading.Thread(target=relay.pump, args=(sink,), daemon=True)
+        pump.start()
+        assert relay.input_ended(timeout=30)
+        relay.stop()                       # late: harmless
+        pump.join(30)
+        relay.close()
+        assert sink.parts == [b"a line\n"] and sink.ended == [0]

@@ -111,6 +111,7 @@ def cmd_run(args, ap) -> int:
         except KeyboardInterrupt:
             relay.stop()                          # Ctrl-C: what was read so far is still parsed
             reader.join()
+        relay.close()
         registry.set_source_up(run, source, False)
         registry.apply(run, [Event("status", {"state": "succeeded", "reason": "end of input"}, time.time())])
         code = 0
@@ -153,6 +154,7 @@ def cmd_run(args, ap) -> int:
         if not relay.input_ended(timeout=5):      # a grandchild holding the output open must not hang us
             relay.stop()
         reader.join()               # what was read is parsed: the last lines count
+        relay.close()
         child.close()
         for sig, h in previous.items():
             signal.signal(sig, h)

@@ -319,6 +319,7 @@ class Relay:
             os.close(fd)
         self.pid, self.fd, self._stop_w, self._ended_r = pid, rd, stop_w, ended_r
         self._status: int | None = None
+        self._lock = threading.Lock()      # stop() (main thread) and wait() (the parser's) share _stop_w
 
     def pump(self, sink, stream: int = 0) -> None:
         """Feed the sink what the relay passed through, in blocks, until it ends; then reap it."""
@@ -336,7 +337,7 @@ class Relay:
 
     def input_ended(self, timeout: float | None) -> bool:
         """Wait up to `timeout` seconds for the relay to reach the end of its input (not for
-        the parser to catch up); True if it has."""
+        the parser to catch up); True if it has. Call it from one thread (the one that calls close())."""
         if self._ended_r < 0:
             return True
         poll = select.poll()
@@ -349,11 +350,18 @@ class Relay:
 
     def stop(self) -> None:
         """Stop reading the input; what the relay holds is still relayed."""
-        if self._stop_w >= 0:
-            try:
-                os.write(self._stop_w, b"x")
-            except OSError:
-                pass
+        with self._lock:
+            if self._stop_w >= 0:
+                try:
+                    os.write(self._stop_w, b"x")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Release what input_ended() watches (after pump() has returned)."""
+        if self._ended_r >= 0:
+            os.close(self._ended_r)
+            self._ended_r = -1
 
     def wait(self) -> int:
         if self._status is None:
@@ -366,10 +374,10 @@ class Relay:
                     break
                 except InterruptedError:
                     continue
-            for name in ("_stop_w", "_ended_r"):
-                if getattr(self, name) >= 0:
-                    os.close(getattr(self, name))
-                    setattr(self, name, -1)
+            with self._lock:
+                if self._stop_w >= 0:
+                    os.close(self._stop_w)
+                    self._stop_w = -1
         return self._status
 
 
