@@ -18,9 +18,10 @@ import sys
 import threading
 import time
 
-from ..export import loki, remote_write
+from ..export import remote_write
 from ..events import Event
 from ..parse.packs import Matcher, builtin_names, load_packs
+from ..parse.redact import redactor_from
 from ..model.runs import RUN_ID_RE, Ingest, Registry, RunSpec
 from ..sources.command import Command, Relay, start_thread
 from ..settings import data_dir
@@ -70,8 +71,11 @@ def cmd_run(args, ap) -> int:
     run = registry.add(spec)
     try:
         given, source = given_token(args)
-        redactor = loki.redactor_from(args.redact)
-        shipper = loki.from_args(args)          # None without --loki-url
+        redactor = redactor_from(args.redact)
+        shipper = None
+        if getattr(args, "loki_url", None):     # the shipper's modules load only when it ships
+            from ..export import loki
+            shipper = loki.from_args(args)
         pusher = remote_write.pusher_from(remote_write.from_args(args), args.data_dir)   # None without --remote-write
     except ValueError as e:
         ap.error(f"run: {e}")
