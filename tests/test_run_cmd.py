@@ -175,3 +175,42 @@ def test_a_second_run_of_a_kind_has_an_eta_before_its_first_progress_line(tmp_pa
     finally:
         gate.touch()
         p.wait(20)
+
+
+BYTES_CHILD = textwrap.dedent("""
+    import os, random, sys
+    rnd = random.Random(5)
+    data = rnd.randbytes(3 << 20)          # every byte value: escapes, \\r, invalid UTF-8, NULs
+    pos = 0
+    while pos < len(data):
+        n = rnd.choice((1, 7, 100, 4096, 65536, 300000))
+        os.write(1, data[pos:pos + n])
+        pos += n
+    sys.stderr.write("err line\\n")
+""")
+
+
+def test_the_pass_through_is_byte_for_byte_and_the_last_lines_are_counted(tmp_path):
+    """3 MiB of random bytes in writes of every size, then a step line printed just before
+    exit: the terminal gets exactly the bytes, the metrics count the last line."""
+    out_file = tmp_path / "out.bin"
+    child = BYTES_CHILD + "print('\\nTask 1/1: notepad_1\\nStep 1: CLICK', flush=True)\n"
+    port = free_port()
+    with open(out_file, "wb") as out:
+        p = subprocess.Popen(runwatch_cmd("run", "--no-pty", "--listen", f"127.0.0.1:{port}", "--grace", "60",
+                                          "--run-id", "bytes", "--pack", "waa", "--", sys.executable, "-c", child),
+                             stdout=out, stderr=subprocess.PIPE)
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            text = wait_for(lambda: (t := requests.get(url, timeout=1).text) and
+                            sample(t, "runwatch_run_state", run_id="bytes", runwatch_run_state="succeeded") == 1
+                            and t, 60, what="the run ends")
+            assert sample(text, "runwatch_steps_total", run_id="bytes", action="CLICK") == 1
+            p.send_signal(signal.SIGINT)
+            p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+    want = subprocess.run([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          check=True).stdout           # runwatch merges stderr into the output, as a terminal shows it
+    assert out_file.read_bytes() == want

@@ -18,11 +18,12 @@ import sys
 import threading
 import time
 
-from ..export import loki, remote_write
+from ..export import remote_write
 from ..events import Event
 from ..parse.packs import Matcher, builtin_names, load_packs
+from ..parse.redact import redactor_from
 from ..model.runs import RUN_ID_RE, Ingest, Registry, RunSpec
-from ..sources.command import Command, Handoff, pump_stream, start_thread
+from ..sources.command import Command, Relay, start_thread
 from ..settings import data_dir
 from ..web.server import Canceller, Server, api_token, given_token, open_page, server_options
 
@@ -70,8 +71,11 @@ def cmd_run(args, ap) -> int:
     run = registry.add(spec)
     try:
         given, source = given_token(args)
-        redactor = loki.redactor_from(args.redact)
-        shipper = loki.from_args(args)          # None without --loki-url
+        redactor = redactor_from(args.redact)
+        shipper = None
+        if getattr(args, "loki_url", None):     # the shipper's modules load only when it ships
+            from ..export import loki
+            shipper = loki.from_args(args)
         pusher = remote_write.pusher_from(remote_write.from_args(args), args.data_dir)   # None without --remote-write
     except ValueError as e:
         ap.error(f"run: {e}")
@@ -104,14 +108,14 @@ def cmd_run(args, ap) -> int:
 
     if args.stdin:
         registry.set_source_up(run, source, True)
+        relay = Relay(sys.stdin.fileno(), 1)     # the input is passed through first, parsed behind it
+        reader = start_thread(relay.pump, ingest, name="runwatch-parser")
         try:
-            parser = Handoff(ingest)
-            try:
-                pump_stream(sys.stdin.buffer, parser)
-            finally:
-                parser.close()
+            reader.join()
         except KeyboardInterrupt:
-            pass
+            relay.stop()                          # Ctrl-C: what was read so far is still parsed
+            reader.join()
+        relay.close()
         registry.set_source_up(run, source, False)
         registry.apply(run, [Event("status", {"state": "succeeded", "reason": "end of input"}, time.time())])
         code = 0
@@ -146,12 +150,15 @@ def cmd_run(args, ap) -> int:
             start_thread(killer, name="runwatch-cancel")
 
         server.add_canceller(run_id, Canceller(child.pid, cancel, kill_after))
-        parser = Handoff(ingest)   # the child's output is passed through first, parsed behind it
-        reader = start_thread(child.pump, parser, name="runwatch-reader")
+        # the child's output is passed through first (by the relay process), parsed behind it
+        relay = Relay(child.out_fd, child.passthrough_fd)
+        reader = start_thread(relay.pump, ingest, name="runwatch-parser")
         code = child.wait()
         exited.set()
-        reader.join(timeout=5)      # a grandchild holding the output open must not hang us
-        parser.close()
+        if not relay.input_ended(timeout=5):      # a grandchild holding the output open must not hang us
+            relay.stop()
+        reader.join()               # what was read is parsed: the last lines count
+        relay.close()
         child.close()
         for sig, h in previous.items():
             signal.signal(sig, h)

@@ -19,8 +19,11 @@ The line path works on *blocks* (bytes of complete lines, each ending in
 b"\\n"), so this does too. A cheap prefilter runs first: the block is searched
 for a handful of trigger words (in any case) and exact markers at memchr speed
 (textsearch.py); the regular expressions run only on the lines that hold a
-trigger. A block without a trigger (nearly all of them) comes back as the very
-same object. Every rule runs on RE2 (linear_regex.py): no line can make
+trigger. Before that, one multi-line pass of every rule over the triggered
+lines joined (the screen) tells whether any of them would change: a line that
+only names a key (`HOTKEY`, `KeyError`) costs no pass of its own. A block
+without a trigger (nearly all of them), or whose triggered lines hold no secret,
+comes back as the very same object. Every rule runs on RE2 (linear_regex.py): no line can make
 redaction backtrack.
 
 The secret is replaced by `<redacted>`; what names it (`sig=`, `AccountKey=`,
@@ -153,6 +156,15 @@ BUILTIN: list[tuple[object, object]] = [
     (_c(rb"(?i)" + _NAME_START + rb"(--?[\w-]*?" + _NAMES + rb")(\s+)([^\s\"'-][^\s\"']*)"), _keyvalue),
 ]
 
+def _screenable(pattern) -> bool:
+    """No anchor whose meaning changes when lines are joined (see Redactor's screen)."""
+    p = pattern.encode("utf-8", "surrogatepass") if isinstance(pattern, str) else pattern
+    p = p.replace(b"\\\\", b"").replace(b"\\^", b"")     # escaped backslashes and carets are literals
+    if any(a in p for a in (b"\\A", b"\\Z", b"\\B", b"\\z")):
+        return False
+    return b"^" not in p.replace(_NAME_START, b"").replace(b"[^", b"")
+
+
 _PEM_BEGIN = _c(rb"-----BEGIN[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = b"-----END"
 
@@ -184,6 +196,15 @@ class Redactor:
             self._set, linear = linear_regex.PatternSet([]), []
         self._linear_index = linear
         self._always = [i for i in range(len(self.rules)) if i not in set(linear)]
+        # The screen: the rules' set once over a block's triggered lines joined. A rule that
+        # matches within one line matches within the lines joined as long as it has no anchor
+        # that means something else there: `$` is a line's end already (linear_regex), and a
+        # name's start, (^|[^\w-]), takes the newline before a line for its ^. So a screen that
+        # finds nothing proves that no line would change (a line naming a key, `HOTKEY`, costs
+        # no pass of its own). Rules with another anchor (a user's \A) keep the per-line way.
+        self._screen = None
+        if not self._always and all(_screenable(rx.pattern) for rx, _ in self.rules):
+            self._screen = self._set
         self.triggers = KeywordSet(TRIGGERS_EXACT if builtin else [])
         self.words = FoldedKeywordSet([w.encode() for w in TRIGGER_WORDS] if builtin else [])
 
@@ -208,7 +229,13 @@ class Redactor:
                     j = block.find(b"\n", j + 1, end)
         if not spans:
             return block
-        return self._rewrite(block, sorted(set(spans)), state)
+        starts = sorted(set(spans))
+        if self._screen is not None:
+            find = block.find
+            lines = b"".join([block[s:find(b"\n", s) + 1 or None] for s in starts])
+            if not self._screen.matching(lines):
+                return block
+        return self._rewrite(block, starts, state)
 
     def _rewrite(self, block: bytes, starts: list[int], state) -> bytes:
         out = []
@@ -222,7 +249,7 @@ class Redactor:
             new = self.line(line)
             out.append(new)
             pos = e
-            m = _PEM_BEGIN.search(line)
+            m = _PEM_BEGIN.search(line) if b"-----BEGIN" in line else None
             if m is not None and _PEM_END not in line[m.end():]:
                 st = state if state is not None else RedactState()
                 st.in_pem = True

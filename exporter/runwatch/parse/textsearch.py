@@ -166,53 +166,118 @@ def _hunt_shared(block: bytes, byte: bytes, fs: list, starts: list) -> None:
 class FoldedKeywordSet:
     """Lower-case keywords found in any mix of cases (`PassWord`, `SeCrEt`), at memchr speed.
 
-    Each keyword hunts both cases of its rarest letter (`k`/`K` for `key`) and
-    checks the keyword, lowered, around each hit; keywords that chose the same
-    letter share the scans. When a block holds more false hits than the budget
-    (that letter is common in this log), the block is lowered once (a C-level
-    copy) and each keyword found in it with plain find.
+    Each keyword hunts both cases of one of its letters (`k`/`K` for `key`) and
+    checks the keyword, lowered, around each hit; keywords hunting the same
+    letter share the scans. The letter is the keyword's rarest by `rarity` to
+    begin with; when a letter gives more false hits in a block than the budget
+    (one per 2 KiB: it is common in this log), that block is finished for its
+    keywords by lowering the block once (a C-level copy) and plain finds, and
+    from the next block on they hunt their next letter that has not proved
+    common, so a log settles on letters it rarely holds and a clean block costs
+    two memchr scans per letter and nothing else. A keyword whose every letter
+    proved common searches lowered blocks for a while, then starts over.
     """
 
-    __slots__ = ("kws", "hunts")
+    __slots__ = ("kws", "orders", "plan", "retry")
+
+    RETRY_BLOCKS = 64         # lowered blocks for a keyword without a rare letter, then it tries again
 
     def __init__(self, keywords):
         self.kws = sorted({k.lower() for k in keywords})
-        hunts: dict[bytes, list] = {}
+        orders = []
         for kw in self.kws:
             letters = [i for i in range(len(kw)) if 0x61 <= kw[i] <= 0x7A] or [0]
-            off = min(letters, key=lambda i: (rarity(kw[i]), -i))
-            for b in {kw[off:off + 1], kw[off:off + 1].upper()}:
-                hunts.setdefault(b, []).append((kw, off, len(kw)))
-        self.hunts = list(hunts.items())
+            order, seen = [], set()
+            for i in sorted(letters, key=lambda i: (rarity(kw[i]), -i)):
+                if kw[i] not in seen:
+                    seen.add(kw[i])
+                    order.append(i)
+            orders.append(order)
+        self.orders = orders
+        self.retry = [0] * len(self.kws)
+        # What a reader needs together is one tuple, replaced in one assignment (a
+        # Redactor serves every run's thread): the pick per keyword, the letters that
+        # proved common, the scans (letter, its other case, checks) and the keywords
+        # searched in a lowered block instead.
+        self.plan = self._plan([0] * len(self.kws), frozenset())
+
+    def _plan(self, picks: list, common: frozenset) -> tuple:
+        groups: dict[bytes, list] = {}
+        lowered = []
+        for k, kw in enumerate(self.kws):
+            pick = picks[k]
+            if pick < 0:
+                lowered.append(kw)
+                continue
+            off = self.orders[k][pick]
+            groups.setdefault(kw[off:off + 1], []).append((kw, off, len(kw), k))
+        scans = tuple((b, b.upper() if b != b.upper() else None, tuple(c)) for b, c in groups.items())
+        return (tuple(picks), common, scans, tuple(lowered))
 
     def find_lines(self, block: bytes, starts: list) -> None:
+        """Append the start offset of each line of `block` holding a keyword (a line may repeat)."""
+        picks, common, scans, lowered = plan = self.plan
         find, rfind = block.find, block.rfind
-        budget = (len(block) >> 10) + 64
-        for byte, checks in self.hunts:
-            i = find(byte)
-            while i >= 0:
-                for kw, off, n in checks:
-                    j = i - off
-                    if j >= 0 and block[j:j + n].lower() == kw:
-                        starts.append(rfind(b"\n", 0, i) + 1)
-                        e = find(b"\n", i)
-                        i = find(byte, e + 1) if e >= 0 else -1
-                        break
-                else:
-                    budget -= 1
-                    if budget < 0:
-                        self._lowered(block, starts)
-                        return
-                    i = find(byte, i + 1)
-
-    def _lowered(self, block: bytes, starts: list) -> None:
-        low = block.lower()
-        find, rfind = low.find, low.rfind
-        for kw in self.kws:
-            i = find(kw)
-            while i >= 0:
-                starts.append(rfind(b"\n", 0, i) + 1)
-                e = find(b"\n", i)
-                if e < 0:
+        budget0 = (len(block) >> 11) + 64
+        failed = None                          # letters that proved common in this block
+        redo = list(lowered)
+        for byte, upper, checks in scans:
+            budget = budget0
+            for b in (byte, upper) if upper else (byte,):
+                i = find(b)
+                while i >= 0:
+                    for kw, off, n, _ in checks:
+                        j = i - off
+                        if j >= 0 and block[j:j + n].lower() == kw:
+                            starts.append(rfind(b"\n", 0, i) + 1)
+                            e = find(b"\n", i)
+                            i = find(b, e + 1) if e >= 0 else -1
+                            break
+                    else:
+                        budget -= 1
+                        if budget < 0:
+                            break
+                        i = find(b, i + 1)
+                if budget < 0:
                     break
-                i = find(kw, e)
+            if budget < 0:
+                failed = (failed or set()) | {byte}
+                redo += [kw for kw, _, _, _ in checks]
+        if redo:
+            low = block.lower()
+            lfind, lrfind = low.find, low.rfind
+            for kw in redo:
+                i = lfind(kw)
+                while i >= 0:
+                    starts.append(lrfind(b"\n", 0, i) + 1)
+                    e = lfind(b"\n", i)
+                    if e < 0:
+                        break
+                    i = lfind(kw, e)
+        if failed or lowered:
+            self._replan(plan, failed or set())
+
+    def _replan(self, plan: tuple, failed: set) -> None:
+        picks, common, scans, _ = plan
+        common = common | failed
+        new = list(picks)
+        for k, kw in enumerate(self.kws):
+            pick = new[k]
+            if pick < 0:                       # searching lowered blocks: count down, then start over
+                self.retry[k] -= 1
+                if self.retry[k] <= 0:
+                    new[k] = 0
+                    common = frozenset()
+                continue
+            order = self.orders[k]
+            if kw[order[pick]:order[pick] + 1] not in failed:
+                continue
+            nxt = pick + 1
+            while nxt < len(order) and kw[order[nxt]:order[nxt] + 1] in common:
+                nxt += 1
+            if nxt < len(order):
+                new[k] = nxt
+            else:
+                new[k], self.retry[k] = -1, self.RETRY_BLOCKS
+        if new != list(picks) or common != plan[1]:
+            self.plan = self._plan(new, frozenset(common))

@@ -5,13 +5,16 @@ so it keeps its colours, its `\\r` progress-bar redraws and its terminal display
 (docker's BuildKit frames; programs turn those off when they see a pipe), with the
 terminal's size (followed on SIGWINCH); otherwise it writes to a pipe. `use_pty`
 forces either (`runwatch run --pty / --no-pty`). stdout and stderr are merged, as a
-person watching the terminal sees them.
+person watching the terminal sees them. `Relay` passes the output through in a
+process of its own and hands it to the parser behind it.
 """
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -25,6 +28,13 @@ READ_SIZE = 1 << 16          # each read allocates this much first: at 128 KiB a
 HANDOFF_BYTES = 64 << 20     # how far the reader may run ahead of the parser
 GATHER_BYTES = 1 << 20       # the parser waits for this much output to parse it as one block …
 GATHER_SECONDS = 0.02        # … or this long after the first chunk, whichever comes first
+# After a short read the relay pauses this long before the next: a job writing line by line
+# (python -u, a line-buffered stdout) would otherwise wake it for every line, and the job
+# pays for each wake-up too (a million lines: ~3 s of system time, the job's and ours). What
+# "short" means depends on what a read can give: a pipe holds 1 MiB, a pty's buffer 4 KiB.
+COALESCE_SECONDS = 0.001
+SHORT_PIPE_READ = 16 << 10
+SHORT_PTY_READ = 1 << 10
 
 
 def _copy_winsize(src_fd: int | None, dst_fd: int) -> None:
@@ -157,21 +167,30 @@ def pump_stream(fileobj, sink, passthrough_fd: int | None = 1, stream: int = 0) 
     sink.end(stream)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data) -> bool:
+    """Write everything (waiting on a non-blocking fd); False if the reader is gone (or the write failed)."""
     try:
         while data:
-            n = os.write(fd, data)
+            try:
+                n = os.write(fd, data)
+            except BlockingIOError:
+                p = select.poll()
+                p.register(fd, select.POLLOUT)
+                p.poll()
+                continue
             data = data[n:]
-    except BrokenPipeError:
-        pass
     except OSError:
-        pass
+        return False
+    return True
 
 
 class Handoff:
-    """A sink that hands chunks to a parser thread, so the reader never waits on parsing.
+    """A sink that hands chunks to a parser thread in the same process.
 
-    The reader (`Command.pump`, `pump_stream`) passes output through and calls
+    Reader and parser share the GIL here, so a busy parser still delays the reader
+    by up to a switch interval per chunk; `runwatch run` uses `Relay`, whose
+    pass-through runs in a process of its own. The reader (`Command.pump`,
+    `pump_stream`) passes output through and calls
     `data()`, which only appends the chunk to a queue; the parser thread takes
     everything queued at once, joins a stream's consecutive chunks into one
     block and feeds the real sink: while the parser works on one block the
@@ -258,6 +277,219 @@ class Handoff:
             with self._cond:
                 self._bytes -= block.__len__()
                 self._cond.notify_all()
+
+
+class Relay:
+    """The pass-through in a process of its own; the parser reads behind it, in large blocks.
+
+    A forked process (`_relay_loop`: system calls only, no Python per line) reads the
+    output at `in_fd` (a command's pipe or pty, stdin), writes it unchanged to
+    `passthrough_fd` at once and relays it through a pipe to this process, where
+    `pump(sink)` reads it and feeds the sink in blocks of up to GATHER_BYTES. The two
+    never share a lock or an interpreter: however long a block takes to parse, the
+    pass-through does not wait for it (a thread in this process would, for the GIL,
+    and a pty's small buffer fills in milliseconds). When the parser falls behind,
+    the relay keeps up to `max_bytes` in memory and then stops reading (the writer
+    waits), so memory stays bounded and nothing is lost.
+
+    The relay ends at the end of the input (EOF, or EIO on a pty whose every writer
+    is gone), after relaying what it holds; if the parser is gone (its end of the
+    pipe closed) it goes on passing the output through; `stop()` ends it early in the same way
+    (a grandchild keeps the output open after the command exited). It ignores the
+    terminal's SIGINT and SIGHUP (runwatch forwards those to the command) and ends
+    by itself if this process dies (its stop pipe closes).
+    """
+
+    def __init__(self, in_fd: int, passthrough_fd: int | None, *, max_bytes: int = HANDOFF_BYTES):
+        rd, wr = os.pipe()
+        stop_r, stop_w = os.pipe()         # runwatch -> relay: stop reading (or runwatch is gone)
+        ended_r, ended_w = os.pipe()       # relay -> runwatch: closed when the input has ended
+        _grow_pipe(wr)
+        pid = os.fork()
+        if pid == 0:                                   # the relay: nothing but system calls, then _exit
+            code = 1
+            try:
+                for fd in (rd, stop_w, ended_r):
+                    os.close(fd)
+                _relay_loop(in_fd, passthrough_fd, wr, stop_r, ended_w, max_bytes)
+                code = 0
+            finally:
+                os._exit(code)
+        for fd in (wr, stop_r, ended_w):
+            os.close(fd)
+        self.pid, self.fd, self._stop_w, self._ended_r = pid, rd, stop_w, ended_r
+        self._status: int | None = None
+        self._lock = threading.Lock()      # stop() (main thread) and wait() (the parser's) share _stop_w
+
+    def pump(self, sink, stream: int = 0) -> None:
+        """Feed the sink what the relay passed through, in blocks, until it ends; then reap it."""
+        fd = self.fd
+        try:
+            while True:
+                chunks = _gather(fd)
+                if not chunks:
+                    break
+                sink.data(stream, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            sink.end(stream)
+        finally:
+            os.close(fd)
+            self.wait()
+
+    def input_ended(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds for the relay to reach the end of its input (not for
+        the parser to catch up); True if it has. Call it from one thread (the one that calls close())."""
+        if self._ended_r < 0:
+            return True
+        poll = select.poll()
+        poll.register(self._ended_r, select.POLLIN)
+        if not poll.poll(None if timeout is None else timeout * 1000):
+            return False
+        os.close(self._ended_r)
+        self._ended_r = -1
+        return True
+
+    def stop(self) -> None:
+        """Stop reading the input; what the relay holds is still relayed."""
+        with self._lock:
+            if self._stop_w >= 0:
+                try:
+                    os.write(self._stop_w, b"x")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Release what input_ended() watches (after pump() has returned)."""
+        if self._ended_r >= 0:
+            os.close(self._ended_r)
+            self._ended_r = -1
+
+    def wait(self) -> int:
+        if self._status is None:
+            while True:
+                try:
+                    self._status = os.waitpid(self.pid, 0)[1]
+                    break
+                except ChildProcessError:
+                    self._status = 0
+                    break
+                except InterruptedError:
+                    continue
+            with self._lock:
+                if self._stop_w >= 0:
+                    os.close(self._stop_w)
+                    self._stop_w = -1
+        return self._status
+
+
+def _gather(fd: int) -> list[bytes]:
+    """Up to GATHER_BYTES of the relay pipe: block for the first chunk, then take what has
+    come for GATHER_SECONDS at most (a chatty job fills a block at once, a quiet one waits
+    that long). [] at the end."""
+    try:
+        first = os.read(fd, READ_SIZE)
+    except InterruptedError:
+        first = os.read(fd, READ_SIZE)
+    if not first:
+        return []
+    chunks, n = [first], len(first)
+    deadline = None
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    while n < GATHER_BYTES:
+        if not poll.poll(0):
+            if deadline is None:
+                deadline = time.monotonic() + GATHER_SECONDS
+            left = deadline - time.monotonic()
+            if left <= 0 or not poll.poll(left * 1000):
+                break
+        chunk = os.read(fd, READ_SIZE)
+        if not chunk:              # the end: what we have first, the end on the next call
+            break
+        chunks.append(chunk)
+        n += len(chunk)
+    return chunks
+
+
+def _relay_loop(in_fd: int, out_fd: int | None, relay_fd: int, stop_fd: int, ended_fd: int,
+                max_bytes: int) -> None:
+    """The relay process's loop: input to the pass-through at once, and to the relay pipe
+    as fast as the parser takes it (up to max_bytes held here meanwhile)."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)         # the command gets them from runwatch; we go on relaying
+    signal.signal(signal.SIGWINCH, signal.SIG_DFL)  # runwatch's handler resizes the pty; once is enough
+    keep = sorted({0, 1, 2, in_fd, relay_fd, stop_fd, ended_fd} | ({out_fd} if out_fd is not None else set()))
+    lo = 3                                         # nothing else of runwatch's (its listening socket) stays open
+    for fd in keep:
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = max(lo, fd + 1)
+    os.closerange(lo, 1 << 16)
+    os.set_blocking(relay_fd, False)
+    held: collections.deque = collections.deque()    # chunks not yet in the relay pipe
+    held_bytes = off = 0                              # off: how much of held[0] is relayed already
+    reading, out_ok, relay_ok = True, out_fd is not None, True
+    short = SHORT_PTY_READ if os.isatty(in_fd) else SHORT_PIPE_READ
+    pause = time.sleep
+    poll = select.poll()
+    read, write = os.read, os.write
+    poll.register(stop_fd, select.POLLIN)
+    in_on = out_on = False
+    while reading:
+        want = held_bytes < max_bytes
+        if want != in_on:
+            if want:
+                poll.register(in_fd, select.POLLIN)
+            else:
+                poll.unregister(in_fd)
+            in_on = want
+        want = bool(held)
+        if want != out_on:
+            if want:
+                poll.register(relay_fd, select.POLLOUT)
+            else:
+                poll.unregister(relay_fd)
+            out_on = want
+        for fd, _ in poll.poll():
+            if fd == stop_fd:
+                reading = False
+            elif fd == in_fd and reading:
+                try:
+                    chunk = read(in_fd, READ_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    chunk = b""                   # EIO: a pty whose every writer is gone
+                if not chunk:
+                    reading = False
+                    continue
+                if out_ok:
+                    out_ok = _write_all(out_fd, chunk)
+                if relay_ok:
+                    held.append(chunk)
+                    held_bytes += len(chunk)
+                if len(chunk) < short:
+                    pause(COALESCE_SECONDS)       # let a line-by-line writer fill the pipe a little
+        while held:                               # relay what the pipe takes now, without waiting
+            chunk = held[0]
+            try:
+                n = write(relay_fd, memoryview(chunk)[off:] if off else chunk)
+            except BlockingIOError:
+                break
+            except OSError:                       # the parser is gone: pass through on, relay nothing
+                held.clear()
+                held_bytes = off = 0
+                relay_ok = False
+                break
+            off += n
+            if off == len(chunk):
+                held.popleft()
+                held_bytes -= off
+                off = 0
+    os.close(ended_fd)                            # the input has ended (or we were told to stop)
+    os.set_blocking(relay_fd, True)               # hand over the rest, then close
+    for i, chunk in enumerate(held):
+        if not _write_all(relay_fd, memoryview(chunk)[off:] if i == 0 and off else chunk):
+            return
 
 
 def start_thread(target, *args, name: str) -> threading.Thread:
