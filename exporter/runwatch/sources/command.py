@@ -11,7 +11,6 @@ process of its own and hands it to the parser behind it.
 from __future__ import annotations
 
 import collections
-import errno
 import fcntl
 import os
 import select
@@ -77,7 +76,7 @@ def _grow_pipe(fd: int) -> None:
 
 
 class Command:
-    """Launch argv; `pump(sink)` copies its output to `passthrough_fd` and the sink."""
+    """Launch argv with its output on a pipe or a pty (`out_fd`), for a `Relay` to read."""
 
     def __init__(self, argv: list[str], *, use_pty: bool | None = None, passthrough_fd: int | None = 1):
         self.argv = argv
@@ -100,25 +99,6 @@ class Command:
             self.out_fd = self.proc.stdout.fileno()
             _grow_pipe(self.out_fd)
         self.pid = self.proc.pid
-
-    def pump(self, sink, stream: int = 0) -> None:
-        """Read until the child's output ends (EOF, or EIO on a pty)."""
-        fd, out = self.out_fd, self.passthrough_fd
-        while True:
-            try:
-                chunk = os.read(fd, READ_SIZE)
-            except OSError as e:
-                if e.errno == errno.EINTR:
-                    continue
-                if e.errno == errno.EIO:      # pty: the child and its children closed it
-                    break
-                raise
-            if not chunk:
-                break
-            if out is not None:
-                _write_all(out, chunk)
-            sink.data(stream, chunk)
-        sink.end(stream)
 
     def resize(self) -> None:
         """The terminal runwatch writes to changed size (SIGWINCH): the child's pty follows, and
@@ -182,101 +162,6 @@ def _write_all(fd: int, data) -> bool:
     except OSError:
         return False
     return True
-
-
-class Handoff:
-    """A sink that hands chunks to a parser thread in the same process.
-
-    Reader and parser share the GIL here, so a busy parser still delays the reader
-    by up to a switch interval per chunk; `runwatch run` uses `Relay`, whose
-    pass-through runs in a process of its own. The reader (`Command.pump`,
-    `pump_stream`) passes output through and calls
-    `data()`, which only appends the chunk to a queue; the parser thread takes
-    everything queued at once, joins a stream's consecutive chunks into one
-    block and feeds the real sink: while the parser works on one block the
-    reader goes on, and the parser sees fewer, larger blocks the faster the job
-    writes. The queue is bounded (`max_bytes`): a reader more than that far
-    ahead waits for the parser, so memory stays bounded and nothing is lost.
-    `close()` feeds what is queued and stops the thread.
-    """
-
-    def __init__(self, sink, *, max_bytes: int = HANDOFF_BYTES, name: str = "runwatch-parser"):
-        self.sink, self.max_bytes = sink, max_bytes
-        self._items: list[tuple[int, bytes | None]] = []     # (stream, chunk); None ends the stream
-        self._bytes = 0
-        self._closed = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def data(self, stream: int, chunk: bytes) -> None:
-        with self._cond:
-            while self._bytes >= self.max_bytes and not self._closed:
-                self._cond.wait()
-            if self._closed:                  # late output after close: feed it here, in order
-                self.sink.data(stream, chunk)
-                return
-            self._items.append((stream, chunk))
-            self._bytes += len(chunk)
-            if len(self._items) == 1 or self._bytes >= GATHER_BYTES:
-                self._cond.notify_all()      # in between, the parser is gathering: let it sleep
-
-    def end(self, stream: int) -> None:
-        with self._cond:
-            if self._closed:
-                self.sink.end(stream)
-                return
-            self._items.append((stream, None))
-            self._cond.notify_all()
-
-    def close(self, timeout: float | None = None) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._items and not self._closed:
-                    self._cond.wait()
-                # A block of many chunks costs less per line than many small blocks (each pays
-                # its redaction pass, its keyword searches, its registry update), so the parser
-                # gives a chatty writer a moment to fill one; a quiet one waits GATHER_SECONDS.
-                deadline = time.monotonic() + GATHER_SECONDS
-                while (self._bytes < GATHER_BYTES and not self._closed
-                       and (self._items and self._items[-1][1] is not None)):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                items, self._items = self._items, []
-                if not items and self._closed:
-                    return
-            run_stream, run_chunks = None, []
-            for stream, chunk in items:
-                if chunk is not None and stream == run_stream:
-                    run_chunks.append(chunk)
-                    continue
-                if run_chunks:
-                    self._feed(run_stream, run_chunks)
-                run_stream, run_chunks = stream, []
-                if chunk is None:
-                    self.sink.end(stream)
-                    run_stream = None
-                else:
-                    run_chunks.append(chunk)
-            if run_chunks:
-                self._feed(run_stream, run_chunks)
-
-    def _feed(self, stream: int, chunks: list[bytes]) -> None:
-        block = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        try:
-            self.sink.data(stream, block)
-        finally:
-            with self._cond:
-                self._bytes -= block.__len__()
-                self._cond.notify_all()
 
 
 class Relay:
