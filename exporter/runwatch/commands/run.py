@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 
-from ..export import remote_write
 from ..events import Event
 from ..parse.packs import Matcher, builtin_names, load_packs
 from ..parse.redact import redactor_from
@@ -76,7 +75,10 @@ def cmd_run(args, ap) -> int:
         if getattr(args, "loki_url", None):     # the shipper's modules load only when it ships
             from ..export import loki
             shipper = loki.from_args(args)
-        pusher = remote_write.pusher_from(remote_write.from_args(args), args.data_dir)   # None without --remote-write
+        pusher = None
+        if getattr(args, "remote_write", None):  # its modules (http.client, prometheus_client) load only to push
+            from ..export import remote_write
+            pusher = remote_write.pusher_from(remote_write.from_args(args), args.data_dir)
     except ValueError as e:
         ap.error(f"run: {e}")
     # a new token is shown once on a terminal, else written to a 0600 file in the data directory
