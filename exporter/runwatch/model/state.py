@@ -355,7 +355,8 @@ class RunState:
             self.build_step, self.build_done = step, max(step - 1, 0)
             if steps is not None:
                 self.build_steps = steps
-            self.build_report = False             # a new step: the last one's output ended
+            # a new step: the last one's output ended; a RUN step's output (unprefixed) is the build's
+            self.build_report = (f.get("instruction") or "").upper() == "RUN"
 
     def _build_step_done(self, f, ts):
         key = self._bk_vertex.get(f["vertex"])
