@@ -279,3 +279,13 @@ def test_hostile_lines_do_not_stall_the_new_packs(tmp_path):
     p = subprocess.run(runwatch_cmd("scan", "--max-line-bytes", str(n), str(log)), capture_output=True,
                        text=True, check=True, timeout=600)
     assert sample(p.stdout, "runwatch_lines_total") == lines
+
+
+def test_a_line_that_looks_like_docker_s_cannot_hide_later_errors(tmp_path):
+    # "#1 ERROR: ..." opens a failure report that "failed to solve" would end; without it, the
+    # report holds at most MAX_BUILD_REPORT_ERRORS error lines uncounted, the rest count
+    from runwatch.model.state import MAX_BUILD_REPORT_ERRORS
+    text = "#1 ERROR: not docker at all\n" + "ERROR: disk full\n" * (MAX_BUILD_REPORT_ERRORS + 7)
+    assert _errors(tmp_path, text) == 7
+    classic = "Step 2/3 : RUN make\n" + "ERROR: disk full\n" * (MAX_BUILD_REPORT_ERRORS + 3)
+    assert _errors(tmp_path, classic) == 3

@@ -25,6 +25,8 @@ MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label c
 MAX_LABEL_VALUES = 100   # distinct values per run of each label taken from its output (step action,
                          # score and metric name, phase, artifact, VM name); the rest become OTHER
 MAX_BUILD_VERTICES = 10000   # BuildKit vertices and (stage, step) pairs remembered per run; the rest ignored
+MAX_BUILD_REPORT_ERRORS = 100   # error lines a docker build step's output or failure report may hold uncounted:
+                                # past them it ends (a line that looks like docker's cannot hide later errors)
 OTHER = "other"
 # An agent's input and output payloads (optional fields of the agent events) for the status page's
 # inspector: what is kept is bounded; the rest is cut (at a UTF-8 character boundary) and counted.
@@ -45,8 +47,8 @@ class RunState:
         "task_index", "task_total", "current_task", "current_task_steps",
         "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
-        "error_continues", "error_open", "build_report", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio",
-        "outer_total",
+        "error_continues", "error_open", "build_report", "build_report_held", "bar_ratio", "bar_eta",
+        "bar_eta_ts", "outer_ratio", "outer_total",
         "bar_done", "bar_total", "nested_ratio", "eval_ratio",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
@@ -80,6 +82,7 @@ class RunState:
         self.error_open = False                 # an error was just counted: a `detail` right after it is its text
         self.build_report = False               # a docker build step's output or failure report is being read:
                                                 # its error lines are part of the build's error, counted at its end
+        self.build_report_held = 0              # error lines it held so far (MAX_BUILD_REPORT_ERRORS)
         self.bar_ratio = self.bar_eta = self.bar_eta_ts = None
         self.outer_ratio = self.outer_total = None
         self.bar_done = self.bar_total = None   # the bar's count: a nested bar refines its current unit
@@ -357,6 +360,7 @@ class RunState:
                 self.build_steps = steps
             # a new step: the last one's output ended; a RUN step's output (unprefixed) is the build's
             self.build_report = (f.get("instruction") or "").upper() == "RUN"
+            self.build_report_held = 0
 
     def _build_step_done(self, f, ts):
         key = self._bk_vertex.get(f["vertex"])
@@ -399,15 +403,17 @@ class RunState:
         if f.get("continues"):       # not an error itself: the next error belongs to a report already
             self.error_continues = True      # accounted for (a chained traceback, a quoted one)
             return
-        if "build_report" in f:      # true: a docker build step's output begins (classic: " ---> Running in"),
-            self.build_report = f["build_report"]    # or a step failed (BuildKit "#7 ERROR: ..."): the lines up
-            return                   # to the build's own error are its output or report, no errors of their own;
-                                     # false: that output ended, the step succeeded
+        if "build_report" in f:      # true: a docker build step failed (BuildKit "#7 ERROR: ...", redrawn in
+            if f["build_report"] and not self.build_report:     # each frame of the terminal display): the lines
+                self.build_report_held = 0   # up to the build's own error are its report, no errors of their own
+            self.build_report = f["build_report"]    # (a classic RUN step's output: _build_step); false: ended
+            return
         if f.get("build_failed"):    # the build's own error ("failed to solve", "returned a non-zero code"):
             self.build_report = False    # one error for the build, whatever its output and report held
             self.error_continues = False
             self.errors += 1
-        elif self.build_report:      # an error line of a build step's output or of its failure report
+        elif self.build_report and self.build_report_held < MAX_BUILD_REPORT_ERRORS:
+            self.build_report_held += 1      # an error line of a build step's output or of its failure report
             self.error_open = False
             return
         elif self.error_continues:
