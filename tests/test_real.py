@@ -287,5 +287,14 @@ def test_a_line_that_looks_like_docker_s_cannot_hide_later_errors(tmp_path):
     from runwatch.model.state import MAX_BUILD_REPORT_ERRORS
     text = "#1 ERROR: not docker at all\n" + "ERROR: disk full\n" * (MAX_BUILD_REPORT_ERRORS + 7)
     assert _errors(tmp_path, text) == 7
-    classic = "Step 2/3 : RUN make\n" + "ERROR: disk full\n" * (MAX_BUILD_REPORT_ERRORS + 3)
+    classic = "Step 2/3 : RUN make\n ---> Running in 0a1b2c3d4e5f\n" + "ERROR: full\n" * (MAX_BUILD_REPORT_ERRORS + 3)
     assert _errors(tmp_path, classic) == 3
+
+
+def test_a_step_line_alone_opens_no_output(tmp_path):
+    # a step's output follows its container's start (" ---> Running in <id>"); a cached step, or
+    # docker step lines mixed into other output (bench/make_mixed_log.py), hide no error
+    mixed = "".join(f"Step {i}/12 : RUN apt-get install -y pkg{i}\nERROR: worker {i} lost\n" for i in range(1, 6))
+    assert _errors(tmp_path, mixed) == 5
+    cached = "Step 2/3 : RUN make\n ---> Using cache\n ---> 530281523792\nERROR: disk full\n"
+    assert _errors(tmp_path, cached) == 1

@@ -225,7 +225,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
                       "index": (_count, False), "total": (_count, False), "repeat": (_bool, False)},
     "step": {"action": (_word, False), "index": (_count, False)},
     "build_step": {"step": (_count, True), "steps": (_count, False), "stage": (_word, False),
-                   "vertex": (_word, False), "done": (_bool, False), "instruction": (_word, False)},
+                   "vertex": (_word, False), "done": (_bool, False)},
     "build_step_done": {"vertex": (_word, True), "cached": (_bool, False)},
     "build_complete": {},
     "score": {"name": (_word, False), "value": (_float, False), "best": (_bool, False),

@@ -358,9 +358,7 @@ class RunState:
             self.build_step, self.build_done = step, max(step - 1, 0)
             if steps is not None:
                 self.build_steps = steps
-            # a new step: the last one's output ended; a RUN step's output (unprefixed) is the build's
-            self.build_report = (f.get("instruction") or "").upper() == "RUN"
-            self.build_report_held = 0
+            self.build_report = False             # a new step: the last one's output ended
 
     def _build_step_done(self, f, ts):
         key = self._bk_vertex.get(f["vertex"])
@@ -406,7 +404,7 @@ class RunState:
         if "build_report" in f:      # true: a docker build step failed (BuildKit "#7 ERROR: ...", redrawn in
             if f["build_report"] and not self.build_report:     # each frame of the terminal display): the lines
                 self.build_report_held = 0   # up to the build's own error are its report, no errors of their own
-            self.build_report = f["build_report"]    # (a classic RUN step's output: _build_step); false: ended
+            self.build_report = f["build_report"]    # (or a classic RUN step's output begins); false: ended
             return
         if f.get("build_failed"):    # the build's own error ("failed to solve", "returned a non-zero code"):
             self.build_report = False    # one error for the build, whatever its output and report held
