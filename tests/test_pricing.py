@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from runwatch.settings import PRICE_CACHE
 from runwatch.sources.pricing import (Price, PriceUnavailable, RetailPrices, canonical_sku, load_fallback,
                                       pick_price)
 from support.fakes.netguard import no_network  # noqa: F401 - an autouse fixture: importing it guards every test here
@@ -164,3 +165,29 @@ def test_bundled_table_format():
             assert isinstance(usd, float) and round(usd, 4) == usd
     assert table["prices"]["eastus"]["Standard_D4ds_v5"] == 0.226
     assert table["prices"]["eastus"]["Standard_D8ds_v5"] == 0.452
+
+
+def test_the_cache_follows_the_data_directory(prices, tmp_path, monkeypatch):
+    # the data directory's rule (settings.data_dir): the command's --data-dir / the config's
+    # data_dir, else RUNWATCH_DATA_DIR, else the default; the cache is written there
+    monkeypatch.setenv("RUNWATCH_DATA_DIR", str(tmp_path / "from-env"))
+    given = tmp_path / "given"
+    rp = RetailPrices(base_url=prices.api, directory=str(given))
+    assert rp.hourly("Standard_D8s_v3", "eastus").origin == "api"
+    assert json.loads((given / PRICE_CACHE).read_text())["eastus/standard_d8s_v3"]["usd_per_hour"] == 0.384
+    assert not (tmp_path / "from-env").exists()
+    assert RetailPrices(base_url=prices.api).cache_path == str(tmp_path / "from-env" / PRICE_CACHE)
+
+
+def test_cloud_pollers_cache_prices_in_serve_s_data_directory(tmp_path):
+    pytest.importorskip("azure.mgmt.compute")
+    from types import SimpleNamespace
+
+    from runwatch.model.runs import Registry, RunSpec
+    from runwatch.sources.azure_vm import AzureVMConfig
+    from runwatch.sources.poller import cloud_pollers
+    registry = Registry()
+    run = registry.add(RunSpec(id="vm-run", source="azure_vm"))
+    rc = SimpleNamespace(cloud={"azure_vm": AzureVMConfig("sub", "rg", "vm1")})
+    (poller,) = cloud_pollers(registry, [(run, rc, None)], str(tmp_path / "dd"))
+    assert poller.source.prices.cache_path == str(tmp_path / "dd" / PRICE_CACHE)

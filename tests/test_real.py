@@ -29,8 +29,14 @@ def test_the_corpus_has_every_tool_of_this_part():
     for case in CASES:
         d = os.path.join(corpus.HERE, case)
         assert os.path.exists(os.path.join(d, "README")), case
-        if corpus.tool(case) == "docker":       # docker cannot run here: composed by compose_docker.py
-            assert os.path.exists(os.path.join(corpus.HERE, "compose_docker.py")), case
+        if corpus.tool(case) == "docker":       # docker cannot run here: public transcripts (their README
+            with open(os.path.join(d, "README")) as f:          # names where), or composed by compose_docker.py
+                readme = f.read()
+            if case.startswith("docker-public-"):
+                assert re.search(r"^source: https://github\.com/\S+", readme, re.M), case
+                assert "lines kept:" in readme and "truth.json" in readme, case
+            else:
+                assert os.path.exists(os.path.join(corpus.HERE, "compose_docker.py")), case
             continue
         with open(os.path.join(d, "README")) as f:
             shared = re.search(r"\(the driver of ([\w-]+)\)", f.read())   # several cases, one driver
@@ -147,6 +153,100 @@ def test_docker_lines_as_ci_logs_and_pasted_frames_show_them(tmp_path):
     assert sample(p.stdout, "runwatch_errors_total") == 0     # the vertex line is redrawn, not the error
 
 
+def _errors(tmp_path, text: str, *packs: str) -> float:
+    log = tmp_path / "build.log"
+    log.write_text(text)
+    args = [a for p in packs for a in ("--pack", p)]
+    return sample(scan_in_process(*args, str(log)), "runwatch_errors_total")
+
+
+CLASSIC_FAIL = ("Step 3/4 : RUN pip install -r requirements.txt\n"
+                " ---> Running in 0a1b2c3d4e5f\n"
+                "ERROR: Could not find a version that satisfies the requirement numpy==9.9.9\n"
+                "Traceback (most recent call last):\n"
+                "  File \"setup.py\", line 1, in <module>\n"
+                "ValueError: no numpy\n"
+                "The command '/bin/sh -c pip install -r requirements.txt' returned a non-zero code: 1\n")
+PLAIN_FAIL = ("#7 [2/3] RUN make\n"
+              "#7 0.512 make: *** [all] Error 2\n"
+              "#7 0.513 ERROR: the compiler failed\n"
+              "#7 0.514 Traceback (most recent call last):\n"
+              "#7 ERROR: process \"/bin/sh -c make\" did not complete successfully: exit code: 2\n"
+              "------\n"
+              " > [2/3] RUN make:\n"
+              "0.513 ERROR: the compiler failed\n"
+              "0.514 Traceback (most recent call last):\n"
+              "------\n"
+              "Dockerfile:3\n"
+              "--------------------\n"
+              "   3 | >>> RUN make\n"
+              "--------------------\n"
+              "ERROR: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2\n")
+
+
+@pytest.mark.parametrize("packs", [(), ("docker",), ("docker", "python", "pip")])
+def test_a_failed_docker_build_is_one_error_whatever_its_steps_print(tmp_path, packs):
+    assert _errors(tmp_path, CLASSIC_FAIL, *packs) == 1
+    assert _errors(tmp_path, PLAIN_FAIL, *packs) == 1
+    # the terminal display: the failed vertex and the step's last lines, redrawn frame after frame
+    frames = "".join(f"[+] Building 2.{i}s (5/7)\n => ERROR [2/3] RUN make   0.5s\n"
+                     " => => # ERROR: the compiler failed\n" for i in range(3))
+    assert _errors(tmp_path, frames + PLAIN_FAIL[PLAIN_FAIL.index("------"):], *packs) == 1
+
+
+def test_two_failures_in_one_log_are_two_errors(tmp_path):
+    after = "Traceback (most recent call last):\n  File \"train.py\", line 1\nRuntimeError: boom\n"
+    assert _errors(tmp_path, CLASSIC_FAIL + after) == 2          # the build, then the program it built
+    assert _errors(tmp_path, PLAIN_FAIL + after) == 2
+    assert _errors(tmp_path, PLAIN_FAIL + PLAIN_FAIL) == 2       # two builds, both failed
+    assert _errors(tmp_path, CLASSIC_FAIL + PLAIN_FAIL) == 2
+    # errors before a build are not its own
+    assert _errors(tmp_path, "ERROR: disk almost full\n" + CLASSIC_FAIL) == 2
+
+
+def test_error_lines_of_a_build_that_succeeded_are_no_errors(tmp_path):
+    # pip's resolver warning comes at ERROR level from a RUN step that succeeds
+    ok = ("Step 1/2 : FROM python:3.12\n ---> 1f3b2c0e9a8d\n"
+          "Step 2/2 : RUN pip install a\n ---> Running in 0a1b2c3d4e5f\n"
+          "ERROR: pip's dependency resolver does not currently take into account all the packages that are installed.\n"
+          "Successfully installed a-1.0\n"
+          "Removing intermediate container 0a1b2c3d4e5f\n ---> 9e8d7c6b5a4f\n"
+          "Successfully built 9e8d7c6b5a4f\n")
+    assert _errors(tmp_path, ok) == 0
+    plain_ok = ("#5 [2/2] RUN pip install a\n"
+                "#5 3.201 ERROR: pip's dependency resolver does not currently take into account all the packages\n"
+                "#5 DONE 3.4s\n")
+    assert _errors(tmp_path, plain_ok) == 0
+    # the step's output ended: what comes after the build counts again
+    assert _errors(tmp_path, ok + "ERROR: the service did not start\n") == 1
+    assert _errors(tmp_path, plain_ok + "ERROR: the service did not start\n") == 1
+
+
+def test_docker_before_1_13_and_20_10_print_their_own_forms(tmp_path):
+    # "Step 5 : ..." with no total (docker before 1.13); "failed to solve with frontend dockerfile.v0: ..."
+    # with no "ERROR:" (docker 20.10), "error: failed to solve: ..." (buildx before 0.10)
+    log = tmp_path / "old.log"
+    log.write_text("Step 1 : FROM ubuntu:12.10\n ---> b750fe79269d\nStep 2 : RUN make\n ---> Running in 4364147033ee\n"
+                   " ---> 530281523792\nSuccessfully built 530281523792\n")
+    out = scan_in_process("--pack", "docker", str(log))
+    assert sample(out, "runwatch_docker_build_steps") == 2 and sample(out, "runwatch_run_progress_ratio") == 1
+    for last in ("failed to solve with frontend dockerfile.v0: failed to create LLB definition: no such file",
+                 "error: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2"):
+        frame = " => ERROR [internal] load build definition from Dockerfile   0.0s\n"
+        assert _errors(tmp_path, frame + last + "\n") == 1
+
+
+def test_buildkit_pads_step_numbers_to_the_totals_width(tmp_path):
+    # dockerfile2llb right-aligns the step number: "[stage-0  1/10]", "[ 2/10]"
+    log = tmp_path / "pad.log"
+    log.write_text("#4 [stage-0  1/10] FROM ghcr.io/x/y\n#4 DONE 0.0s\n#5 [stage-0  2/10] COPY . .\n#5 CACHED\n"
+                   "#6 [ 1/12] FROM docker.io/library/busybox\n")
+    out = scan_in_process("--pack", "docker", str(log))
+    assert sample(out, "runwatch_docker_build_step") == 3
+    assert sample(out, "runwatch_docker_build_steps") == 22      # the stages' totals: stage-0's 10, the unnamed 12
+    assert sample(out, "runwatch_docker_build_steps_done") == 2
+
+
 def test_free_words_beyond_the_label_cap_fold_into_other_and_are_counted(tmp_path):
     from runwatch.model.state import MAX_LABEL_VALUES
     rules = tmp_path / "free.yaml"
@@ -179,3 +279,22 @@ def test_hostile_lines_do_not_stall_the_new_packs(tmp_path):
     p = subprocess.run(runwatch_cmd("scan", "--max-line-bytes", str(n), str(log)), capture_output=True,
                        text=True, check=True, timeout=600)
     assert sample(p.stdout, "runwatch_lines_total") == lines
+
+
+def test_a_line_that_looks_like_docker_s_cannot_hide_later_errors(tmp_path):
+    # "#1 ERROR: ..." opens a failure report that "failed to solve" would end; without it, the
+    # report holds at most MAX_BUILD_REPORT_ERRORS error lines uncounted, the rest count
+    from runwatch.model.state import MAX_BUILD_REPORT_ERRORS
+    text = "#1 ERROR: not docker at all\n" + "ERROR: disk full\n" * (MAX_BUILD_REPORT_ERRORS + 7)
+    assert _errors(tmp_path, text) == 7
+    classic = "Step 2/3 : RUN make\n ---> Running in 0a1b2c3d4e5f\n" + "ERROR: full\n" * (MAX_BUILD_REPORT_ERRORS + 3)
+    assert _errors(tmp_path, classic) == 3
+
+
+def test_a_step_line_alone_opens_no_output(tmp_path):
+    # a step's output follows its container's start (" ---> Running in <id>"); a cached step, or
+    # docker step lines mixed into other output (bench/make_mixed_log.py), hide no error
+    mixed = "".join(f"Step {i}/12 : RUN apt-get install -y pkg{i}\nERROR: worker {i} lost\n" for i in range(1, 6))
+    assert _errors(tmp_path, mixed) == 5
+    cached = "Step 2/3 : RUN make\n ---> Using cache\n ---> 530281523792\nERROR: disk full\n"
+    assert _errors(tmp_path, cached) == 1

@@ -84,7 +84,7 @@ def cmd_serve(args, ap) -> int:
     from ..sources.errors import SourceError
     from ..sources.poller import cloud_pollers
     try:
-        pollers = cloud_pollers(registry, cloud)     # imports the cloud SDKs only if the config needs them
+        pollers = cloud_pollers(registry, cloud, ddir)   # imports the cloud SDKs only if the config needs them
     except SourceError as e:
         log.error("%s", e)
         return 2

@@ -25,6 +25,8 @@ MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label c
 MAX_LABEL_VALUES = 100   # distinct values per run of each label taken from its output (step action,
                          # score and metric name, phase, artifact, VM name); the rest become OTHER
 MAX_BUILD_VERTICES = 10000   # BuildKit vertices and (stage, step) pairs remembered per run; the rest ignored
+MAX_BUILD_REPORT_ERRORS = 100   # error lines a docker build step's output or failure report may hold uncounted:
+                                # past them it ends (a line that looks like docker's cannot hide later errors)
 OTHER = "other"
 # An agent's input and output payloads (optional fields of the agent events) for the status page's
 # inspector: what is kept is bounded; the rest is cut (at a UTF-8 character boundary) and counted.
@@ -45,7 +47,8 @@ class RunState:
         "task_index", "task_total", "current_task", "current_task_steps",
         "steps", "build_step", "build_steps", "build_done", "_bk_started", "_bk_vertex", "_bk_totals",
         "_bk_done", "scores", "best_scores", "score_direction", "errors", "last_error",
-        "error_continues", "error_open", "bar_ratio", "bar_eta", "bar_eta_ts", "outer_ratio", "outer_total",
+        "error_continues", "error_open", "build_report", "build_report_held", "bar_ratio", "bar_eta",
+        "bar_eta_ts", "outer_ratio", "outer_total",
         "bar_done", "bar_total", "nested_ratio", "eval_ratio", "outer_plan", "outer_open", "metric_pending",
         "artifacts", "cost_rate", "cost_base", "cost_base_ts", "budget", "vm_power",
         "task_steps", "agents", "data_flow", "metrics", "artifact_deadlines",
@@ -77,6 +80,9 @@ class RunState:
         self.last_error: str | None = None
         self.error_continues = False            # the next error is part of one already accounted for
         self.error_open = False                 # an error was just counted: a `detail` right after it is its text
+        self.build_report = False               # a docker build step's output or failure report is being read:
+                                                # its error lines are part of the build's error, counted at its end
+        self.build_report_held = 0              # error lines it held so far (MAX_BUILD_REPORT_ERRORS)
         self.bar_ratio = self.bar_eta = self.bar_eta_ts = None
         self.outer_ratio = self.outer_total = None
         self.bar_done = self.bar_total = None   # the bar's count: a nested bar refines its current unit
@@ -421,9 +427,10 @@ class RunState:
         else:                                     # classic: Step 5/12 is the 5th of 12, 4 done
             if step != self.build_step:
                 self.last_progress_ts = ts
-            self.build_step, self.build_done = step, step - 1
+            self.build_step, self.build_done = step, max(step - 1, 0)
             if steps is not None:
                 self.build_steps = steps
+            self.build_report = False             # a new step: the last one's output ended
 
     def _build_step_done(self, f, ts):
         key = self._bk_vertex.get(f["vertex"])
@@ -433,6 +440,9 @@ class RunState:
             self.last_progress_ts = ts
 
     def _build_complete(self, f, ts):
+        self.build_report = False                 # the build succeeded: its output's error lines were none
+        if not self.build_steps and self.build_step and not self._bk_started:
+            self.build_steps = self.build_step    # docker before 1.13 printed "Step 5 :", no total
         if self.build_steps:
             self.build_step = self.build_done = self.build_steps
             self.last_progress_ts = ts
@@ -463,7 +473,20 @@ class RunState:
         if f.get("continues"):       # not an error itself: the next error belongs to a report already
             self.error_continues = True      # accounted for (a chained traceback, a quoted one)
             return
-        if self.error_continues:
+        if "build_report" in f:      # true: a docker build step failed (BuildKit "#7 ERROR: ...", redrawn in
+            if f["build_report"] and not self.build_report:     # each frame of the terminal display): the lines
+                self.build_report_held = 0   # up to the build's own error are its report, no errors of their own
+            self.build_report = f["build_report"]    # (or a classic RUN step's output begins); false: ended
+            return
+        if f.get("build_failed"):    # the build's own error ("failed to solve", "returned a non-zero code"):
+            self.build_report = False    # one error for the build, whatever its output and report held
+            self.error_continues = False
+            self.errors += 1
+        elif self.build_report and self.build_report_held < MAX_BUILD_REPORT_ERRORS:
+            self.build_report_held += 1      # an error line of a build step's output or of its failure report
+            self.error_open = False
+            return
+        elif self.error_continues:
             self.error_continues = False
         else:
             self.errors += 1

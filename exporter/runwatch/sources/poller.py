@@ -136,12 +136,13 @@ class Poller:
 
 # ---------------------------------------------------------------- serve wiring
 
-def cloud_pollers(registry: Registry, items: list) -> list[Poller]:
+def cloud_pollers(registry: Registry, items: list, data_dir: str | None = None) -> list[Poller]:
     """Pollers for the runs' cloud sources; items are (run, RunConfig, Ingest).
 
     Checks first that the SDKs the config needs are installed (SourceError
     "… pip install 'runwatch[azure]'" otherwise) and imports them only then.
-    One VM named by several runs is polled once and feeds all of them."""
+    One VM named by several runs is polled once and feeds all of them. VM prices are cached in
+    data_dir (None: settings.data_dir's rule)."""
     from . import azure_vm, azureml, wandb_run
     kinds = {k for _, rc, _ in items for k in rc.cloud}
     if kinds & {"azure_vm", "azureml_job"}:
@@ -160,7 +161,7 @@ def cloud_pollers(registry: Registry, items: list) -> list[Poller]:
                     continue
                 if prices is None:
                     from .pricing import RetailPrices
-                    prices = RetailPrices()
+                    prices = RetailPrices(directory=data_dir)
                 p = vms[key] = Poller(registry, [run], azure_vm.AzureVMSource(cfg, prices=prices))
             elif kind == "azureml_job":
                 p = Poller(registry, [run], azureml.AzureMLSource(cfg, ingest if cfg.logs else None))

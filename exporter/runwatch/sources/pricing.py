@@ -151,9 +151,11 @@ class RetailPrices:
 
     def __init__(self, base_url: str = RETAIL_PRICES_URL, cache_path: str | None = None,
                  ttl: float = DEFAULT_TTL, timeout: float = 20.0, fallback: dict | None = None,
-                 clock=time.time):
+                 clock=time.time, directory: str | None = None):
+        """The cache is cache_path, else PRICE_CACHE in the data directory: `directory` (the
+        command's --data-dir or the config's data_dir), else settings.data_dir's rule."""
         self.base_url = base_url
-        self.cache_path = cache_path or os.path.join(data_dir(), PRICE_CACHE)
+        self.cache_path = cache_path or os.path.join(data_dir(directory), PRICE_CACHE)
         self.ttl, self.timeout, self.clock = ttl, timeout, clock
         self._fallback = fallback
         self._lock = threading.Lock()
