@@ -523,8 +523,12 @@ class Matcher:
                 if lit is not None:
                     if lit not in line:
                         continue
-                elif rule.literals is not None and not any(x in line for x in rule.literals):
-                    continue
+                elif rule.literals is not None:
+                    for x in rule.literals:      # a loop, not any(): no generator per rule and line
+                        if x in line:
+                            break
+                    else:
+                        continue
                 m = rule.search(line)
                 if m is not None:
                     for emit in rule.emits:
