@@ -179,7 +179,7 @@ class Server:
 
     def api_metrics(self):
         """The events API's and the HTTP server's own counters (scraped with everything else)."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from ..export.families import CounterMetricFamily, GaugeMetricFamily
         yield CounterMetricFamily("runwatch_api_events_applied", "Events the events API applied.",
                                   value=self.events_applied)
         yield CounterMetricFamily("runwatch_api_events_rejected", "Events the events API rejected as invalid.",

@@ -31,7 +31,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from ..families import CounterMetricFamily, GaugeMetricFamily
 
 from ...retry import retry_after_seconds
 from ...settings import REMOTE_WRITE_SPOOL, data_dir
