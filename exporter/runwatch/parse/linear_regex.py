@@ -178,19 +178,7 @@ class _Writer:
         return _charset_text(tuple(items), self.is_bytes, flags & (re.IGNORECASE | re.ASCII))
 
     def _charset(self, items, flags: int) -> str:
-        negate = False
-        ranges: list[tuple[int, int]] = []
-        for op, av in items:
-            if op is _c.NEGATE:
-                negate = True
-            elif op is _c.LITERAL:
-                ranges.append((av, av))
-            elif op is _c.RANGE:
-                ranges.append(av)
-            elif op is _c.CATEGORY:
-                ranges.extend(self.category_set(av, flags))
-            else:
-                raise Unsupported(f"character class item {op}")
+        negate, ranges = _class_items(items, lambda cat: self.category_set(cat, flags))
         ranges = _normalize(ranges)
         if self.fold_bytes(flags):
             ranges = _ascii_fold(ranges)
@@ -600,21 +588,31 @@ def _set_of(op, av) -> list[tuple[int, int]] | None:
     return None
 
 
+def _class_items(items, category) -> tuple[bool, list[tuple[int, int]]]:
+    """A character class's items ([...]) as (negated, code point ranges, not yet normalized);
+    `category(cat)` gives a category's (\\d, \\w, \\s ...) ranges. Unsupported for any other item."""
+    negate, ranges = False, []
+    for op, av in items:
+        if op is _c.NEGATE:
+            negate = True
+        elif op is _c.LITERAL:
+            ranges.append((av, av))
+        elif op is _c.RANGE:
+            ranges.append(av)
+        elif op is _c.CATEGORY:
+            ranges.extend(category(av))
+        else:
+            raise Unsupported(f"character class item {op}")
+    return negate, ranges
+
+
 @functools.lru_cache(maxsize=1024)
 def _class_set(av: tuple) -> tuple[tuple[int, int], ...] | None:
     """_set_of a class ([...], \\d, \\s ...), kept: a rule's analysis asks for each class several times."""
-    negate, ranges = False, []
-    for iop, iav in av:
-        if iop is _c.NEGATE:
-            negate = True
-        elif iop is _c.LITERAL:
-            ranges.append((iav, iav))
-        elif iop is _c.RANGE:
-            ranges.append(iav)
-        elif iop is _c.CATEGORY:
-            ranges.extend(_cat_ranges(iav))
-        else:
-            return None
+    try:
+        negate, ranges = _class_items(av, _cat_ranges)
+    except Unsupported:
+        return None
     ranges = _normalize(ranges)
     return tuple(_complement(ranges, _TOP) if negate else ranges)
 
