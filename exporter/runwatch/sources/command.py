@@ -24,7 +24,7 @@ import time
 from ..settings import child_environ
 
 READ_SIZE = 1 << 16          # each read allocates this much first: at 128 KiB and more, malloc maps fresh pages
-HANDOFF_BYTES = 64 << 20     # how far the reader may run ahead of the parser
+RELAY_BYTES = 64 << 20       # how far the relay may run ahead of the parser (held in its memory)
 GATHER_BYTES = 1 << 20       # the parser waits for this much output to parse it as one block …
 GATHER_SECONDS = 0.02        # … or this long after the first chunk, whichever comes first
 # After a short read the relay pauses this long before the next: a job writing line by line
@@ -199,7 +199,7 @@ class Relay:
     by itself if this process dies (its stop pipe closes).
     """
 
-    def __init__(self, in_fd: int, passthrough_fd: int | None, *, max_bytes: int = HANDOFF_BYTES):
+    def __init__(self, in_fd: int, passthrough_fd: int | None, *, max_bytes: int = RELAY_BYTES):
         rd, wr = os.pipe()
         stop_r, stop_w = os.pipe()         # runwatch -> relay: stop reading (or runwatch is gone)
         ended_r, ended_w = os.pipe()       # relay -> runwatch: closed when the input has ended
