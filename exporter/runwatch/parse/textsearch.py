@@ -76,7 +76,8 @@ class KeywordFinder:
             i = find(kw)
             while i >= 0:
                 starts.append(rfind(b"\n", 0, i) + 1)
-                i = find(kw, find(b"\n", i))      # at most one hit per line
+                e = find(b"\n", i)                # at most one hit per line
+                i = find(kw, e) if e >= 0 else -1
             if len(kw) > 1:
                 self.retry_in -= 1
                 if self.retry_in <= 0:
@@ -88,7 +89,8 @@ class KeywordFinder:
         while i >= 0:
             if startswith(kw, i - off):
                 starts.append(rfind(b"\n", 0, i) + 1)
-                i = find(byte, find(b"\n", i) + off)
+                e = find(b"\n", i)
+                i = find(byte, e + off) if e >= 0 else -1
             else:
                 budget -= 1
                 if budget < 0:                   # common byte here: finish with find
@@ -101,7 +103,8 @@ class KeywordFinder:
                     j = find(kw, i - off + 1)
                     while j >= 0:
                         starts.append(rfind(b"\n", 0, j) + 1)
-                        j = find(kw, find(b"\n", j))
+                        e = find(b"\n", j)
+                        j = find(kw, e) if e >= 0 else -1
                     return
                 i = find(byte, i + 1)
 
@@ -145,7 +148,8 @@ def _hunt_shared(block: bytes, byte: bytes, fs: list, starts: list) -> None:
             j = i - off
             if j >= 0 and startswith(kw, j):
                 starts.append(rfind(b"\n", 0, i) + 1)
-                i = find(byte, find(b"\n", i) + 1)
+                e = find(b"\n", i)
+                i = find(byte, e + 1) if e >= 0 else -1
                 break
         else:
             budget -= 1
