@@ -2,8 +2,9 @@
 
 The folded trigger search settles on letters the log rarely holds (and then lowers no block),
 and the screen (one multi-line pass over a block's triggered lines) skips blocks whose triggered
-lines no rule would change. Both are checked against the plain way: a naive search, and the
-same redactor with the screen off.
+lines no rule would change; over a big block it runs first, part by part, and sends only the parts
+it finds something in the trigger words' way. Both are checked against the plain way: a naive
+search, and the same redactor with the screen off.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runwatch.parse.redact import TRIGGER_WORDS, RedactState, Redactor
-from runwatch.parse.textsearch import FoldedKeywordSet
+from runwatch.parse.redact import SCREEN_BYTES, TRIGGER_WORDS, RedactState, Redactor
+from runwatch.parse.textsearch import FoldedKeywordSet, KeywordFinder, KeywordSet
 
 from test_redact import ORDINARY, PEM, SECRET_LINES
 from test_redact_shapes import BLOCKS, ORDINARY_LINES, SHAPES
@@ -67,6 +68,29 @@ def test_folded_search_settles_on_rare_letters_and_then_lowers_no_block():
     assert sorted(set(starts)) == naive(block, fs.kws) and len(set(starts)) == 2
 
 
+def _line_starts(block: bytes) -> list[int]:
+    return [0] + [i + 1 for i, c in enumerate(block) if c == 0x0A]
+
+
+def test_a_keyword_on_a_last_line_without_its_newline_is_found_once():
+    # the search goes on from the next line's start: with no newline after a hit there is none
+    for block in (b"x\n@", b"@", b"a@b\nc@", b"AKIA\nxAKIA", b"ghp_\nghs_x"):
+        lone = KeywordFinder(b"@")
+        for f in (lone, KeywordFinder(b"AKIA"), KeywordFinder(b"ghs_")):
+            for mode in (False, True):
+                f.mode_find = mode or len(f.kw) == 1
+                starts: list[int] = []
+                f.find_lines(block, starts)
+                want = [i for i, line in zip(_line_starts(block), block.split(b"\n"), strict=True) if f.kw in line]
+                assert starts == want, (block, f.kw, mode)
+        starts = []
+        KeywordSet([b"ghp_", b"ghs_", b"gho_"]).find_lines(block, starts)    # one shared hunt of g
+        assert sorted(set(starts)) == naive(block + b"\n", [b"ghp_", b"ghs_", b"gho_"])
+        starts = []
+        FoldedKeywordSet([b"akia", b"key"]).find_lines(block + b" KEY", starts)
+        assert sorted(set(starts)) == naive(block + b" KEY\n", [b"akia", b"key"])
+
+
 def test_a_keyword_without_a_rare_letter_is_still_found():
     fs = FoldedKeywordSet([b"bearer", b"secret"])
     block = NOISE * 3000 + b"a BeArEr x\n" + NOISE + b"SECRET\n"
@@ -107,6 +131,37 @@ def test_a_block_whose_trigger_lines_hold_no_secret_comes_back_as_the_same_objec
     block = (NOISE * 50 + b"2026-11-24 INFO runner: Step 3: HOTKEY\n") * 40
     assert Redactor().block(block, RedactState()) is block
     assert Redactor().block(block + b"api_key=abc123\n", RedactState()).endswith(b"api_key=<redacted>\n")
+
+
+def test_big_blocks_are_screened_part_by_part_with_the_same_result():
+    screened, plain = Redactor(), _unscreened()
+    lines = _corpus_lines()
+    rng = random.Random(11)
+    choices = lines + [PEM, b"-----BEGIN RSA PRIVATE KEY-----\n", b"-----END RSA PRIVATE KEY-----\n"]
+    for round_ in range(40):
+        parts: list[bytes] = []
+        size = rng.choice((2, 3, 5)) * SCREEN_BYTES
+        secrets = rng.choice((0, 1, 3, 20))
+        while sum(map(len, parts)) < size:
+            parts.append(NOISE * rng.randint(1, 400))
+            for _ in range(rng.randint(0, secrets)):
+                parts.append(rng.choice(choices))
+        block = b"".join(parts)
+        if rng.random() < 0.2:
+            block = block[:-1]                   # a last line without its newline
+        s1, s2 = RedactState(), RedactState()
+        assert screened.block(block, s1) == plain.block(block, s2), round_
+        assert s1.in_pem == s2.in_pem            # a private key block open at the end stays open
+        tail = b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC\n-----END RSA PRIVATE KEY-----\n" + NOISE
+        assert screened.block(tail, s1) == plain.block(tail, s2)
+
+
+def test_a_clean_big_block_comes_back_as_the_same_object_and_a_secret_in_it_is_found():
+    block = NOISE * (3 * SCREEN_BYTES // len(NOISE))
+    assert Redactor().block(block, RedactState()) is block
+    dirty = block[:SCREEN_BYTES + 5000] + b"token=abc123\n" + block[SCREEN_BYTES + 5000:]
+    out = Redactor().block(dirty, RedactState())
+    assert out == dirty.replace(b"token=abc123", b"token=<redacted>")
 
 
 def test_user_patterns_are_screened_unless_an_anchor_means_something_else_on_joined_lines():

@@ -169,6 +169,11 @@ _PEM_BEGIN = _c(rb"-----BEGIN[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = b"-----END"
 
 
+# The whole-block screen's part (see Redactor.block): big enough that a call costs nothing, small
+# enough that a part holding a secret sends little else the slower way.
+SCREEN_BYTES = 64 << 10
+
+
 class Redactor:
     """Compiled redaction rules (shareable) with per-stream state for PEM blocks.
 
@@ -211,11 +216,37 @@ class Redactor:
     # ---------------------------------------------------------------- blocks
 
     def block(self, block: bytes, state: "RedactState | None" = None) -> bytes:
+        screen = self._screen
+        if screen is None or len(block) <= SCREEN_BYTES:
+            return self._triggered(block, state)
+        # The screen over the whole block first, a part of SCREEN_BYTES at a time: one RE2
+        # pass proves a clean part clean (~2.5 ms per MiB), where hunting the trigger words
+        # costs 3-7 ms per MiB in a log whose every letter is common. A part it finds
+        # something in, or one inside a private key block, takes the trigger words' way.
+        if state is None:
+            state = RedactState()        # a private key block may span the parts
+        out: list[bytes] = []
+        pos, n, find, changed = 0, len(block), block.find, False
+        while pos < n:
+            end = find(b"\n", pos + SCREEN_BYTES - 1) + 1 if pos + SCREEN_BYTES < n else n
+            if end <= 0:
+                end = n
+            part = block[pos:end] if pos or end < n else block
+            if state.in_pem or screen.matching(part):
+                new = self._triggered(part, state)
+                changed = changed or new is not part
+                part = new
+            out.append(part)
+            pos = end
+        return b"".join(out) if changed else block
+
+    def _triggered(self, block: bytes, state: "RedactState | None") -> bytes:
+        """The lines holding a trigger word, redacted (the rest untouched)."""
         if state is not None and state.in_pem:
             head, block = self._pem_body(block, 0, state)
             if not block:
                 return head
-            return head + self.block(block, state)
+            return head + self._triggered(block, state)
         spans: list[int] = []
         self.triggers.find_lines(block, spans)
         self.words.find_lines(block, spans)
