@@ -14,7 +14,6 @@ import stat
 from typing import Any
 from collections.abc import Iterable
 
-import yaml
 
 #: the limits of every YAML file runwatch reads (config, packs, demo samples; README "Config files")
 MAX_FILE_BYTES = 4 << 20      # a bigger file is refused before it is read
@@ -55,8 +54,9 @@ class Seq(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
-def _loader_for(file: str, base=yaml.SafeLoader):
-    class Loader(base):
+def _loader_for(file: str, base=None):
+    import yaml
+    class Loader(base or yaml.SafeLoader):
         aliases = 0
 
         depth = 0
@@ -115,6 +115,7 @@ def _loader_for(file: str, base=yaml.SafeLoader):
 def _check_expansion(root, file: str) -> None:
     """ConfigError unless the document, its aliases expanded, has at most MAX_NODES values
     (each node is sized once, so a bomb is found in time linear in the file)."""
+    import yaml
     sizes: dict[int, int] = {}
     stack = [(root, False)]
     while stack:
@@ -146,10 +147,12 @@ def load_text(text: str, file: str, *, fast: bool = False) -> Any:
     and depth as it goes, so a first pass over libyaml's events does (no recursion); a text
     libyaml refuses, or that breaks a limit, is read again the usual way, whose error says
     where and why in the words it always uses."""
-    if fast and _CLoader is not None:
+    import yaml         # here, not at the top: a command that reads no YAML does not load PyYAML (~30 ms)
+    cloader = getattr(yaml, "CSafeLoader", None)
+    if fast and cloader is not None:
         try:
             if _within_limits(text):
-                return yaml.load(text, Loader=_loader_for(file, _CLoader))  # noqa: S506 - CSafeLoader subclass
+                return yaml.load(text, Loader=_loader_for(file, cloader))  # noqa: S506 - CSafeLoader subclass
         except (yaml.YAMLError, ConfigError):
             pass
     try:
@@ -164,13 +167,11 @@ def load_text(text: str, file: str, *, fast: bool = False) -> Any:
         raise ConfigError(file, None, f"invalid YAML: {e}") from None
 
 
-_CLoader = getattr(yaml, "CSafeLoader", None)
-
-
 def _within_limits(text: str) -> bool:
     """Does the text stay within MAX_DEPTH and MAX_ALIASES? (libyaml's events, one pass.)"""
+    import yaml
     depth = aliases = 0
-    for e in yaml.parse(text, Loader=_CLoader):
+    for e in yaml.parse(text, Loader=yaml.CSafeLoader):
         if isinstance(e, yaml.CollectionStartEvent):
             depth += 1
             if depth >= MAX_DEPTH:          # (its values would be deeper: let the usual way decide)
