@@ -13,6 +13,7 @@ DEFAULT_PORT = 9897
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_URL = f"http://{DEFAULT_LISTEN}"
 DEFAULT_MAX_LINE = 64 * 1024          # bytes; longer lines are cut and counted
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")   # a run id: it becomes a label value
 
 # Files and folders kept in the data directory.
 STATE_DB = "state.db"                 # runs' state across restarts (serve)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,12 +17,12 @@ from ..parse.framing import DEFAULT_MAX_LINE, LineFramer, count_decode_errors
 from ..parse.packs import Matcher
 from .samples import Timeline
 from .state import RunState
+from ..settings import RUN_ID_RE  # noqa: F401 - the run id's form, for those that import it from here
 
 log = logging.getLogger("runwatch")
 
 RECENT_LINES = 50
 MAX_RUNS = 1000          # runs a registry holds before it refuses new ones from outside (Registry.add limit=True)
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 @dataclass

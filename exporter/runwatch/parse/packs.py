@@ -30,6 +30,7 @@ from typing import Any
 from .. import events as ev
 from ..events import Event, StepRun
 from . import linear_regex
+from .builtin import BUILTIN_DIR, builtin_names
 from .textsearch import KeywordSet, rarity
 from ..yamlfile import ConfigError, Map, Seq, check_keys, expect, load_file, suggest
 
@@ -38,15 +39,10 @@ try:  # Python 3.11+
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _c  # type: ignore
 
-BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "packs")
 PACK_KEYS = ("pack", "description", "rules", "timestamp")
 RULE_KEYS = ("name", "description", "match", "emit", "ignore_case", "prefilter")
 _REPEATS = tuple(getattr(_c, n) for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
                  if hasattr(_c, n))
-
-
-def builtin_names() -> list[str]:
-    return sorted(f[:-5] for f in os.listdir(BUILTIN_DIR) if f.endswith(".yaml"))
 
 
 # ---------------------------------------------------------------- literals
