@@ -31,7 +31,8 @@ from ..events import Event, make, payloads_as_text
 from ..parse.packs import Matcher, load_builtin
 from ..parse.redact import default_redactor
 from ..model.runs import Ingest, Registry, RunSpec
-from ..web.server import Server, api_token, given_token, open_page, server_options
+from ..web.server import Server
+from ..web.startup import api_token, given_token, open_page, server_options
 from ..yamlfile import ConfigError, load_file, number
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "demo")

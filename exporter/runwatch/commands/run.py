@@ -24,7 +24,8 @@ from ..parse.redact import redactor_from
 from ..model.runs import RUN_ID_RE, Ingest, Registry, RunSpec
 from ..sources.command import Command, Relay, start_thread
 from ..settings import data_dir
-from ..web.server import Canceller, Server, api_token, given_token, open_page, server_options
+from ..web.server import Canceller, Server
+from ..web.startup import api_token, given_token, open_page, server_options
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

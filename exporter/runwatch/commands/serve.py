@@ -88,7 +88,7 @@ def cmd_serve(args, ap) -> int:
     except SourceError as e:
         log.error("%s", e)
         return 2
-    from ..web.server import api_token, given_token, server_options
+    from ..web.startup import api_token, given_token, server_options
     try:
         given, source = given_token(args)
     except ValueError as e:

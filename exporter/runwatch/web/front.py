@@ -166,16 +166,6 @@ def raw_response(code: int, reason: str, message: str, headers: dict | None = No
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket for host (IPv4, IPv6 or a name); '::' is dual-stack where possible."""
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    if not infos:
-        raise OSError(errno.EADDRNOTAVAIL, f"no address for {host}")
-    family, _, _, _, addr = infos[0]
-    dual = family == socket.AF_INET6 and addr[0] == "::" and socket.has_dualstack_ipv6()
-    return socket.create_server(addr, family=family, backlog=128, dualstack_ipv6=dual)
-
-
 class Front:
     """The selector loop. `dispatch(conn)` runs on a new thread for each
     complete request head; it returns True to keep the connection open for

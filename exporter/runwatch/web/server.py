@@ -51,12 +51,13 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import __version__
 from . import api
-from .front import DROPPED_REASONS, REFUSED_REASONS, Front, Limits, listen_socket
+from .front import DROPPED_REASONS, REFUSED_REASONS, Front, Limits
+from .startup import bind, hostport as _hostport
 from ..events import TERMINAL_STATES
 from ..export.collector import RunwatchCollector
 from ..export.exposition import render
 from ..model.runs import Registry
-from ..settings import TOKEN_FILE, is_loopback, write_private
+from ..settings import is_loopback
 
 log = logging.getLogger("runwatch.web")
 
@@ -92,7 +93,7 @@ class Server:
     def __init__(self, registry: Registry, listen: tuple[str, int], *,
                  events: bool = False, token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
                  rate: float = DEFAULT_RATE, burst: float | None = None, shipper=None, redactor=True,
-                 health=(), web=None, allowed_hosts=(), limits: Limits | None = None, warn=None):
+                 health=(), web=None, allowed_hosts=(), limits: Limits | None = None, warn=None, sock=None):
         """shipper: the Loki shipper, if any: its health goes on /metrics and log
         lines posted to the events API are shipped like every other line.
         health: collect() functions of other components whose self-metrics go on
@@ -102,7 +103,9 @@ class Server:
         web: a webconfig.WebConfig (TLS, basic auth, extra headers) or None.
         allowed_hosts: more names the Host header may carry ('*': any).
         limits: front.Limits (timeouts, connection and stream bounds).
-        warn: where the exposure warning goes (default: the log)."""
+        warn: where the exposure warning goes (default: the log).
+        sock: a socket listening already (startup.bind: `runwatch run` binds before it starts
+        the command); `listen` is then the address that was asked for (the Host check)."""
         self.registry = registry
         extra = ([shipper.collect] if shipper else []) + list(health) + [self.api_metrics]
         self.collector = RunwatchCollector(registry, extra=extra)
@@ -122,10 +125,8 @@ class Server:
         self.page_csp = page_csp(self.page)
         self.web = web
         self.limits = limits or Limits()
-        try:
-            sock = listen_socket(*listen)
-        except OSError as e:
-            raise SystemExit(f"runwatch: cannot listen on {_hostport(*listen)}: {e.strerror or e}") from None
+        if sock is None:
+            sock = bind(listen)
         self.server_address = sock.getsockname()[:2]
         self.allowed_hosts = _allowed_hosts(listen[0], self.server_address[0], allowed_hosts)
         self.handler = type("Handler", (_Handler,), {"server_ref": self})
@@ -204,10 +205,6 @@ class Server:
         for r in DROPPED_REASONS:
             f.add_metric([r], dropped[r])
         yield f
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _allowed_hosts(listen_host: str, bound: str, extra) -> frozenset[str] | None:
@@ -710,77 +707,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-
-
-def server_options(args) -> dict:
-    """Server(...) keyword arguments from the command line's --web.config.file,
-    --allowed-host and --http-* flags (cli.py `_common_http`). A bad web config
-    raises yamlfile.ConfigError naming the file, line and key."""
-    from .webconfig import load_web_config
-    path = getattr(args, "web_config_file", None)
-    lim = Limits()
-    for name in ("read_timeout", "idle_timeout", "write_timeout", "max_connections", "max_requests", "max_streams"):
-        value = getattr(args, "http_" + name, None)
-        if value is not None:
-            setattr(lim, name, value)
-    return {"web": load_web_config(path) if path else None,
-            "allowed_hosts": tuple(getattr(args, "allowed_host", None) or ()),
-            "limits": lim}
-
-
-def given_token(args) -> tuple[str | None, str | None]:
-    """(token, where it came from): settings.given_token on the command's flags."""
-    from ..settings import given_token as _given
-    return _given(getattr(args, "token", None), getattr(args, "token_file", None))
-
-
-def api_token(given: str | None, needed: bool, say, *, source: str | None = None,
-              data_dir: str | None = None, tty: bool = False) -> str | None:
-    """The token writes need: the one given (see given_token), or a new random one
-    when something needs it (events on, a cancellable run).
-
-    A new token is never written to a log: with tty (`runwatch run` whose stderr
-    is a terminal) it is shown once through `say`; otherwise it goes to a 0600
-    file in data_dir and `say` gets the file's path."""
-    if given:
-        say(f"API token: from {source or '--token / RUNWATCH_TOKEN'}")
-        if source == "--token":
-            say("warning: a token given with --token showed in ps and /proc/PID/cmdline to every user of this "
-                "machine until runwatch moved it into its environment; prefer RUNWATCH_TOKEN or --token-file "
-                "(docs/security.md)")
-        return given
-    if not needed:
-        return None
-    import secrets
-    token = secrets.token_urlsafe(24)
-    if tty:
-        say(f"API token (for events and cancel; shown once; set RUNWATCH_TOKEN or --token-file to choose one): "
-            f"{token}")
-        return token
-    from ..settings import data_dir as default_dir
-    path = os.path.join(data_dir or default_dir(), TOKEN_FILE)
-    try:
-        write_private(path, token + "\n")
-    except OSError as e:
-        raise SystemExit(f"runwatch: cannot write the API token file {path}: {e.strerror}; "
-                         f"set RUNWATCH_TOKEN or --token-file instead") from None
-    say(f"API token (for events and cancel) written to {path} (mode 0600); "
-        f"clients: RUNWATCH_TOKEN=$(cat {path})")
-    return token
-
-
-def open_page(url: str, say) -> None:
-    """--open: the status page in the user's browser, never a text browser in this terminal."""
-    import sys
-    import webbrowser
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        say(f"--open: no graphical session (DISPLAY unset); open {url} yourself")
-        return
-
-    def go():
-        try:
-            if not webbrowser.open(url, new=2):
-                say(f"--open: no browser found; open {url} yourself")
-        except Exception as e:   # noqa: BLE001 - a broken browser setup must not stop the run
-            say(f"--open: could not start a browser ({e}); open {url} yourself")
-    threading.Thread(target=go, name="runwatch-open", daemon=True).start()
