@@ -256,6 +256,14 @@ class Relay:
                 except OSError:
                     pass
 
+    def discard(self) -> None:
+        """Nobody will parse (pump() never ran): stop reading and close this end, so the relay's
+        writes fail and it ends; then reap it."""
+        self.stop()
+        os.close(self.fd)
+        self.wait()
+        self.close()
+
     def close(self) -> None:
         """Release what input_ended() watches (after pump() has returned)."""
         if self._ended_r >= 0:
