@@ -46,9 +46,6 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-
 from .. import __version__
 from . import api
 from .front import DROPPED_REASONS, REFUSED_REASONS, Front, Limits
@@ -110,8 +107,6 @@ class Server:
         extra = ([shipper.collect] if shipper else []) + list(health) + [self.api_metrics]
         self.collector = RunwatchCollector(registry, extra=extra)
         self.log_lines = api.LogLines(registry, on_block=shipper.ship if shipper else None, redactor=redactor)
-        self.prom = CollectorRegistry(auto_describe=False)
-        self.prom.register(self.collector)
         self.events_enabled = events
         self.token = token or None
         self.max_body = max_body
@@ -481,8 +476,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, b"ok\n", TEXT)
 
     def _metrics(self):
-        _, content_type = choose_encoder(self.headers.get("Accept"))    # negotiation as prometheus_client does it
-        body = render(self.server_ref.prom.collect(), content_type.startswith("application/openmetrics-text"))
+        # negotiation as prometheus_client does it (its import, ~20 ms, waits for the first scrape)
+        from prometheus_client.exposition import choose_encoder
+        _, content_type = choose_encoder(self.headers.get("Accept"))
+        body = render(self.server_ref.collector.collect(), content_type.startswith("application/openmetrics-text"))
         headers = {}
         if "gzip" in (self.headers.get("Accept-Encoding") or ""):
             body = gzip.compress(body, compresslevel=1)
