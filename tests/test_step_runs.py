@@ -135,3 +135,28 @@ def test_a_repeated_task_start_keeps_the_step_list_a_new_one_drops_it():
     batch.apply_all(events)
     assert batch.to_dict() == one.to_dict()
     assert len(batch.task_steps) == 5 and batch.current_task == "b"
+
+
+def test_the_kept_events_are_the_last_ones_whoever_reads_them_when():
+    """A batch that alone fills the ring is made into its entries only when read: reading after
+    every batch, now and then, or once at the end gives what recording one event at a time does."""
+    packs = [load_builtin("waa"), load_builtin("python")]
+    for seed in range(3):
+        data = dense_log(seed, 9000)
+        compact = []
+        for size in (300, 2_000, 40_000, 1_000, 90_000, 500):     # batches below and above MAX_EVENTS
+            compact += both(packs, data[:size * 3], size)[0]
+        rng = random.Random(seed)
+        one, lazy, every = Timeline(), Timeline(), Timeline()
+        for c in compact:
+            if not c:
+                continue
+            for e in expand(c):
+                one.record([e], 7.0)
+            lazy.record(c, 7.0)
+            every.record(c, 7.0)
+            assert every.events_view() == one.events_view()
+            if rng.random() < 0.3:
+                assert lazy.events_view() == one.events_view()
+        assert lazy.events_view() == one.events_view()
+        assert one.events_view()["events_dropped"] > 0

@@ -36,14 +36,15 @@ SAMPLE_KEYS = ("ts", "state", "progress", "eta_seconds", "cost_usd", "cost_rate_
 
 
 class Timeline:
-    __slots__ = ("serial", "samples", "interval", "events", "events_dropped", "_last_kept", "_refreshed", "_series",
-                 "_dirty", "tail")
+    __slots__ = ("serial", "samples", "interval", "_ring", "_pending", "events_dropped", "_last_kept", "_refreshed",
+                 "_series", "_dirty", "tail")
 
     def __init__(self, interval: float = SAMPLE_INTERVAL):
         self.serial = next(_SERIAL)       # tells a run from an earlier one of the same id (the stream)
         self.samples: list[tuple] = []
         self.interval = float(interval)
-        self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS)
+        self._ring: collections.deque = collections.deque(maxlen=MAX_EVENTS)
+        self._pending: list | None = None  # a batch that alone fills the ring, made into its entries when read
         self.events_dropped = 0           # events that fell out of the ring
         self._last_kept: float | None = None   # time of the newest sample that is not provisional
         self._refreshed: float | None = None
@@ -53,36 +54,45 @@ class Timeline:
 
     # ------------------------------------------------------------ in
 
+    @property
+    def events(self) -> collections.deque:
+        """The last MAX_EVENTS events as (ts, type, fields), oldest first."""
+        self._flush()
+        return self._ring
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            batch, self._pending = self._pending, None
+            self._append(_last(batch, self._ring.maxlen))
+
     def record(self, events, now: float) -> None:
-        keep = self.events.maxlen
-        runs = [e for e in events if type(e) is StepRun]
-        if runs:                                # the matcher's compact steps: only the last few made
-            total = len(events) + sum(len(r) - 1 for r in runs)
-            tail: list = []
-            for e in reversed(events):
-                if len(tail) >= keep:
-                    break
-                if type(e) is StepRun:
-                    tail += reversed(e.events(keep - len(tail)))
-                else:
-                    tail.append(e)
-            tail.reverse()
-            if total > keep:
-                self.events_dropped += total - keep + len(self.events)
-                self.events.clear()
-            events = tail
-        elif len(events) > keep:                # a big batch (scan): only its last events can stay
-            self.events_dropped += len(events) - keep + len(self.events)
-            self.events.clear()
-            events = events[-keep:]
+        keep = self._ring.maxlen
+        total = len(events)
         for e in events:
-            if len(self.events) == self.events.maxlen:
+            if type(e) is StepRun:               # the matcher's compact steps
+                total += len(e) - 1
+        if total >= keep:
+            # this batch alone fills the ring: what it held falls out, and this batch's last
+            # events are made only when someone reads them (a chatty job's every block would
+            # otherwise build MAX_EVENTS events that the next block pushes out unread)
+            held = keep if self._pending is not None else len(self._ring)
+            self.events_dropped += total - keep + held
+            self._ring.clear()
+            self._pending = list(events)
+            return
+        self._flush()                            # an earlier pending batch goes in first
+        self._append(_last(events, total) if total != len(events) else events)
+
+    def _append(self, events) -> None:
+        ring = self._ring
+        for e in events:
+            if len(ring) == ring.maxlen:
                 self.events_dropped += 1
             f = e.fields
             if any(not isinstance(v, (int, float)) and (not isinstance(v, str) or len(v) > MAX_FIELD_CHARS)
                    for v in f.values()):
                 f = _bounded(f)
-            self.events.append((e.ts, e.type, f))    # events are not changed once made: no copy
+            ring.append((e.ts, e.type, f))    # events are not changed once made: no copy
 
     def observe(self, st: RunState, now: float, force: bool = False) -> None:
         """The run changed at `now`: keep a sample if one is due, else refresh the newest."""
@@ -138,6 +148,20 @@ def _as_dict(row: tuple) -> dict:
     for k in ("metrics", "scores", "best_scores"):
         d[k] = dict(d[k])
     return d
+
+
+def _last(events, n: int) -> list:
+    """The last n events of a batch, each StepRun's made (only as many as are needed)."""
+    tail: list = []
+    for e in reversed(events):
+        if len(tail) >= n:
+            break
+        if type(e) is StepRun:
+            tail += reversed(e.events(n - len(tail)))
+        else:
+            tail.append(e)
+    tail.reverse()
+    return tail
 
 
 def _bounded(fields: dict) -> dict:
