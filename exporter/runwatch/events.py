@@ -333,6 +333,20 @@ def expand(events) -> list[Event]:
     return out
 
 
+def last_events(events, n: int) -> list[Event]:
+    """The last n of events, StepRuns made into Events (only as many of theirs as are needed)."""
+    tail: list[Event] = []
+    for e in reversed(events):
+        if len(tail) >= n:
+            break
+        if type(e) is StepRun:
+            tail += reversed(e.events(n - len(tail)))
+        else:
+            tail.append(e)
+    tail.reverse()
+    return tail
+
+
 def make(etype: str, fields: dict, ts: float) -> Event:
     """Validate and coerce: the strict constructor used for external input (the events API,
     the client). Every string comes out valid Unicode and bounded, every number finite and

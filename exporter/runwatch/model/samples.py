@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import itertools
 
-from ..events import StepRun
+from ..events import StepRun, last_events
 from .state import RunState
 
 SAMPLE_INTERVAL = 2.0      # seconds between samples at first
@@ -63,7 +63,7 @@ class Timeline:
     def _flush(self) -> None:
         if self._pending is not None:
             batch, self._pending = self._pending, None
-            self._append(_last(batch, self._ring.maxlen))
+            self._append(last_events(batch, self._ring.maxlen))
 
     def record(self, events, now: float) -> None:
         keep = self._ring.maxlen
@@ -81,7 +81,7 @@ class Timeline:
             self._pending = list(events)
             return
         self._flush()                            # an earlier pending batch goes in first
-        self._append(_last(events, total) if total != len(events) else events)
+        self._append(last_events(events, total) if total != len(events) else events)
 
     def _append(self, events) -> None:
         ring = self._ring
@@ -148,20 +148,6 @@ def _as_dict(row: tuple) -> dict:
     for k in ("metrics", "scores", "best_scores"):
         d[k] = dict(d[k])
     return d
-
-
-def _last(events, n: int) -> list:
-    """The last n events of a batch, each StepRun's made (only as many as are needed)."""
-    tail: list = []
-    for e in reversed(events):
-        if len(tail) >= n:
-            break
-        if type(e) is StepRun:
-            tail += reversed(e.events(n - len(tail)))
-        else:
-            tail.append(e)
-    tail.reverse()
-    return tail
 
 
 def _bounded(fields: dict) -> dict:

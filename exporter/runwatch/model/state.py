@@ -18,7 +18,8 @@ from __future__ import annotations
 import collections
 
 from .eta import Tracker
-from ..events import FAILED_RESULTS, MAX_WORD, PAYLOAD_FIELDS, RUN_STATES, TERMINAL_STATES, Event, StepRun
+from ..events import (FAILED_RESULTS, MAX_WORD, PAYLOAD_FIELDS, RUN_STATES, TERMINAL_STATES, Event, StepRun,
+                      last_events)
 
 MAX_TASK_STEPS = 200     # steps of the current task kept for the JSON API
 MAX_AGENTS = 1000        # agents (and data-flow edges) tracked per run: label cardinality bound
@@ -389,15 +390,7 @@ class RunState:
         need = min(MAX_TASK_STEPS, total, keep)
         if need <= 0:
             return
-        tail: list = []                      # the last `need` events, last first
-        for e in reversed(events):
-            if len(tail) >= need:
-                break
-            if type(e) is StepRun:
-                tail += reversed(e.events(need - len(tail)))
-            else:
-                tail.append(e)
-        tail.reverse()
+        tail = last_events(events, need)
         start = first + total - len(tail)
         task_steps = self.task_steps
         task_steps.extend({"index": e.fields.get("index", start + k),
