@@ -48,8 +48,9 @@ def _writer(tmp_path, data: bytes, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", WRITER, str(src)], stdout=subprocess.PIPE, **kw)
 
 
-def _relayed(tmp_path, data: bytes, sink: Sink, **relay_kw):
-    out_r, out_w = os.pipe()                  # the "terminal": read back by a thread
+def _terminal():
+    """The "terminal" a relay passes through to: (its write end, what arrived, the reading thread)."""
+    out_r, out_w = os.pipe()
     got: list[bytes] = []
 
     def drain():
@@ -57,6 +58,11 @@ def _relayed(tmp_path, data: bytes, sink: Sink, **relay_kw):
             got.append(chunk)
     t = threading.Thread(target=drain, daemon=True)
     t.start()
+    return out_w, got, t
+
+
+def _relayed(tmp_path, data: bytes, sink: Sink, **relay_kw):
+    out_w, got, t = _terminal()
     proc = _writer(tmp_path, data)
     relay = Relay(proc.stdout.fileno(), out_w, **relay_kw)
     os.close(out_w)
@@ -188,14 +194,7 @@ def test_a_pty_is_relayed_byte_for_byte_to_its_end():
     tty.setraw(slave)                       # no line discipline rewriting (\n to \r\n): raw bytes
     data = _payload(3000).replace(b"\x04", b"")
     sink = Sink()
-    out_r, out_w = os.pipe()
-    got: list[bytes] = []
-
-    def drain():
-        while chunk := os.read(out_r, 1 << 16):
-            got.append(chunk)
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
+    out_w, got, t = _terminal()
     relay = Relay(master, out_w)
     os.close(out_w)
     pump = threading.Thread(target=relay.pump, args=(sink,), daemon=True)
