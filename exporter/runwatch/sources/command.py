@@ -344,20 +344,8 @@ def _relay_loop(in_fd: int, out_fd: int | None, relay_fd: int, stop_fd: int, end
     poll.register(stop_fd, select.POLLIN)
     in_on = out_on = False
     while reading:
-        want = held_bytes < max_bytes
-        if want != in_on:
-            if want:
-                poll.register(in_fd, select.POLLIN)
-            else:
-                poll.unregister(in_fd)
-            in_on = want
-        want = bool(held)
-        if want != out_on:
-            if want:
-                poll.register(relay_fd, select.POLLOUT)
-            else:
-                poll.unregister(relay_fd)
-            out_on = want
+        in_on = _watch(poll, in_fd, select.POLLIN, in_on, held_bytes < max_bytes)      # room to hold more
+        out_on = _watch(poll, relay_fd, select.POLLOUT, out_on, bool(held))            # something to relay
         for fd, _ in poll.poll():
             if fd == stop_fd:
                 reading = False
@@ -399,6 +387,16 @@ def _relay_loop(in_fd: int, out_fd: int | None, relay_fd: int, stop_fd: int, end
     for i, chunk in enumerate(held):
         if not _write_all(relay_fd, memoryview(chunk)[off:] if i == 0 and off else chunk):
             return
+
+
+def _watch(poll, fd: int, events: int, on: bool, want: bool) -> bool:
+    """Register fd with poll for events, or unregister it, when `want` changed from `on`; the new state."""
+    if want != on:
+        if want:
+            poll.register(fd, events)
+        else:
+            poll.unregister(fd)
+    return want
 
 
 def start_thread(target, *args, name: str) -> threading.Thread:
